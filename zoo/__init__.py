@@ -1,0 +1,11 @@
+"""cnn-zoo-bench's model zoo: LeNet-5, AlexNet, VGG-16/19 and ResNet-34, with small-input variants.
+
+Everything enumerates models through the registry: ``list_models``, ``get_model``, ``get_card``.
+"""
+
+from __future__ import annotations
+
+from zoo import alexnet, lenet, resnet, vgg  # noqa: F401  (importing registers the models)
+from zoo.registry import ModelCard, PaperFacts, get_card, get_model, list_models, register_model
+
+__all__ = ["ModelCard", "PaperFacts", "get_card", "get_model", "list_models", "register_model"]

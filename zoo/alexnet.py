@@ -1,0 +1,239 @@
+"""AlexNet and its variants.
+
+* ``alexnet``: A. Krizhevsky, I. Sutskever, G. E. Hinton, "ImageNet classification with deep
+  convolutional neural networks", NIPS 2012: 96/256/384/384/256 channels, conv2/4/5 split in two
+  groups (the paper's two GPUs), local response normalisation after conv1 and conv2.
+* ``alexnet_owt``: A. Krizhevsky, "One weird trick for parallelizing convolutional neural
+  networks", arXiv:1404.5997, 2014, as torchvision builds it (64/192/384/256/256, no LRN, no
+  groups); state-dict compatible with ``torchvision.models.alexnet``.
+* ``alexnet_cifar``, ``alexnet_mnist``: the 2012 network adapted to small inputs.
+
+Variants are rows of ``CONFIGS``; one class, :class:`AlexNet`, reads them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from zoo.registry import PaperFacts, register_model
+
+__all__ = ["ConvSpec", "AlexNetConfig", "CONFIGS", "AlexNet", "paper_lrn"]
+
+KRIZHEVSKY_2012 = (
+    "Krizhevsky, Sutskever, Hinton. ImageNet classification with deep convolutional neural "
+    "networks. NIPS 2012"
+)
+KRIZHEVSKY_2014 = (
+    "Krizhevsky. One weird trick for parallelizing convolutional neural networks. "
+    "arXiv:1404.5997, 2014 (torchvision's alexnet)"
+)
+
+
+@dataclass(frozen=True)
+class ConvSpec:
+    """One convolution of the feature extractor, with what follows it."""
+
+    out_channels: int
+    kernel_size: int
+    stride: int = 1
+    padding: int = 0
+    groups: int = 1
+    lrn: bool = False  # local response normalisation after the ReLU
+    pool: bool = False  # 3x3 stride-2 overlapping max-pool after that
+
+
+@dataclass(frozen=True)
+class AlexNetConfig:
+    convs: tuple[ConvSpec, ...]
+    in_channels: int
+    input_size: int  # square input, pixels
+    pooled_size: int  # side of the last feature map, which the classifier flattens
+    hidden: int = 4096  # width of the two hidden fully connected layers
+    adaptive_pool: bool = False  # torchvision's AdaptiveAvgPool2d((6, 6)) before the classifier
+
+
+def paper_lrn() -> nn.LocalResponseNorm:
+    """The paper's LRN (Sec. 3.3): k=2, n=5, alpha=1e-4, beta=0.75.
+
+    The paper divides by (k + alpha * sum a^2)^beta; PyTorch divides alpha by n, so it gets
+    alpha = n * 1e-4 = 5e-4.
+    """
+    return nn.LocalResponseNorm(size=5, alpha=5e-4, beta=0.75, k=2.0)
+
+
+_PAPER_CONVS = (
+    ConvSpec(96, 11, stride=4, lrn=True, pool=True),  # (B, 96, 55, 55) -> 27x27
+    ConvSpec(256, 5, padding=2, groups=2, lrn=True, pool=True),  # (B, 256, 27, 27) -> 13x13
+    ConvSpec(384, 3, padding=1),  # (B, 384, 13, 13)
+    ConvSpec(384, 3, padding=1, groups=2),  # (B, 384, 13, 13)
+    ConvSpec(256, 3, padding=1, groups=2, pool=True),  # (B, 256, 13, 13) -> 6x6
+)
+
+
+def _small_input(convs: tuple[ConvSpec, ...]) -> tuple[ConvSpec, ...]:
+    """The paper's convs with conv1 made 5x5 stride 1 'same': an 11x11/4 conv would shrink a
+    28-32 pixel image to 5-6 pixels before any other layer could see it."""
+    return (ConvSpec(96, 5, padding=2, lrn=True, pool=True),) + convs[1:]
+
+
+CONFIGS: dict[str, AlexNetConfig] = {
+    "alexnet": AlexNetConfig(_PAPER_CONVS, in_channels=3, input_size=227, pooled_size=6),
+    "alexnet_owt": AlexNetConfig(
+        (
+            ConvSpec(64, 11, stride=4, padding=2, pool=True),  # (B, 64, 55, 55) -> 27x27
+            ConvSpec(192, 5, padding=2, pool=True),  # (B, 192, 27, 27) -> 13x13
+            ConvSpec(384, 3, padding=1),
+            ConvSpec(256, 3, padding=1),
+            ConvSpec(256, 3, padding=1, pool=True),  # (B, 256, 13, 13) -> 6x6
+        ),
+        in_channels=3,
+        input_size=224,
+        pooled_size=6,
+        adaptive_pool=True,
+    ),
+    # 32 -> conv1 32 -> pool 15 -> conv2 15 -> pool 7 -> conv3-5 7 -> pool 3: 256x3x3 = 2304.
+    "alexnet_cifar": AlexNetConfig(
+        _small_input(_PAPER_CONVS), in_channels=3, input_size=32, pooled_size=3
+    ),
+    # 28 -> conv1 28 -> pool 13 -> conv2 13 -> pool 6 -> conv3-5 6 -> pool 2: 256x2x2 = 1024.
+    "alexnet_mnist": AlexNetConfig(
+        _small_input(_PAPER_CONVS), in_channels=1, input_size=28, pooled_size=2
+    ),
+}
+
+
+class AlexNet(nn.Module):
+    """Five convolutions (``features``) and three fully connected layers (``classifier``),
+    with torchvision's submodule names so its state dict loads into ``alexnet_owt``."""
+
+    def __init__(self, config: AlexNetConfig, num_classes: int = 1000, dropout: float = 0.5):
+        super().__init__()
+        layers: list[nn.Module] = []
+        in_channels = config.in_channels
+        for spec in config.convs:
+            layers += [
+                nn.Conv2d(
+                    in_channels,
+                    spec.out_channels,
+                    spec.kernel_size,
+                    stride=spec.stride,
+                    padding=spec.padding,
+                    groups=spec.groups,
+                ),
+                nn.ReLU(inplace=True),
+            ]
+            if spec.lrn:
+                layers.append(paper_lrn())
+            if spec.pool:
+                layers.append(nn.MaxPool2d(kernel_size=3, stride=2))
+            in_channels = spec.out_channels
+        self.features = nn.Sequential(*layers)
+        side = config.pooled_size
+        self.avgpool = nn.AdaptiveAvgPool2d((side, side)) if config.adaptive_pool else nn.Identity()
+        flat = in_channels * side * side  # 9216 for the ImageNet models
+        self.classifier = nn.Sequential(
+            nn.Dropout(p=dropout),
+            nn.Linear(flat, config.hidden),
+            nn.ReLU(inplace=True),
+            nn.Dropout(p=dropout),
+            nn.Linear(config.hidden, config.hidden),
+            nn.ReLU(inplace=True),
+            nn.Linear(config.hidden, num_classes),
+        )
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        # The paper's init: N(0, 0.01) weights; biases 1 in conv2, conv4, conv5 and the hidden
+        # fc layers (to give ReLUs positive inputs early), 0 elsewhere.
+        convs = [m for m in self.features if isinstance(m, nn.Conv2d)]
+        linears = [m for m in self.classifier if isinstance(m, nn.Linear)]
+        for module in convs + linears:
+            nn.init.normal_(module.weight, 0.0, 0.01)
+            one = module in (convs[1], convs[3], convs[4], linears[0], linears[1])
+            nn.init.constant_(module.bias, 1.0 if one else 0.0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.avgpool(self.features(x))
+        return self.classifier(torch.flatten(x, 1))
+
+
+def _shape(name: str) -> tuple[int, int, int]:
+    cfg = CONFIGS[name]
+    return (cfg.in_channels, cfg.input_size, cfg.input_size)
+
+
+@register_model(
+    "alexnet",
+    family="alexnet",
+    input_shape=_shape("alexnet"),
+    num_classes=1000,
+    summary="AlexNet 2012: 96/256/384/384/256, groups=2 on conv2/4/5, LRN after conv1 and conv2",
+    paper=PaperFacts(
+        citation=KRIZHEVSKY_2012,
+        params=60_965_224,
+        macs=0.724e9,
+        top1_error=0.375,
+        top5_error=0.170,
+        reported_on="ILSVRC-2010 test set",
+        notes="the paper says 60 million parameters; 62,378,344 without the two-GPU groups",
+    ),
+    fixed={"in_channels": 3},
+)
+def alexnet(*, num_classes: int = 1000) -> AlexNet:
+    """AlexNet as in Krizhevsky et al. 2012, on 3x227x227 (which gives the paper's 55x55 maps)."""
+    return AlexNet(CONFIGS["alexnet"], num_classes=num_classes)
+
+
+@register_model(
+    "alexnet_owt",
+    family="alexnet",
+    input_shape=_shape("alexnet_owt"),
+    num_classes=1000,
+    summary="torchvision's 'one weird trick' AlexNet: 64/192/384/256/256, no LRN, no groups",
+    paper=PaperFacts(
+        citation=KRIZHEVSKY_2014, params=61_100_840, macs=0.714e9, reported_on="ImageNet"
+    ),
+    fixed={"in_channels": 3},
+)
+def alexnet_owt(*, num_classes: int = 1000) -> AlexNet:
+    """torchvision's AlexNet (the 2014 single-tower variant); its state dict loads into this."""
+    return AlexNet(CONFIGS["alexnet_owt"], num_classes=num_classes)
+
+
+@register_model(
+    "alexnet_cifar",
+    family="alexnet",
+    input_shape=_shape("alexnet_cifar"),
+    num_classes=10,
+    summary="AlexNet 2012 on 3x32x32: conv1 5x5 stride 1, otherwise the paper's layers",
+    fixed={"in_channels": 3},
+)
+def alexnet_cifar(*, num_classes: int = 10) -> AlexNet:
+    """AlexNet 2012 adapted to 3x32x32.
+
+    conv1 becomes 5x5 stride 1 padding 2 (an 11x11/4 conv would leave 6x6 maps after one layer);
+    every other layer is the paper's, with its groups, LRN and three overlapping 3x3/2 pools
+    (32 -> 15 -> 7 -> 3), so the classifier reads 256x3x3 = 2304 features into the paper's two
+    4096-wide hidden layers.
+    """
+    return AlexNet(CONFIGS["alexnet_cifar"], num_classes=num_classes)
+
+
+@register_model(
+    "alexnet_mnist",
+    family="alexnet",
+    input_shape=_shape("alexnet_mnist"),
+    num_classes=10,
+    summary="AlexNet 2012 on 1x28x28: conv1 5x5 stride 1, otherwise the paper's layers",
+    fixed={"in_channels": 1},
+)
+def alexnet_mnist(*, num_classes: int = 10) -> AlexNet:
+    """AlexNet 2012 adapted to 1x28x28.
+
+    As ``alexnet_cifar`` with one input channel; the three 3x3/2 pools take 28 -> 13 -> 6 -> 2,
+    so the classifier reads 256x2x2 = 1024 features.
+    """
+    return AlexNet(CONFIGS["alexnet_mnist"], num_classes=num_classes)
