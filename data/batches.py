@@ -1,0 +1,142 @@
+"""The fast path: a whole split kept as one uint8 tensor, batches made by indexing.
+
+This is the lab's own batch loop (section 4: ``train_data[it*bs:(it+1)*bs]``, a new permutation
+each epoch) on tensors: no per-sample ``__getitem__``, no collate, and the float conversion,
+padding and normalisation done once per batch. Each call to :meth:`TensorSplit.batches` is one
+epoch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Protocol, runtime_checkable
+
+import torch
+
+from .normalise import Normalisation, prepare_batch
+
+__all__ = ["Split", "TensorSplit", "epoch_order"]
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+@runtime_checkable
+class Split(Protocol):
+    """What the training loop sees of a split, whichever way it is stored."""
+
+    input_shape: tuple[int, int, int]
+    class_names: tuple[str, ...]
+
+    def __len__(self) -> int: ...
+
+    @property
+    def num_classes(self) -> int: ...
+
+    def batches(
+        self,
+        batch_size: int,
+        *,
+        shuffle: bool = False,
+        seed_or_generator: int | torch.Generator | None = None,
+        drop_last: bool = False,
+        device: torch.device | str | None = None,
+    ) -> Iterator[Batch]: ...
+
+
+def epoch_order(n: int, shuffle: bool, seed_or_generator: int | torch.Generator | None) -> torch.Tensor:
+    """The sample order of one epoch: ``arange(n)``, or a permutation.
+
+    An ``int`` seed gives that seed's permutation (pass ``seed + epoch`` for a new order each
+    epoch); a ``torch.Generator`` advances, so one generator gives a new order every epoch;
+    ``None`` uses torch's global RNG.
+    """
+    if not shuffle:
+        return torch.arange(n)
+    if isinstance(seed_or_generator, int):
+        generator = torch.Generator().manual_seed(seed_or_generator)
+    else:
+        generator = seed_or_generator
+    return torch.randperm(n, generator=generator)
+
+
+def _check_batch_size(batch_size: int) -> None:
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+
+
+class TensorSplit:
+    """A split held as uint8 ``images [N, C, h, w]`` and int64 ``labels [N]``.
+
+    Batches come out as float32 ``[B, *input_shape]``, normalised, and int64 ``[B]``, on
+    ``device`` (the stored tensors are copied there once and kept).
+    """
+
+    def __init__(
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        *,
+        class_names: Sequence[str],
+        input_shape: tuple[int, int, int],
+        normalisation: Normalisation,
+    ) -> None:
+        if images.dtype != torch.uint8 or images.ndim != 4:
+            raise ValueError(f"images must be uint8 [N, C, H, W], got {images.dtype} {tuple(images.shape)}")
+        if labels.shape != (images.shape[0],):
+            raise ValueError(f"labels must be [N] with N = {images.shape[0]}, got {tuple(labels.shape)}")
+        self.images = images
+        self.labels = labels.to(torch.int64)
+        self.class_names = tuple(class_names)
+        self.input_shape = tuple(input_shape)  # type: ignore[assignment]
+        self.normalisation = normalisation
+        self._on_device: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes (the length of ``class_names``)."""
+        return len(self.class_names)
+
+    def __repr__(self) -> str:
+        return (
+            f"TensorSplit(n={len(self)}, stored={tuple(self.images.shape[1:])}, input_shape={self.input_shape}, "
+            f"classes={self.num_classes}, normalisation={self.normalisation.name})"
+        )
+
+    def _tensors(self, device: torch.device | str | None) -> tuple[torch.Tensor, torch.Tensor]:
+        dev = torch.device(device) if device is not None else self.images.device
+        if dev == self.images.device:
+            return self.images, self.labels
+        if dev not in self._on_device:
+            # uint8 on the device: MNIST train is 47 MB; converted to float one batch at a time.
+            self._on_device[dev] = (self.images.to(dev), self.labels.to(dev))
+        return self._on_device[dev]
+
+    def batches(
+        self,
+        batch_size: int,
+        *,
+        shuffle: bool = False,
+        seed_or_generator: int | torch.Generator | None = None,
+        drop_last: bool = False,
+        device: torch.device | str | None = None,
+    ) -> Iterator[Batch]:
+        """Yield one epoch of ``(x float32 [B, C, H, W], y int64 [B])``."""
+        _check_batch_size(batch_size)
+        images, labels = self._tensors(device)
+        n = len(self)
+        order = epoch_order(n, shuffle, seed_or_generator)
+        stop = n - n % batch_size if drop_last else n
+        if not shuffle:
+            for start in range(0, stop, batch_size):
+                end = min(start + batch_size, stop)
+                yield prepare_batch(images[start:end], self.input_shape, self.normalisation), labels[start:end]
+            return
+        order = order.to(images.device)
+        for start in range(0, stop, batch_size):
+            idx = order[start : start + batch_size]
+            # index_select, not images[idx]: the same gather, several times faster on CPU.
+            x = images.index_select(0, idx)
+            yield prepare_batch(x, self.input_shape, self.normalisation), labels.index_select(0, idx)

@@ -1,0 +1,451 @@
+"""Any ImageFolder tree, checked, converted to a model's input, cached when small.
+
+Layout, as ``torchvision.datasets.ImageFolder`` reads it: ``root/<class>/<image>`` (images may
+sit in sub-folders of a class folder; class order is sorted folder names). Either ``root`` holds
+a ``train/`` and a ``val/`` (or ``test/``) tree with the same classes, or ``root`` is one tree,
+split per class by a seeded ``val_fraction``.
+
+Decoding: PIL opens each file, converts it to the model's channels (``"L"`` or ``"RGB"``) and
+fits it to the model's height and width (pad when at most ``PAD_AT_MOST`` pixels smaller, else
+resize, as :mod:`data.normalise` does for MNIST). Trees whose decoded size (images × C × H × W
+bytes) is at most ``cache_limit_bytes`` are decoded once, kept as one uint8 tensor (the fast
+path) and saved under ``<data root>/cache/imagefolder/`` so later runs skip decoding; larger trees
+stream through a ``DataLoader`` with worker processes.
+
+Bad files: hidden files (``.DS_Store``) are ignored. A file without an image extension, or one
+PIL cannot decode, is an error naming the file with ``bad_files="error"`` (the default), or is
+skipped with a logged warning naming it with ``bad_files="skip"``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch.utils.data import DataLoader, Dataset
+from torchvision.datasets.folder import IMG_EXTENSIONS
+
+from .batches import Batch, TensorSplit, _check_batch_size, epoch_order
+from .errors import ImageFolderError, MissingDataError
+from .normalise import PAD_AT_MOST, Normalisation, prepare_batch
+
+__all__ = [
+    "BadFiles",
+    "DEFAULT_CACHE_LIMIT_BYTES",
+    "Tree",
+    "scan_tree",
+    "decode_image",
+    "StreamingSplit",
+    "load_imagefolder",
+]
+
+log = logging.getLogger(__name__)
+
+BadFiles = Literal["error", "skip"]
+DEFAULT_CACHE_LIMIT_BYTES = 512 * 2**20  # decoded uint8 bytes: 60,000 × 3×32×32 is 177 MiB
+STATS_SAMPLE = 2000  # images a streamed tree's mean/std are estimated from (seeded sample)
+_PAIR_NAMES = (("train", "val"), ("train", "test"))
+
+
+@dataclass(frozen=True)
+class Tree:
+    """A scanned ``root/<class>/<image>`` tree: sorted class names and (path, class index)."""
+
+    root: Path
+    classes: tuple[str, ...]
+    samples: tuple[tuple[Path, int], ...]
+
+
+def scan_tree(root: str | os.PathLike[str], *, bad_files: BadFiles = "error") -> Tree:
+    """Scan ``root/<class>/<image>``; refuse a missing root, no classes, an empty class, a non-image."""
+    root = Path(root)
+    if not root.is_dir():
+        raise MissingDataError(
+            f"ImageFolder root {root} does not exist or is not a directory; pass the folder holding one folder per class"
+        )
+    classes = sorted(e.name for e in os.scandir(root) if e.is_dir() and not e.name.startswith("."))
+    if not classes:
+        raise ImageFolderError(f"ImageFolder root {root} has no class folders; expected {root}/<class>/<image>.png")
+    samples: list[tuple[Path, int]] = []
+    for index, name in enumerate(classes):
+        found = 0
+        for dirpath, dirnames, filenames in os.walk(root / name, followlinks=True):
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            for filename in sorted(filenames):
+                if filename.startswith("."):
+                    continue
+                path = Path(dirpath) / filename
+                if not filename.lower().endswith(IMG_EXTENSIONS):
+                    _bad_file(path, "has no image extension", bad_files)
+                    continue
+                samples.append((path, index))
+                found += 1
+        if found == 0:
+            raise ImageFolderError(f"class folder {root / name} holds no images; add images to it or remove the folder")
+    return Tree(root, tuple(classes), tuple(samples))
+
+
+def _bad_file(path: Path, why: str, bad_files: BadFiles) -> None:
+    if bad_files == "skip":
+        log.warning("skipping %s: %s", path, why)
+        return
+    raise ImageFolderError(f"{path} {why}; remove it, or pass bad_files='skip' to skip such files")
+
+
+def decode_image(path: str | os.PathLike[str], input_shape: tuple[int, int, int]) -> torch.Tensor:
+    """Decode one image to uint8 ``[C, H, W]`` with the model's channels and size."""
+    channels, height, width = input_shape
+    mode = {1: "L", 3: "RGB"}.get(channels)
+    if mode is None:
+        raise ValueError(f"ImageFolder images convert to 1 or 3 channels, the model asks for {channels}")
+    try:
+        with Image.open(path) as img:
+            img = img.convert(mode)
+            w, h = img.size
+            if 0 <= height - h <= PAD_AT_MOST and 0 <= width - w <= PAD_AT_MOST:
+                canvas = Image.new(mode, (width, height))  # black background, centred as for MNIST
+                canvas.paste(img, ((width - w) // 2, (height - h) // 2))
+                img = canvas
+            elif (w, h) != (width, height):
+                img = img.resize((width, height), Image.Resampling.BILINEAR)
+            array = np.asarray(img, dtype=np.uint8)
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise ImageFolderError(
+            f"{path} is not a readable image ({type(exc).__name__}); remove it, or pass bad_files='skip'"
+        ) from exc
+    if array.ndim == 2:
+        array = array[None]  # (H, W) -> (1, H, W)
+    else:
+        array = array.transpose(2, 0, 1)  # (H, W, C) -> (C, H, W)
+    return torch.from_numpy(np.ascontiguousarray(array))
+
+
+class _Files(Dataset):  # type: ignore[type-arg]
+    """Per-file decoding for DataLoader workers; a skipped bad file yields ``None``."""
+
+    def __init__(
+        self, samples: Sequence[tuple[Path, int]], input_shape: tuple[int, int, int], bad_files: BadFiles
+    ) -> None:
+        self.samples = samples
+        self.input_shape = input_shape
+        self.bad_files = bad_files
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int, int] | None:
+        path, label = self.samples[i]
+        try:
+            return decode_image(path, self.input_shape), label, i
+        except ImageFolderError:
+            if self.bad_files == "skip":
+                log.warning("skipping %s: not a readable image", path)
+                return None
+            raise
+
+
+def _collate(items: list[tuple[torch.Tensor, int, int] | None]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    kept = [it for it in items if it is not None]
+    if not kept:
+        return torch.empty(0, dtype=torch.uint8), torch.empty(0, dtype=torch.int64), torch.empty(0, dtype=torch.int64)
+    return (
+        torch.stack([it[0] for it in kept]),
+        torch.tensor([it[1] for it in kept], dtype=torch.int64),
+        torch.tensor([it[2] for it in kept], dtype=torch.int64),
+    )
+
+
+def _loader(
+    files: _Files, order: Sequence[int], batch_size: int, num_workers: int, drop_last: bool = False, pin: bool = False
+) -> DataLoader:  # type: ignore[type-arg]
+    return DataLoader(
+        files,
+        batch_size=batch_size,
+        sampler=order,
+        num_workers=num_workers,
+        collate_fn=_collate,
+        drop_last=drop_last,
+        pin_memory=pin,
+    )
+
+
+@contextlib.contextmanager
+def _worker_errors() -> Iterator[None]:
+    """Re-raise a worker's ImageFolderError with its own one-line message, not the traceback."""
+    try:
+        yield
+    except ImageFolderError as exc:
+        message = str(exc)
+        if "ImageFolderError: " in message:
+            raise ImageFolderError(message.rsplit("ImageFolderError: ", 1)[-1]) from None
+        raise
+
+
+def _default_workers() -> int:
+    return max(1, min(4, (os.cpu_count() or 1) - 1))
+
+
+class StreamingSplit:
+    """A large split decoded per epoch by ``num_workers`` worker processes (``0``: in-process)."""
+
+    def __init__(
+        self,
+        samples: Sequence[tuple[Path, int]],
+        *,
+        class_names: Sequence[str],
+        input_shape: tuple[int, int, int],
+        normalisation: Normalisation,
+        num_workers: int | None = None,
+        bad_files: BadFiles = "error",
+    ) -> None:
+        self.samples = tuple(samples)
+        self.class_names = tuple(class_names)
+        self.input_shape = tuple(input_shape)  # type: ignore[assignment]
+        self.normalisation = normalisation
+        self.num_workers = _default_workers() if num_workers is None else num_workers
+        self.bad_files = bad_files
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes (the length of ``class_names``)."""
+        return len(self.class_names)
+
+    def __repr__(self) -> str:
+        return f"StreamingSplit(n={len(self)}, input_shape={self.input_shape}, classes={self.num_classes}, workers={self.num_workers})"
+
+    def batches(
+        self,
+        batch_size: int,
+        *,
+        shuffle: bool = False,
+        seed_or_generator: int | torch.Generator | None = None,
+        drop_last: bool = False,
+        device: torch.device | str | None = None,
+    ) -> Iterator[Batch]:
+        """Yield one epoch of ``(x float32 [B, C, H, W], y int64 [B])``, decoding as it goes."""
+        _check_batch_size(batch_size)
+        dev = torch.device(device) if device is not None else torch.device("cpu")
+        order = epoch_order(len(self), shuffle, seed_or_generator).tolist()
+        files = _Files(self.samples, self.input_shape, self.bad_files)
+        loader = _loader(files, order, batch_size, self.num_workers, drop_last, pin=dev.type == "cuda")
+        with _worker_errors():
+            for x, y, _ in loader:
+                if len(y):
+                    x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
+                    yield prepare_batch(x, self.input_shape, self.normalisation), y
+
+
+# ---- layout: train/ + val/, or one tree split by a seeded fraction ---------------------------
+
+
+def _find_pair(root: Path) -> tuple[Path, Path] | None:
+    for train, val in _PAIR_NAMES:
+        if (root / train).is_dir() and (root / val).is_dir():
+            return root / train, root / val
+    return None
+
+
+def _split_tree(tree: Tree, val_fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """Per class, a seeded permutation; the first round(fraction × n) go to val (at least 1)."""
+    if not 0.0 < val_fraction < 1.0:
+        raise ValueError(
+            f"val_fraction must be in (0, 1), got {val_fraction}; or give {tree.root} train/ and val/ folders"
+        )
+    labels = np.array([label for _, label in tree.samples])
+    rng = np.random.default_rng(seed)
+    train: list[int] = []
+    val: list[int] = []
+    for c, name in enumerate(tree.classes):
+        members = np.flatnonzero(labels == c)
+        if len(members) < 2:
+            raise ImageFolderError(
+                f"class folder {tree.root / name} holds {len(members)} image; a train/val split needs at least 2 per class"
+            )
+        members = members[rng.permutation(len(members))]
+        k = min(len(members) - 1, max(1, round(val_fraction * len(members))))
+        val.extend(members[:k].tolist())
+        train.extend(members[k:].tolist())
+    return sorted(train), sorted(val)
+
+
+def _tree_key(trees: Sequence[Tree], input_shape: tuple[int, int, int]) -> str:
+    h = hashlib.sha256(json.dumps(list(input_shape)).encode())
+    for tree in trees:
+        h.update(str(tree.root.resolve()).encode())
+        for path, label in tree.samples:
+            st = path.stat()
+            h.update(f"{path.relative_to(tree.root)}\0{label}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:20]
+
+
+def _decode_all(
+    samples: Sequence[tuple[Path, int]], input_shape: tuple[int, int, int], bad_files: BadFiles, num_workers: int | None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Decode every file once: uint8 ``[N, C, H, W]``, labels, and the kept sample indices."""
+    workers = 0 if len(samples) < 2000 else (_default_workers() if num_workers is None else num_workers)
+    with _worker_errors():
+        parts = list(_loader(_Files(samples, input_shape, bad_files), range(len(samples)), 256, workers))
+    kept = [p for p in parts if len(p[1])]
+    if not kept:
+        return (
+            torch.empty(0, *input_shape, dtype=torch.uint8),
+            torch.empty(0, dtype=torch.int64),
+            torch.empty(0, dtype=torch.int64),
+        )
+    return torch.cat([p[0] for p in kept]), torch.cat([p[1] for p in kept]), torch.cat([p[2] for p in kept])
+
+
+def _cached_decode(
+    tree: Tree, input_shape: tuple[int, int, int], bad_files: BadFiles, cache_dir: Path | None, num_workers: int | None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    path = cache_dir / f"{_tree_key([tree], input_shape)}-{bad_files}.pt" if cache_dir is not None else None
+    if path is not None and path.is_file():
+        # weights_only: a cache file is loaded as plain tensors, never as arbitrary pickled code.
+        blob = torch.load(path, weights_only=True)
+        log.info("ImageFolder %s: decoded tensor loaded from cache %s", tree.root, path)
+        return blob["images"], blob["labels"], blob["index"]
+    log.info(
+        "ImageFolder %s: decoding %d images once to %s", tree.root, len(tree.samples), "x".join(map(str, input_shape))
+    )
+    images, labels, index = _decode_all(tree.samples, input_shape, bad_files, num_workers)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(f".partial-{os.getpid()}")
+        torch.save({"images": images, "labels": labels, "index": index}, partial)
+        os.replace(partial, path)
+    return images, labels, index
+
+
+def _stats_from_tensor(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and std of uint8 ``[N, C, H, W]`` pixels / 255 (float64 sums, in chunks)."""
+    c = images.shape[1]
+    total = torch.zeros(c, dtype=torch.float64)
+    total_sq = torch.zeros(c, dtype=torch.float64)
+    for start in range(0, images.shape[0], 4096):
+        x = images[start : start + 4096].to(torch.float64).div_(255.0)
+        total += x.sum(dim=(0, 2, 3))
+        total_sq += x.square().sum(dim=(0, 2, 3))
+    count = images.shape[0] * images.shape[2] * images.shape[3]
+    mean = total / count
+    std = (total_sq / count - mean.square()).clamp_min(1e-12).sqrt()
+    return tuple(mean.tolist()), tuple(std.tolist())
+
+
+def _stats_streamed(
+    samples: Sequence[tuple[Path, int]],
+    input_shape: tuple[int, int, int],
+    bad_files: BadFiles,
+    seed: int,
+    cache_dir: Path | None,
+    key: str,
+    num_workers: int | None,
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    path = cache_dir / f"{key}-stats.json" if cache_dir is not None else None
+    if path is not None and path.is_file():
+        saved = json.loads(path.read_text())
+        return tuple(saved["mean"]), tuple(saved["std"])
+    rng = np.random.default_rng(seed)
+    pick = sorted(rng.choice(len(samples), size=min(STATS_SAMPLE, len(samples)), replace=False).tolist())
+    images, _, _ = _decode_all([samples[i] for i in pick], input_shape, bad_files, num_workers)
+    mean, std = _stats_from_tensor(images)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"mean": mean, "std": std, "images": len(pick)}))
+    return mean, std
+
+
+def load_imagefolder(
+    root: str | os.PathLike[str],
+    *,
+    input_shape: tuple[int, int, int],
+    normalisation: str = "meanstd",
+    val_fraction: float = 0.2,
+    seed: int = 0,
+    cache_dir: str | os.PathLike[str] | None = None,
+    cache_limit_bytes: int = DEFAULT_CACHE_LIMIT_BYTES,
+    num_workers: int | None = None,
+    bad_files: BadFiles = "error",
+) -> tuple[TensorSplit | StreamingSplit, TensorSplit | StreamingSplit]:
+    """Load an ImageFolder as ``(train, val)`` splits shaped to ``input_shape``.
+
+    ``meanstd`` statistics come from the train split (all of it when cached, a seeded sample of
+    ``STATS_SAMPLE`` images when streamed) and are logged. ``cache_dir=None`` keeps the decoded
+    tensor in memory only.
+    """
+    root = Path(root)
+    if bad_files not in ("error", "skip"):
+        raise ValueError(f"bad_files must be 'error' or 'skip', got {bad_files!r}")
+    cache = Path(cache_dir) / "imagefolder" if cache_dir is not None else None
+    pair = _find_pair(root) if root.is_dir() else None
+    if pair is not None:
+        train_tree, val_tree = (scan_tree(p, bad_files=bad_files) for p in pair)
+        if train_tree.classes != val_tree.classes:
+            only_train = sorted(set(train_tree.classes) - set(val_tree.classes))
+            only_val = sorted(set(val_tree.classes) - set(train_tree.classes))
+            raise ImageFolderError(
+                f"class folders differ between {pair[0]} and {pair[1]}: only in {pair[0].name}/: {only_train or 'none'}, "
+                f"only in {pair[1].name}/: {only_val or 'none'}; make both hold the same class folders"
+            )
+        trees = [train_tree, val_tree]
+    else:
+        tree = scan_tree(root, bad_files=bad_files)
+        train_idx, val_idx = _split_tree(tree, val_fraction, seed)
+        trees = [tree]
+    classes = trees[0].classes
+    n_total = sum(len(t.samples) for t in trees)
+    decoded_bytes = n_total * int(np.prod(input_shape))
+
+    def make(images: torch.Tensor, labels: torch.Tensor, norm: Normalisation) -> TensorSplit:
+        return TensorSplit(images, labels, class_names=classes, input_shape=input_shape, normalisation=norm)
+
+    if decoded_bytes <= cache_limit_bytes:
+        if pair is not None:
+            (tx, ty, _), (vx, vy, _) = (_cached_decode(t, input_shape, bad_files, cache, num_workers) for t in trees)
+        else:
+            images, labels, index = _cached_decode(trees[0], input_shape, bad_files, cache, num_workers)
+            is_val = torch.zeros(len(trees[0].samples), dtype=torch.bool)
+            is_val[val_idx] = True
+            keep_val = is_val[index]
+            tx, ty, vx, vy = images[~keep_val], labels[~keep_val], images[keep_val], labels[keep_val]
+        mean, std = _stats_from_tensor(tx) if normalisation == "meanstd" else ((), ())
+        norm = Normalisation.make(normalisation, mean, std)
+        _log_stats(root, norm)
+        return make(tx, ty, norm), make(vx, vy, norm)
+
+    # Large: stream with workers.
+    if pair is not None:
+        train_samples, val_samples = list(trees[0].samples), list(trees[1].samples)
+    else:
+        train_samples = [trees[0].samples[i] for i in train_idx]
+        val_samples = [trees[0].samples[i] for i in val_idx]
+    log.info("ImageFolder %s: %d images decode to %.0f MiB > cache limit %.0f MiB; streaming with workers",
+             root, n_total, decoded_bytes / 2**20, cache_limit_bytes / 2**20)  # fmt: skip
+    if normalisation == "meanstd":
+        key = _tree_key(trees, input_shape) + (f"-split{val_fraction}-{seed}" if pair is None else "")
+        mean, std = _stats_streamed(train_samples, input_shape, bad_files, seed, cache, key, num_workers)
+    else:
+        mean, std = (), ()
+    norm = Normalisation.make(normalisation, mean, std)
+    _log_stats(root, norm)
+    kw = dict(
+        class_names=classes, input_shape=input_shape, normalisation=norm, num_workers=num_workers, bad_files=bad_files
+    )
+    return StreamingSplit(train_samples, **kw), StreamingSplit(val_samples, **kw)  # type: ignore[arg-type]
+
+
+def _log_stats(root: Path, norm: Normalisation) -> None:
+    log.info("ImageFolder %s: normalisation %s, mean %s, std %s", root, norm.name,
+             [round(m, 4) for m in norm.mean], [round(s, 4) for s in norm.std])  # fmt: skip
