@@ -1,0 +1,282 @@
+"""The comparison report, built from the small fixture results folder in tests/fixtures/report.
+
+Expectations are computed from the fixture's files here, never copied from a built report.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from bench import report
+
+FIXTURE = Path(__file__).parent / "fixtures" / "report"
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _jsonl(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+ROWS = _jsonl(FIXTURE / "results.jsonl")
+LAYERS = _jsonl(FIXTURE / "layers.jsonl")
+
+
+def _ok(row: dict[str, Any]) -> bool:
+    return not row.get("error")
+
+
+def _models() -> list[str]:
+    return sorted({r["model"] for r in ROWS})
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return report.build_report([FIXTURE], tmp_path_factory.mktemp("report") / "out")
+
+
+@pytest.fixture(scope="module")
+def summary(built: Path) -> pd.DataFrame:
+    return pd.read_csv(built / "summary.csv", dtype=str, keep_default_na=False).set_index("model")
+
+
+@pytest.fixture(scope="module")
+def markdown(built: Path) -> str:
+    return (built / "report.md").read_text()
+
+
+def _section(markdown: str, title: str) -> str:
+    start = markdown.index(f"## {title}\n")
+    end = markdown.find("\n## ", start + 1)
+    return markdown[start:] if end < 0 else markdown[start:end]
+
+
+def _table_row(section: str, first_cell: str) -> list[str]:
+    for line in section.splitlines():
+        if line.startswith(f"| {first_cell} |"):
+            return [c.strip() for c in line.strip("|").split(" | ")]
+    raise AssertionError(f"no row for {first_cell!r}")
+
+
+def test_summary_has_one_row_per_model_including_failed_ones(summary: pd.DataFrame) -> None:
+    assert sorted(summary.index) == _models()
+
+
+@pytest.mark.parametrize("model", sorted({r["model"] for r in ROWS if _ok(r) and r.get("params")}))
+def test_summary_counts_match_the_fixture(summary: pd.DataFrame, model: str) -> None:
+    row = next(r for r in ROWS if r["model"] == model and _ok(r) and r["mode"] != "accuracy")
+    assert summary.loc[model, "params"] == str(row["params"])
+    assert summary.loc[model, "macs"] == str(row["macs_fvcore"])
+    assert summary.loc[model, "flops"] == str(row["flops"])
+    assert float(summary.loc[model, "weights_mib"]) == pytest.approx(row["weights_mib"])
+
+
+@pytest.mark.parametrize("mode", ["infer", "train"])
+@pytest.mark.parametrize("model", ["lenet5_modern", "lab_cnn", "vgg16", "resnet34"])
+def test_summary_throughput_is_the_best_fp32_row(
+    summary: pd.DataFrame, model: str, mode: str
+) -> None:
+    candidates = [
+        r
+        for r in ROWS
+        if r["model"] == model
+        and r["mode"] == mode
+        and _ok(r)
+        and r["dtype"] == "fp32"
+        and r["memory_format"] == "contiguous"
+    ]
+    best = max(candidates, key=lambda r: r["samples_per_s"])
+    assert float(summary.loc[model, f"cpu_{mode}_samples_per_s"]) == pytest.approx(
+        best["samples_per_s"]
+    )
+    assert summary.loc[model, f"cpu_{mode}_batch"] == str(best["batch_size"])
+    assert float(summary.loc[model, f"cpu_{mode}_peak_mem_mib"]) == pytest.approx(
+        best["peak_mem_mib"]
+    )
+
+
+def test_summary_activations_per_sample_from_the_smallest_train_batch(
+    summary: pd.DataFrame,
+) -> None:
+    for model in ("lenet5_modern", "lab_cnn", "vgg16", "resnet34"):
+        train = [r for r in ROWS if r["model"] == model and r["mode"] == "train" and _ok(r)]
+        row = min(train, key=lambda r: r["batch_size"])
+        assert float(summary.loc[model, "activations_mib_per_sample"]) == pytest.approx(
+            row["activations_mib"] / row["batch_size"]
+        )
+
+
+def test_summary_accuracy_is_the_mean_over_seeds(summary: pd.DataFrame) -> None:
+    for model in ("lab_cnn", "lenet5_modern"):
+        acc = [r for r in ROWS if r["model"] == model and r["mode"] == "accuracy"]
+        assert float(summary.loc[model, "accuracy"]) == pytest.approx(
+            sum(r["accuracy"] for r in acc) / len(acc)
+        )
+        reached = sorted(r["time_to_target_s"] for r in acc if r["time_to_target_s"] is not None)
+        assert summary.loc[model, "reached_target"] == f"{len(reached)}/{len(acc)}"
+        if reached:
+            assert float(summary.loc[model, "time_to_target_s"]) == pytest.approx(
+                pd.Series(reached).median()
+            )
+        else:
+            assert summary.loc[model, "time_to_target_s"] == ""
+
+
+def test_a_model_whose_every_row_failed_reads_error(summary: pd.DataFrame, markdown: str) -> None:
+    dead = sorted({r["model"] for r in ROWS} - {r["model"] for r in ROWS if _ok(r)})
+    assert dead, "the fixture must hold a model with only failed rows"
+    for model in dead:
+        assert summary.loc[model, "params"] == "error"
+        assert summary.loc[model, "cpu_infer_samples_per_s"] == "error"
+        cells = _table_row(_section(markdown, "The zoo at a glance"), model)
+        assert "error" in cells
+
+
+def test_markdown_tables_show_the_fixture_numbers(markdown: str) -> None:
+    glance = _section(markdown, "The zoo at a glance")
+    for model in ("lenet5_modern", "lab_cnn", "vgg16", "resnet34"):
+        row = next(r for r in ROWS if r["model"] == model and _ok(r))
+        cells = _table_row(glance, model)
+        assert f"{row['params']:,}" in cells
+        assert report.fmt_si(row["macs_fvcore"]) in cells
+
+
+def test_every_error_row_is_listed(markdown: str) -> None:
+    errors = _section(markdown, "Errors")
+    failed = [r for r in ROWS if not _ok(r)]
+    assert len(failed) >= 2
+    for row in failed:
+        assert any(
+            line.startswith(f"| {row['model']} |")
+            and row["error"] in line
+            and f"| {row['batch_size']} |" in line
+            for line in errors.splitlines()
+        )
+
+
+def test_paper_columns_come_from_the_registry(summary: pd.DataFrame, markdown: str) -> None:
+    import zoo
+
+    facts = zoo.get_card("vgg16").paper
+    assert facts is not None and facts.params == 138_357_544  # PAPERS.md, VGG configuration D
+    assert summary.loc["vgg16", "paper_params"] == str(facts.params)
+    ours = next(r["params"] for r in ROWS if r["model"] == "vgg16" and _ok(r))
+    assert float(summary.loc["vgg16", "params_diff_pct"]) == pytest.approx(
+        100 * (ours - facts.params) / facts.params
+    )
+    cells = _table_row(_section(markdown, "The zoo at a glance"), "vgg16")
+    assert cells.count(f"{facts.params:,}") == 2  # ours and the paper's, side by side
+    assert facts.citation in _section(markdown, "What the papers say")
+
+
+def test_sentences_are_computed_from_the_rows(markdown: str) -> None:
+    def first(model: str, column: str) -> float:
+        return next(r[column] for r in ROWS if r["model"] == model and _ok(r))
+
+    params = first("vgg16", "params") / first("resnet34", "params")
+    macs = first("vgg16", "macs_fvcore") / first("resnet34", "macs_fvcore")
+    vgg_layers = [layer for layer in LAYERS if layer["model"] == "vgg16"]
+    fc = sum(la["params"] for la in vgg_layers if la["type"] == "Linear")
+    share = 100 * fc / sum(la["params"] for la in vgg_layers)
+    expected = (
+        f"vgg16 has {params:.1f}× the parameters of resnet34 and {macs:.1f}× its MACs; "
+        f"{share:.0f}% of its parameters are in the classifier (Linear layers)."
+    )
+    assert expected in _section(markdown, "What the numbers say")
+    assert "vgg16 has 6.3× the parameters of resnet34 and 4.2× its MACs; 89%" in expected
+
+
+def test_every_plot_is_a_png_referenced_by_the_markdown(built: Path, markdown: str) -> None:
+    referenced = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", markdown)
+    families = sorted({la["family"] for la in LAYERS})
+    expected = {
+        "fig_params_vs_macs.png",
+        "fig_throughput_vs_batch.png",
+        "fig_gflops_vs_peak.png",
+        "fig_memory.png",
+        "fig_time_to_accuracy.png",
+        "fig_layer_share.png",
+        *(f"fig_layers_{f}.png" for f in families),
+    }
+    assert set(referenced) == expected
+    assert {p.name for p in built.glob("*.png")} == expected
+    for name in expected:
+        assert (built / name).read_bytes()[:8] == PNG_SIGNATURE, name
+
+
+def test_html_is_self_contained(built: Path, markdown: str) -> None:
+    page = (built / "report.html").read_text()
+    sources = re.findall(r'src="([^"]*)"', page)
+    assert sources and all(s.startswith("data:image/png;base64,") for s in sources)
+    assert len(sources) == markdown.count("![")
+    assert "<link" not in page and "http://" not in page and "https://" not in page
+
+
+def test_a_second_build_gives_identical_bytes(built: Path, tmp_path: Path) -> None:
+    again = tmp_path / "again"
+    assert report.main([str(FIXTURE), "--out", str(again)]) == 0
+    names = sorted(p.name for p in built.iterdir())
+    assert names == sorted(p.name for p in again.iterdir())
+    for name in names:
+        assert (built / name).read_bytes() == (again / name).read_bytes(), name
+
+
+def _copy_fixture(dst: Path, run_id: str, **overrides: Any) -> Path:
+    shutil.copytree(FIXTURE, dst, ignore=shutil.ignore_patterns("*.py", "*.md", "__pycache__"))
+    meta = json.loads((dst / "meta.json").read_text())
+    (dst / "meta.json").write_text(json.dumps({**meta, "run_id": run_id}))
+    rows = [{**r, **overrides} for r in ROWS]
+    (dst / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return dst
+
+
+def test_merging_colliding_folders_is_refused(tmp_path: Path) -> None:
+    a = _copy_fixture(tmp_path / "a", "run-a")
+    b = _copy_fixture(tmp_path / "b", "run-b")
+    with pytest.raises(
+        ValueError,
+        match=r"rows collide: run-a and run-b both measured "
+        r"model=\S+ device=cpu dtype=",
+    ) as info:
+        report.build_report([a, b], tmp_path / "out")
+    assert "\n" not in str(info.value)
+
+
+def test_merging_distinct_folders_keeps_every_row(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a = _copy_fixture(tmp_path / "a", "run-a")
+    b = _copy_fixture(tmp_path / "b", "run-b", threads=1)
+    monkeypatch.setattr(report, "REPO_ROOT", tmp_path)
+    out = report.build_report([a, b])
+    assert out == tmp_path / "reports" / "run-a+1"
+    measured = _section((out / "report.md").read_text(), "All measured rows")
+    assert sum(line.startswith("| ") for line in measured.splitlines()) - 1 == 2 * sum(
+        r["mode"] != "accuracy" for r in ROWS
+    )
+
+
+def test_missing_folder_is_a_one_line_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        report.build_report([tmp_path / "nope"], tmp_path / "out")
+    assert report.main([str(tmp_path / "nope"), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1
+
+
+def test_empty_results_file_is_an_error(tmp_path: Path) -> None:
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "results.jsonl").write_text("")
+    with pytest.raises(ValueError, match="has no rows"):
+        report.build_report([tmp_path / "run"], tmp_path / "out")
+    (tmp_path / "run" / "results.jsonl").unlink()
+    with pytest.raises(FileNotFoundError, match="results.jsonl is missing"):
+        report.build_report([tmp_path / "run"], tmp_path / "out")
