@@ -72,6 +72,8 @@ RESULT_COLUMNS = (
     "steps_timed",
     "samples_per_s",
     "achieved_gflops",
+    "peak_mem_method",
+    "max_batch",
     "torch_version",
     "git_commit",
     "timestamp",
@@ -107,6 +109,7 @@ _NUMERIC_RESULT_COLUMNS = (
     "steps_timed",
     "samples_per_s",
     "achieved_gflops",
+    "max_batch",
     "accuracy",
     "target_acc",
     "time_to_target_s",
@@ -141,6 +144,7 @@ ACCURACY_KEYS = ("data", "seed")
 # The at-a-glance table compares models on equal footing: fp32, contiguous.
 REFERENCE_DTYPE = "fp32"
 REFERENCE_FORMAT = "contiguous"
+PEAK_KINDS = ("fp32_matmul", "bf16_matmul")
 ERROR = "error"
 
 
@@ -702,9 +706,17 @@ def _header_blocks(run: Run) -> list[Block]:
         ("torchvision", lambda m: m.get("torchvision_version")),
         ("git commit", lambda m: m.get("git_commit")),
         ("host", lambda m: m.get("hostname")),
-        ("fp32 matmul peak (GFLOP/s)", lambda m: fmt_num(_peaks(m).get("fp32_matmul"))),
-        ("bf16 matmul peak (GFLOP/s)", lambda m: fmt_num(_peaks(m).get("bf16_matmul"))),
     ]
+    devices = sorted(run.results["device"].dropna().astype(str).unique())
+    for device in ["cpu", *(d for d in devices if d != "cpu")]:
+        for kind in PEAK_KINDS:
+            if any(_peaks(m, device).get(kind) for m in run.metas):
+                fields.append(
+                    (
+                        f"{device} {kind.replace('_', ' ')} peak (GFLOP/s)",
+                        lambda m, d=device, k=kind: fmt_num(_peaks(m, d).get(k)),
+                    )
+                )
     headers = ["", *(str(m.get("run_id")) for m in run.metas)] if len(run.metas) > 1 else ["", ""]
     rows = [
         (label, *("" if _missing(get(m)) else get(m) for m in run.metas)) for label, get in fields
@@ -722,16 +734,20 @@ def _header_blocks(run: Run) -> list[Block]:
     ]
 
 
-def _peaks(meta: Mapping[str, Any], device: str | None = None) -> dict[str, float]:
-    """The measured matmul peaks; a per-device entry (``{"cuda": {...}}``) wins if present."""
-    peaks = meta.get("peak_gflops") or {}
-    if device is not None and isinstance(peaks.get(device), Mapping):
-        peaks = peaks[device]
-    return {
-        k: float(v)
-        for k, v in peaks.items()
-        if isinstance(v, (int, float)) and not isinstance(v, bool)
-    }
+def _peaks(meta: Mapping[str, Any], device: str = "cpu") -> dict[str, float]:
+    """The matmul peaks measured for ``device``, keyed ``fp32_matmul`` / ``bf16_matmul``.
+
+    In meta.json the CPU's are ``fp32_matmul`` / ``bf16_matmul``, another device's carry its
+    name as a prefix (``cuda_fp32_matmul``), as bench.machine writes them.
+    """
+    raw = meta.get("peak_gflops") or {}
+    prefix = "" if device == "cpu" else f"{device}_"
+    peaks = {}
+    for kind in PEAK_KINDS:
+        value = raw.get(prefix + kind)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+            peaks[kind] = float(value)
+    return peaks
 
 
 def _glance_blocks(summary: pd.DataFrame, devices: Sequence[str]) -> list[Block]:
@@ -1302,12 +1318,15 @@ def _accuracy_blocks(results: pd.DataFrame, figure: str | None) -> list[Block]:
 
 
 def _measured_blocks(results: pd.DataFrame, metas: Sequence[Mapping[str, Any]]) -> list[Block]:
-    rows_df = results[results["mode"].isin(["infer", "train"])].copy()
+    # Every row but accuracy runs (shown in their own table): a mode we do not plot still shows.
+    rows_df = results[results["mode"] != "accuracy"].copy()
     if rows_df.empty:
         return []
-    rows_df["rank"] = rows_df["family"].map(_family_rank)
+    with_max_batch = bool(rows_df["max_batch"].notna().any())
+    order = {m: i for i, m in enumerate(_model_order(results))}
+    rows_df["rank"] = rows_df["model"].map(order)
     rows_df = rows_df.sort_values(
-        ["rank", "model", "device", "mode", "dtype", "memory_format", "threads", "batch_size"],
+        ["rank", "device", "mode", "dtype", "memory_format", "threads", "batch_size"],
         kind="mergesort",
     )
     meta_by_run = {str(m.get("run_id")): m for m in metas}
@@ -1341,14 +1360,17 @@ def _measured_blocks(results: pd.DataFrame, metas: Sequence[Mapping[str, Any]]) 
                 cell(gf),
                 "" if _missing(gf) or not peak else f"{100 * float(gf) / peak:.1f}%",
                 cell(r["peak_mem_mib"]),
+                *([fmt_int(r["max_batch"])] if with_max_batch else []),
             )
         )
+    methods = sorted(rows_df["peak_mem_method"].dropna().astype(str).unique())
+    method_note = f" Peak memory measured by: {', '.join(methods)}." if methods else ""
     return [
         Heading(2, "All measured rows"),
         Para(
-            "Every infer/train row, failed ones included; step time is the median with the "
-            "10th–90th percentiles in brackets; % of peak is against the matmul peak of the "
-            "row's dtype."
+            "Every row but the accuracy runs, failed ones included; step time is the median "
+            "with the 10th–90th percentiles in brackets; % of peak is against the matmul peak "
+            "of the row's dtype." + method_note
         ),
         _table(
             (
@@ -1364,9 +1386,10 @@ def _measured_blocks(results: pd.DataFrame, metas: Sequence[Mapping[str, Any]]) 
                 "GFLOP/s",
                 "% of peak",
                 "peak MiB",
+                *(["largest batch that fits"] if with_max_batch else []),
             ),
             rows,
-            (False,) * 4 + (True, True, False) + (True,) * 5,
+            (False,) * 4 + (True, True, False) + (True,) * (5 + with_max_batch),
         ),
     ]
 

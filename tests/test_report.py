@@ -280,3 +280,18 @@ def test_empty_results_file_is_an_error(tmp_path: Path) -> None:
     (tmp_path / "run" / "results.jsonl").unlink()
     with pytest.raises(FileNotFoundError, match="results.jsonl is missing"):
         report.build_report([tmp_path / "run"], tmp_path / "out")
+
+
+def test_peaks_are_read_per_device() -> None:
+    meta = {"peak_gflops": {"fp32_matmul": 180.0, "bf16_matmul": 360.0, "cuda_fp32_matmul": 5e4}}
+    assert report._peaks(meta, "cpu") == {"fp32_matmul": 180.0, "bf16_matmul": 360.0}
+    assert report._peaks(meta, "cuda") == {"fp32_matmul": 5e4}
+    assert report._peaks({}, "cpu") == {}
+
+
+def test_a_torn_last_line_is_skipped(tmp_path: Path) -> None:
+    run = _copy_fixture(tmp_path / "run", "torn")
+    with open(run / "results.jsonl", "a") as f:
+        f.write('{"model": "vgg16", "dev')
+    loaded = report.load_run(run)
+    assert len(loaded.results) == len(ROWS)
