@@ -40,9 +40,13 @@ def _open(path: Path) -> BinaryIO:
     return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
 
 
-def _parse_header(head: bytes, path: Path, kind: Literal["images", "labels"] | None) -> tuple[int, ...]:
+def _parse_header(
+    head: bytes, path: Path, kind: Literal["images", "labels"] | None
+) -> tuple[int, ...]:
     if len(head) < 4:
-        raise IdxFormatError(f"{path} is {len(head)} bytes, too short for an IDX header; re-fetch it")
+        raise IdxFormatError(
+            f"{path} is {len(head)} bytes, too short for an IDX header; re-fetch it"
+        )
     zero, dtype, ndim = struct.unpack(">HBB", head[:4])
     magic = struct.unpack(">I", head[:4])[0]
     if zero != 0 or dtype != _UBYTE or ndim == 0:
@@ -58,14 +62,19 @@ def _parse_header(head: bytes, path: Path, kind: Literal["images", "labels"] | N
         )
     need = 4 + 4 * ndim
     if len(head) < need:
-        raise IdxFormatError(f"{path} is truncated inside its header ({len(head)} of {need} bytes); re-fetch it")
+        raise IdxFormatError(
+            f"{path} is truncated inside its header ({len(head)} of {need} bytes); re-fetch it"
+        )
     return struct.unpack(f">{ndim}I", head[4:need])
 
 
 def idx_bytes(
-    data: bytes, *, path: str | os.PathLike[str] = "<bytes>", kind: Literal["images", "labels"] | None = None
+    data: bytes | bytearray,
+    *,
+    path: str | os.PathLike[str] = "<bytes>",
+    kind: Literal["images", "labels"] | None = None,
 ) -> np.ndarray:
-    """Parse a whole IDX file held in memory; the array is a read-only view of ``data``."""
+    """Parse a whole IDX file held in memory; the array is a view of ``data``."""
     path = Path(path)
     dims = _parse_header(data[: 4 + 4 * 255], path, kind)
     offset = 4 + 4 * len(dims)
@@ -84,7 +93,9 @@ def _check_length(path: Path, size: int, offset: int, dims: tuple[int, ...]) -> 
         )
 
 
-def read_idx(path: str | os.PathLike[str], *, kind: Literal["images", "labels"] | None = None) -> np.ndarray:
+def read_idx(
+    path: str | os.PathLike[str], *, kind: Literal["images", "labels"] | None = None
+) -> np.ndarray:
     """Read one IDX file (``.gz`` is gunzipped) into a uint8 array shaped as its header says.
 
     ``kind`` checks the magic number (2051 images, 2049 labels). The file length must equal the
@@ -92,10 +103,13 @@ def read_idx(path: str | os.PathLike[str], *, kind: Literal["images", "labels"] 
     """
     path = Path(path)
     if not path.is_file():
-        raise MissingDataError(f"IDX file {path} does not exist; provision MNIST with: python -m data fetch mnist")
+        raise MissingDataError(
+            f"IDX file {path} does not exist; provision MNIST with: python -m data fetch mnist"
+        )
     if path.suffix == ".gz":
         with _open(path) as f:
-            return idx_bytes(f.read(), path=path, kind=kind)
+            # bytearray: a writable buffer, so torch.from_numpy on the result does not warn.
+            return idx_bytes(bytearray(f.read()), path=path, kind=kind)
     size = path.stat().st_size
     with open(path, "rb") as f:
         head = f.read(4 + 4 * 255)
@@ -108,7 +122,9 @@ def read_idx(path: str | os.PathLike[str], *, kind: Literal["images", "labels"] 
     return data.reshape(dims)
 
 
-def read_idx_pair(images: str | os.PathLike[str], labels: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray]:
+def read_idx_pair(
+    images: str | os.PathLike[str], labels: str | os.PathLike[str]
+) -> tuple[np.ndarray, np.ndarray]:
     """Read an images file and its labels file; their counts must agree.
 
     Returns ``images`` uint8 ``[N, H, W]`` and ``labels`` uint8 ``[N]``.
@@ -126,7 +142,9 @@ def read_idx_pair(images: str | os.PathLike[str], labels: str | os.PathLike[str]
 def header_for(array: np.ndarray) -> bytes:
     """The IDX header of a uint8 array."""
     if array.dtype != np.uint8:
-        raise ValueError(f"IDX writing supports uint8 only, got {array.dtype}; convert with .astype(np.uint8)")
+        raise ValueError(
+            f"IDX writing supports uint8 only, got {array.dtype}; convert with .astype(np.uint8)"
+        )
     return struct.pack(">HBB", 0, _UBYTE, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
 
 

@@ -75,7 +75,9 @@ def scan_tree(root: str | os.PathLike[str], *, bad_files: BadFiles = "error") ->
         )
     classes = sorted(e.name for e in os.scandir(root) if e.is_dir() and not e.name.startswith("."))
     if not classes:
-        raise ImageFolderError(f"ImageFolder root {root} has no class folders; expected {root}/<class>/<image>.png")
+        raise ImageFolderError(
+            f"ImageFolder root {root} has no class folders; expected {root}/<class>/<image>.png"
+        )
     samples: list[tuple[Path, int]] = []
     for index, name in enumerate(classes):
         found = 0
@@ -91,7 +93,9 @@ def scan_tree(root: str | os.PathLike[str], *, bad_files: BadFiles = "error") ->
                 samples.append((path, index))
                 found += 1
         if found == 0:
-            raise ImageFolderError(f"class folder {root / name} holds no images; add images to it or remove the folder")
+            raise ImageFolderError(
+                f"class folder {root / name} holds no images; add images to it or remove the folder"
+            )
     return Tree(root, tuple(classes), tuple(samples))
 
 
@@ -107,7 +111,9 @@ def decode_image(path: str | os.PathLike[str], input_shape: tuple[int, int, int]
     channels, height, width = input_shape
     mode = {1: "L", 3: "RGB"}.get(channels)
     if mode is None:
-        raise ValueError(f"ImageFolder images convert to 1 or 3 channels, the model asks for {channels}")
+        raise ValueError(
+            f"ImageFolder images convert to 1 or 3 channels, the model asks for {channels}"
+        )
     try:
         with Image.open(path) as img:
             img = img.convert(mode)
@@ -118,7 +124,7 @@ def decode_image(path: str | os.PathLike[str], input_shape: tuple[int, int, int]
                 img = canvas
             elif (w, h) != (width, height):
                 img = img.resize((width, height), Image.Resampling.BILINEAR)
-            array = np.asarray(img, dtype=np.uint8)
+            array = np.array(img, dtype=np.uint8)  # a writable copy for torch
     except (UnidentifiedImageError, OSError, ValueError) as exc:
         raise ImageFolderError(
             f"{path} is not a readable image ({type(exc).__name__}); remove it, or pass bad_files='skip'"
@@ -134,7 +140,10 @@ class _Files(Dataset):  # type: ignore[type-arg]
     """Per-file decoding for DataLoader workers; a skipped bad file yields ``None``."""
 
     def __init__(
-        self, samples: Sequence[tuple[Path, int]], input_shape: tuple[int, int, int], bad_files: BadFiles
+        self,
+        samples: Sequence[tuple[Path, int]],
+        input_shape: tuple[int, int, int],
+        bad_files: BadFiles,
     ) -> None:
         self.samples = samples
         self.input_shape = input_shape
@@ -154,10 +163,16 @@ class _Files(Dataset):  # type: ignore[type-arg]
             raise
 
 
-def _collate(items: list[tuple[torch.Tensor, int, int] | None]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _collate(
+    items: list[tuple[torch.Tensor, int, int] | None],
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     kept = [it for it in items if it is not None]
     if not kept:
-        return torch.empty(0, dtype=torch.uint8), torch.empty(0, dtype=torch.int64), torch.empty(0, dtype=torch.int64)
+        return (
+            torch.empty(0, dtype=torch.uint8),
+            torch.empty(0, dtype=torch.int64),
+            torch.empty(0, dtype=torch.int64),
+        )
     return (
         torch.stack([it[0] for it in kept]),
         torch.tensor([it[1] for it in kept], dtype=torch.int64),
@@ -166,7 +181,12 @@ def _collate(items: list[tuple[torch.Tensor, int, int] | None]) -> tuple[torch.T
 
 
 def _loader(
-    files: _Files, order: Sequence[int], batch_size: int, num_workers: int, drop_last: bool = False, pin: bool = False
+    files: _Files,
+    order: Sequence[int],
+    batch_size: int,
+    num_workers: int,
+    drop_last: bool = False,
+    pin: bool = False,
 ) -> DataLoader:  # type: ignore[type-arg]
     return DataLoader(
         files,
@@ -240,7 +260,9 @@ class StreamingSplit:
         dev = torch.device(device) if device is not None else torch.device("cpu")
         order = epoch_order(len(self), shuffle, seed_or_generator).tolist()
         files = _Files(self.samples, self.input_shape, self.bad_files)
-        loader = _loader(files, order, batch_size, self.num_workers, drop_last, pin=dev.type == "cuda")
+        loader = _loader(
+            files, order, batch_size, self.num_workers, drop_last, pin=dev.type == "cuda"
+        )
         with _worker_errors():
             for x, y, _ in loader:
                 if len(y):
@@ -287,17 +309,26 @@ def _tree_key(trees: Sequence[Tree], input_shape: tuple[int, int, int]) -> str:
         h.update(str(tree.root.resolve()).encode())
         for path, label in tree.samples:
             st = path.stat()
-            h.update(f"{path.relative_to(tree.root)}\0{label}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+            h.update(
+                f"{path.relative_to(tree.root)}\0{label}\0{st.st_size}\0{st.st_mtime_ns}\n".encode()
+            )
     return h.hexdigest()[:20]
 
 
 def _decode_all(
-    samples: Sequence[tuple[Path, int]], input_shape: tuple[int, int, int], bad_files: BadFiles, num_workers: int | None
+    samples: Sequence[tuple[Path, int]],
+    input_shape: tuple[int, int, int],
+    bad_files: BadFiles,
+    num_workers: int | None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Decode every file once: uint8 ``[N, C, H, W]``, labels, and the kept sample indices."""
-    workers = 0 if len(samples) < 2000 else (_default_workers() if num_workers is None else num_workers)
+    workers = (
+        0 if len(samples) < 2000 else (_default_workers() if num_workers is None else num_workers)
+    )
     with _worker_errors():
-        parts = list(_loader(_Files(samples, input_shape, bad_files), range(len(samples)), 256, workers))
+        parts = list(
+            _loader(_Files(samples, input_shape, bad_files), range(len(samples)), 256, workers)
+        )
     kept = [p for p in parts if len(p[1])]
     if not kept:
         return (
@@ -305,20 +336,35 @@ def _decode_all(
             torch.empty(0, dtype=torch.int64),
             torch.empty(0, dtype=torch.int64),
         )
-    return torch.cat([p[0] for p in kept]), torch.cat([p[1] for p in kept]), torch.cat([p[2] for p in kept])
+    return (
+        torch.cat([p[0] for p in kept]),
+        torch.cat([p[1] for p in kept]),
+        torch.cat([p[2] for p in kept]),
+    )
 
 
 def _cached_decode(
-    tree: Tree, input_shape: tuple[int, int, int], bad_files: BadFiles, cache_dir: Path | None, num_workers: int | None
+    tree: Tree,
+    input_shape: tuple[int, int, int],
+    bad_files: BadFiles,
+    cache_dir: Path | None,
+    num_workers: int | None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    path = cache_dir / f"{_tree_key([tree], input_shape)}-{bad_files}.pt" if cache_dir is not None else None
+    path = (
+        cache_dir / f"{_tree_key([tree], input_shape)}-{bad_files}.pt"
+        if cache_dir is not None
+        else None
+    )
     if path is not None and path.is_file():
         # weights_only: a cache file is loaded as plain tensors, never as arbitrary pickled code.
         blob = torch.load(path, weights_only=True)
         log.info("ImageFolder %s: decoded tensor loaded from cache %s", tree.root, path)
         return blob["images"], blob["labels"], blob["index"]
     log.info(
-        "ImageFolder %s: decoding %d images once to %s", tree.root, len(tree.samples), "x".join(map(str, input_shape))
+        "ImageFolder %s: decoding %d images once to %s",
+        tree.root,
+        len(tree.samples),
+        "x".join(map(str, input_shape)),
     )
     images, labels, index = _decode_all(tree.samples, input_shape, bad_files, num_workers)
     if path is not None:
@@ -358,7 +404,9 @@ def _stats_streamed(
         saved = json.loads(path.read_text())
         return tuple(saved["mean"]), tuple(saved["std"])
     rng = np.random.default_rng(seed)
-    pick = sorted(rng.choice(len(samples), size=min(STATS_SAMPLE, len(samples)), replace=False).tolist())
+    pick = sorted(
+        rng.choice(len(samples), size=min(STATS_SAMPLE, len(samples)), replace=False).tolist()
+    )
     images, _, _ = _decode_all([samples[i] for i in pick], input_shape, bad_files, num_workers)
     mean, std = _stats_from_tensor(images)
     if path is not None:
@@ -409,17 +457,28 @@ def load_imagefolder(
     decoded_bytes = n_total * int(np.prod(input_shape))
 
     def make(images: torch.Tensor, labels: torch.Tensor, norm: Normalisation) -> TensorSplit:
-        return TensorSplit(images, labels, class_names=classes, input_shape=input_shape, normalisation=norm)
+        return TensorSplit(
+            images, labels, class_names=classes, input_shape=input_shape, normalisation=norm
+        )
 
     if decoded_bytes <= cache_limit_bytes:
         if pair is not None:
-            (tx, ty, _), (vx, vy, _) = (_cached_decode(t, input_shape, bad_files, cache, num_workers) for t in trees)
+            (tx, ty, _), (vx, vy, _) = (
+                _cached_decode(t, input_shape, bad_files, cache, num_workers) for t in trees
+            )
         else:
-            images, labels, index = _cached_decode(trees[0], input_shape, bad_files, cache, num_workers)
+            images, labels, index = _cached_decode(
+                trees[0], input_shape, bad_files, cache, num_workers
+            )
             is_val = torch.zeros(len(trees[0].samples), dtype=torch.bool)
             is_val[val_idx] = True
             keep_val = is_val[index]
-            tx, ty, vx, vy = images[~keep_val], labels[~keep_val], images[keep_val], labels[keep_val]
+            tx, ty, vx, vy = (
+                images[~keep_val],
+                labels[~keep_val],
+                images[keep_val],
+                labels[keep_val],
+            )
         mean, std = _stats_from_tensor(tx) if normalisation == "meanstd" else ((), ())
         norm = Normalisation.make(normalisation, mean, std)
         _log_stats(root, norm)
@@ -434,14 +493,22 @@ def load_imagefolder(
     log.info("ImageFolder %s: %d images decode to %.0f MiB > cache limit %.0f MiB; streaming with workers",
              root, n_total, decoded_bytes / 2**20, cache_limit_bytes / 2**20)  # fmt: skip
     if normalisation == "meanstd":
-        key = _tree_key(trees, input_shape) + (f"-split{val_fraction}-{seed}" if pair is None else "")
-        mean, std = _stats_streamed(train_samples, input_shape, bad_files, seed, cache, key, num_workers)
+        key = _tree_key(trees, input_shape) + (
+            f"-split{val_fraction}-{seed}" if pair is None else ""
+        )
+        mean, std = _stats_streamed(
+            train_samples, input_shape, bad_files, seed, cache, key, num_workers
+        )
     else:
         mean, std = (), ()
     norm = Normalisation.make(normalisation, mean, std)
     _log_stats(root, norm)
     kw = dict(
-        class_names=classes, input_shape=input_shape, normalisation=norm, num_workers=num_workers, bad_files=bad_files
+        class_names=classes,
+        input_shape=input_shape,
+        normalisation=norm,
+        num_workers=num_workers,
+        bad_files=bad_files,
     )
     return StreamingSplit(train_samples, **kw), StreamingSplit(val_samples, **kw)  # type: ignore[arg-type]
 

