@@ -1,0 +1,176 @@
+"""What a run measures: frozen settings built once from the command line.
+
+A :class:`RunPlan` names the models, devices, dtypes, memory formats, modes and batch sizes of a
+run and the timer's stopping rule. ``RunPlan.short()`` is the default plan of ``nox -s bench``
+(every model on a 2-core CPU in about ten minutes); ``RunPlan.full()`` is the long one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "DEVICES",
+    "DTYPES",
+    "MEMORY_FORMATS",
+    "MODES",
+    "TimerSettings",
+    "RunPlan",
+    "parse_batch_size",
+    "default_threads",
+]
+
+DEVICES = ("cpu", "cuda")
+# fp32; bf16 under torch.autocast (weights stay fp32); bf16 weights and inputs, cast once.
+DTYPES = ("fp32", "bf16_autocast", "bf16")
+MEMORY_FORMATS = ("contiguous", "channels_last")
+MODES = ("infer", "train")
+
+# Input side (pixels) from which a model counts as "large" (ImageNet-sized) for default batches.
+LARGE_INPUT_PX = 128
+
+
+@dataclass(frozen=True)
+class TimerSettings:
+    """The timer's stopping rule: warm-up, then timed steps until BOTH minimums are reached."""
+
+    warmup: int = (
+        2  # untimed steps: first-call allocations, oneDNN primitive creation, cuDNN autotune
+    )
+    min_steps: int = 5  # timed steps at least (p10/p90 need a few)
+    min_time_s: float = 0.5  # timed seconds at least
+    max_steps: int = 10_000  # cap for sub-millisecond steps
+
+    def __post_init__(self) -> None:
+        if self.warmup < 0 or self.min_steps < 1 or self.max_steps < self.min_steps:
+            raise ValueError(f"timer needs warmup >= 0 and 1 <= min_steps <= max_steps; got {self}")
+        if self.min_time_s < 0:
+            raise ValueError(f"timer min_time_s must be >= 0; got {self.min_time_s}")
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """Everything one ``python -m bench run`` measures; the rows are its cross product.
+
+    ``batch_sizes`` of ``None`` means the per-model defaults of :meth:`batches_for` (small
+    batches for ImageNet-sized models, larger ones for 28/32-pixel inputs).
+    """
+
+    models: tuple[str, ...]
+    devices: tuple[str, ...] = ("cpu",)
+    dtypes: tuple[str, ...] = ("fp32",)
+    memory_formats: tuple[str, ...] = ("contiguous",)
+    modes: tuple[str, ...] = MODES
+    batch_sizes: tuple[int, ...] | None = None
+    threads: int = field(default_factory=lambda: default_threads())
+    timer: TimerSettings = TimerSettings()
+    # Per-model default batches, used when batch_sizes is None: (small input, large input).
+    infer_batches: tuple[tuple[int, ...], tuple[int, ...]] = ((1, 32), (1,))
+    train_batches: tuple[tuple[int, ...], tuple[int, ...]] = ((32,), (1,))
+    # Timer for large-input models: VGG-19 training is ~120 GFLOP a sample, ~1-2 s a step here.
+    large_timer: TimerSettings = TimerSettings(warmup=1, min_steps=2, min_time_s=0.0)
+    max_batch: bool = False  # CUDA: also find the largest batch that fits (doubling, bisecting)
+    label: str = "custom"  # "short", "full" or "custom": which preset the plan started from
+
+    def __post_init__(self) -> None:
+        if not self.models:
+            raise ValueError("no models selected: see `python -m bench list`")
+        _check_subset("device", self.devices, DEVICES)
+        _check_subset("dtype", self.dtypes, DTYPES)
+        _check_subset("memory format", self.memory_formats, MEMORY_FORMATS)
+        _check_subset("mode", self.modes, MODES)
+        if self.batch_sizes is not None:
+            for b in self.batch_sizes:
+                parse_batch_size(b)
+        if self.threads < 1:
+            raise ValueError(f"threads must be >= 1; got {self.threads}")
+
+    @classmethod
+    def short(cls, models: tuple[str, ...], **overrides: Any) -> RunPlan:
+        """The default plan: every model, fp32 contiguous, small batches, short timer."""
+        return cls(models=models, label="short", **overrides)
+
+    @classmethod
+    def full(cls, models: tuple[str, ...], **overrides: Any) -> RunPlan:
+        """The long plan: all dtypes and memory formats, a batch-size sweep, longer timing."""
+        settings: dict[str, Any] = dict(
+            dtypes=DTYPES,
+            memory_formats=MEMORY_FORMATS,
+            infer_batches=((1, 8, 32, 128, 512), (1, 2, 4, 8, 16, 32)),
+            train_batches=((8, 32, 128, 512), (1, 2, 4, 8, 16, 32)),
+            timer=TimerSettings(warmup=3, min_steps=10, min_time_s=2.0),
+            large_timer=TimerSettings(warmup=2, min_steps=5, min_time_s=2.0),
+            label="full",
+        )
+        settings.update(overrides)
+        return cls(models=models, **settings)
+
+    def batches_for(self, input_shape: tuple[int, int, int], mode: str) -> tuple[int, ...]:
+        """Batch sizes to measure for a model with this input shape in this mode."""
+        if self.batch_sizes is not None:
+            return self.batch_sizes
+        large = is_large(input_shape)
+        table = self.infer_batches if mode == "infer" else self.train_batches
+        return table[1] if large else table[0]
+
+    def timer_for(self, input_shape: tuple[int, int, int]) -> TimerSettings:
+        """The timer's stopping rule for a model with this input shape."""
+        return self.large_timer if is_large(input_shape) else self.timer
+
+    def as_dict(self) -> dict[str, Any]:
+        """The plan as JSON-ready data (for ``meta.json``)."""
+        return _jsonable(dataclasses.asdict(self))
+
+
+def is_large(input_shape: tuple[int, int, int]) -> bool:
+    """True for ImageNet-sized inputs (side >= 128 px)."""
+    return max(input_shape[1:]) >= LARGE_INPUT_PX
+
+
+def parse_batch_size(value: object) -> int:
+    """A positive integer batch size, or a one-line ``ValueError`` naming the bad value."""
+    if isinstance(value, bool):
+        raise ValueError(f"bad batch size {value!r}: give a positive integer such as 32")
+    if isinstance(value, int):
+        number = value
+    else:
+        text = str(value).strip()
+        try:
+            number = int(text)
+        except ValueError:
+            raise ValueError(
+                f"bad batch size {value!r}: give a positive integer such as 32"
+            ) from None
+    if number < 1:
+        raise ValueError(f"bad batch size {value!r}: it must be at least 1")
+    return number
+
+
+def default_threads() -> int:
+    """CPU threads for torch: the cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def _check_subset(what: str, given: tuple[str, ...], allowed: tuple[str, ...]) -> None:
+    if not given:
+        raise ValueError(f"no {what} selected; choose from {', '.join(allowed)}")
+    for value in given:
+        if value not in allowed:
+            raise ValueError(f"unknown {what} {value!r}; choose from {', '.join(allowed)}")
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value

@@ -1,0 +1,176 @@
+"""Writing a results folder (see docs/ARCHITECTURE.md): rows appended as they are measured.
+
+Each row is one JSON line, written, flushed and fsynced before the next measurement starts,
+so Ctrl-C or a kill loses nothing already measured. ``results.csv`` is regenerated from the
+JSON lines after every row (through a temporary file and an atomic rename), so it is never
+half written. ``--resume`` reads the JSON lines back and skips every row whose settings
+(:data:`KEY_COLUMNS`) are already present, error rows included.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+__all__ = [
+    "ROW_COLUMNS",
+    "LAYER_COLUMNS",
+    "KEY_COLUMNS",
+    "row_key",
+    "read_jsonl",
+    "ResultsWriter",
+]
+
+# The columns of results.jsonl / results.csv, in order (docs/ARCHITECTURE.md).
+ROW_COLUMNS = (
+    "model", "family", "input_shape", "num_classes", "device", "device_name", "dtype",
+    "memory_format", "threads", "batch_size", "mode", "params", "params_total", "macs_fvcore",
+    "flops", "weights_mib", "grads_mib", "optimizer_mib", "activations_mib", "peak_mem_mib",
+    "peak_mem_method", "step_ms_median", "step_ms_p10", "step_ms_p90", "steps_timed",
+    "samples_per_s", "achieved_gflops", "max_batch", "torch_version", "git_commit",
+    "timestamp", "error",
+)  # fmt: skip
+LAYER_COLUMNS = (
+    "model", "family", "index", "layer", "type", "output_shape", "params", "macs",
+    "activation_mib",
+)  # fmt: skip
+# The settings that identify a row: --resume skips a row whose key is already written.
+KEY_COLUMNS = (
+    "model",
+    "device",
+    "dtype",
+    "memory_format",
+    "threads",
+    "batch_size",
+    "mode",
+    "max_batch",
+)
+
+
+def row_key(row: Mapping[str, Any]) -> tuple[Any, ...]:
+    """The settings of ``row`` that ``--resume`` compares.
+
+    A ``--max-batch`` row (``max_batch`` set) matches whatever batch it found: its key has
+    ``batch_size`` None and ``max_batch`` True; every other row has ``max_batch`` False.
+    """
+    is_max = row.get("max_batch") is not None and row.get("max_batch") is not False
+    return tuple(
+        (None if is_max else row.get(column))
+        if column == "batch_size"
+        else (is_max if column == "max_batch" else row.get(column))
+        for column in KEY_COLUMNS
+    )
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """Rows of a JSON-lines file; a last line cut short by a kill is ignored."""
+    if not path.exists():
+        return []
+    rows = []
+    lines = path.read_text(encoding="utf-8").splitlines()
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            if number == len(lines):  # a write interrupted mid-line
+                continue
+            raise ValueError(f"{path}:{number} is not a JSON line") from None
+    return rows
+
+
+def _clean(value: Any) -> Any:
+    # JSON has no NaN/inf; a number we could not measure is null.
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+class ResultsWriter:
+    """Appends rows to ``results.jsonl`` and layers to ``layers.jsonl`` in ``folder``."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.results_path = self.folder / "results.jsonl"
+        self.layers_path = self.folder / "layers.jsonl"
+        self.csv_path = self.folder / "results.csv"
+        self.meta_path = self.folder / "meta.json"
+        self._repair_tail(self.results_path)
+        self._repair_tail(self.layers_path)
+        self._done = {row_key(row) for row in read_jsonl(self.results_path)}
+        self._layer_models = {row["model"] for row in read_jsonl(self.layers_path)}
+
+    def has_row(self, key: tuple[Any, ...]) -> bool:
+        """True if a row with these settings (:func:`row_key`) is already written."""
+        return key in self._done
+
+    def has_layers(self, model: str) -> bool:
+        return model in self._layer_models
+
+    def write_row(self, row: Mapping[str, Any]) -> None:
+        """Append one row (every column of :data:`ROW_COLUMNS`), durably; regenerate the CSV."""
+        missing = set(ROW_COLUMNS) - set(row)
+        extra = set(row) - set(ROW_COLUMNS)
+        assert not missing and not extra, f"row columns differ: missing {missing}, extra {extra}"
+        ordered = {column: _clean(row[column]) for column in ROW_COLUMNS}
+        self._append(self.results_path, [ordered])
+        self._done.add(row_key(ordered))
+        self.write_csv()
+
+    def write_layers(self, rows: Iterable[Mapping[str, Any]]) -> None:
+        """Append a model's per-layer breakdown."""
+        ordered = [{column: _clean(row[column]) for column in LAYER_COLUMNS} for row in rows]
+        self._append(self.layers_path, ordered)
+        self._layer_models.update(row["model"] for row in ordered)
+
+    def write_csv(self) -> None:
+        """Rewrite results.csv from results.jsonl (atomically)."""
+        rows = read_jsonl(self.results_path)
+        temporary = self.csv_path.with_suffix(".csv.tmp")
+        with temporary.open("w", encoding="utf-8", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(ROW_COLUMNS), extrasaction="ignore")
+            writer.writeheader()
+            for row in rows:
+                writer.writerow({k: "" if v is None else v for k, v in row.items()})
+        os.replace(temporary, self.csv_path)
+
+    def write_meta(self, meta: Mapping[str, Any]) -> None:
+        """Write meta.json (atomically: a kill leaves the old or the new one)."""
+        temporary = self.meta_path.with_suffix(".json.tmp")
+        temporary.write_text(json.dumps(meta, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+        os.replace(temporary, self.meta_path)
+
+    def read_meta(self) -> dict[str, Any] | None:
+        if not self.meta_path.exists():
+            return None
+        meta: dict[str, Any] = json.loads(self.meta_path.read_text(encoding="utf-8"))
+        return meta
+
+    @staticmethod
+    def _append(path: Path, rows: list[dict[str, Any]]) -> None:
+        if not rows:
+            return
+        text = "".join(json.dumps(row, allow_nan=False) + "\n" for row in rows)
+        with path.open("a", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    @staticmethod
+    def _repair_tail(path: Path) -> None:
+        # A kill during a write can leave a last line without its newline: drop that line so
+        # the next append starts on a line of its own.
+        if not path.exists() or path.stat().st_size == 0:
+            return
+        data = path.read_bytes()
+        if data.endswith(b"\n"):
+            return
+        cut = data.rfind(b"\n") + 1
+        with path.open("r+b") as handle:
+            handle.truncate(cut)

@@ -1,0 +1,113 @@
+"""Step callables: one inference or one training step of a model on a fixed batch.
+
+dtype conventions (the ``dtype`` column):
+
+- ``fp32``: weights and inputs fp32.
+- ``bf16_autocast``: weights stay fp32; forward (and loss) run under ``torch.autocast`` with
+  bf16. Autocast re-casts the weights at every call, which is costly for big FC layers at small
+  batches (AlexNet at batch 1 ran 3x slower than fp32 on the lab's CPU).
+- ``bf16``: weights and inputs cast to bf16 once; training updates bf16 weights directly
+  (pure-bf16 SGD, no fp32 master copy).
+
+A training step is ``zero_grad`` → forward → cross-entropy → backward → SGD(momentum 0.9)
+step, the papers' optimizer. Inputs are random: timing does not depend on their values.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["TORCH_DTYPES", "Workload", "make_workload", "autocast_context", "check_dtype"]
+
+# The dtype of weights and inputs for each dtype setting.
+TORCH_DTYPES = {"fp32": torch.float32, "bf16_autocast": torch.float32, "bf16": torch.bfloat16}
+
+
+@dataclass
+class Workload:
+    """A model placed on a device with one batch, and its step callables.
+
+    ``infer()`` and ``train()`` each run one step; ``optimizer`` exists once ``train`` is built.
+    """
+
+    model: nn.Module
+    inputs: torch.Tensor  # (B, C, H, W)
+    targets: torch.Tensor  # (B,)
+    device: torch.device
+    dtype: str
+    optimizer: torch.optim.Optimizer | None
+    infer: Callable[[], torch.Tensor]
+    train: Callable[[], torch.Tensor]
+
+
+def check_dtype(dtype: str, device: torch.device) -> None:
+    """Raise a one-line ``RuntimeError`` if ``device`` cannot run ``dtype``."""
+    if dtype == "fp32":
+        return
+    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise RuntimeError(f"{torch.cuda.get_device_name(device)} does not support bf16")
+
+
+@contextlib.contextmanager
+def autocast_context(dtype: str, device: torch.device) -> Iterator[None]:
+    """``torch.autocast`` to bf16 for ``bf16_autocast``; nothing otherwise."""
+    if dtype == "bf16_autocast":
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16):
+            yield
+    else:
+        yield
+
+
+def make_workload(
+    model: nn.Module,
+    *,
+    input_shape: tuple[int, int, int],
+    num_classes: int,
+    batch_size: int,
+    device: torch.device | str,
+    dtype: str,
+    memory_format: str,
+    mode: str,
+    seed: int = 0,
+) -> Workload:
+    """Place ``model`` and a random batch on ``device`` and build its step callables.
+
+    ``mode`` is ``"infer"`` (model in eval mode) or ``"train"`` (train mode, SGD optimizer).
+    The model is moved/cast in place, once.
+    """
+    device = torch.device(device)
+    check_dtype(dtype, device)
+    torch_dtype = TORCH_DTYPES[dtype]
+    fmt = torch.channels_last if memory_format == "channels_last" else torch.contiguous_format
+    generator = torch.Generator().manual_seed(seed)
+    inputs = torch.randn((batch_size, *input_shape), generator=generator)
+    targets = torch.randint(0, num_classes, (batch_size,), generator=generator)
+    model.to(device=device, dtype=torch_dtype, memory_format=fmt)
+    inputs = inputs.to(device=device, dtype=torch_dtype).contiguous(memory_format=fmt)
+    targets = targets.to(device)
+    model.train(mode == "train")
+    optimizer: torch.optim.Optimizer | None = None
+    if mode == "train":
+        # foreach=False: the per-parameter loop, the same on every device and dtype.
+        optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9, foreach=False)
+
+    def infer() -> torch.Tensor:
+        with torch.inference_mode(), autocast_context(dtype, device):
+            return model(inputs)
+
+    def train() -> torch.Tensor:
+        assert optimizer is not None, "train step built without an optimizer"
+        optimizer.zero_grad(set_to_none=True)
+        with autocast_context(dtype, device):
+            loss = F.cross_entropy(model(inputs), targets)
+        loss.backward()
+        optimizer.step()
+        return loss.detach()
+
+    return Workload(model, inputs, targets, device, dtype, optimizer, infer, train)
