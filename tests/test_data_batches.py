@@ -1,4 +1,5 @@
-"""The fast path (whole split as one uint8 tensor) and its benchmark against the lab's DataLoader."""
+"""The fast path (whole split as one uint8 tensor) and its benchmark against the lab's "
+"DataLoader."""
 
 from __future__ import annotations
 
@@ -104,7 +105,8 @@ def _record(benchmark, key: str) -> None:
 
 @pytest.mark.benchmark(group="data-epoch")
 def test_epoch_dataloader_over_lab_dataset(benchmark, tmp_path: Path, one_thread) -> None:
-    """The lab's section 4.2: DataLoader(DatasetMNIST, batch_size=128, shuffle=True, num_workers=0)."""
+    """The lab's section 4.2: DataLoader(DatasetMNIST, batch_size=128, shuffle=True, "
+    "num_workers=0)."""
     ds = _lab_dataset(tmp_path, N_BENCH)
 
     def epoch() -> int:
@@ -133,7 +135,7 @@ def test_epoch_fast_path(benchmark, one_thread) -> None:
 
 @pytest.mark.xfail(
     strict=False,
-    reason="issue 4 asks for 20x; on the shared 2-core dev machine 5-14x was measured (noisy neighbours)",
+    reason="issue 4 asks for 20x; 5-14x was measured on the shared, loaded 2-core dev machine",
 )
 def test_fast_path_is_20x_faster_per_epoch() -> None:
     """Compares the two benchmarks' fastest epochs from this run (the issue asks for 20x)."""

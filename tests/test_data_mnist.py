@@ -386,7 +386,8 @@ def test_cli_subprocess_missing_from(tmp_path: Path) -> None:
     )
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
-        f"error: --from {tmp_path / 'x'} does not exist; point it at a directory holding MNIST IDX files"
+        f"error: --from {tmp_path / 'x'} does not exist; point it at a directory holding MNIST "
+        "IDX files"
     ]
     assert not (tmp_path / "r").exists()
 
