@@ -84,7 +84,7 @@ def _new_figure(width: float, height: float) -> Figure:
 def _save(fig: Figure, path: Path) -> Path:
     # No "Software" chunk: the PNG bytes then depend only on what was drawn.
     fig.savefig(path, format="png", dpi=DPI, metadata={"Software": None})
-    log.info("wrote %s", path)
+    log.debug("wrote %s", path)
     return path
 
 
@@ -411,16 +411,15 @@ def layers_by_family(layers: pd.DataFrame, family: str, path: Path) -> Path | No
         colors = [KIND_COLORS[layer_kind(t)] for t in part["type"]]
         names = [str(n) for n in part["layer"]]
         label_size = 7 if len(part) <= 40 else 5
-        for j, (col, what, scale, unit) in enumerate(
-            (("params", "parameters", 1e6, "millions"), ("macs", "MACs", 1e9, "G"))
-        ):
+        for j, (col, what) in enumerate((("params", "parameters"), ("macs", "MACs per sample"))):
             ax = axes[2 * i + j][0]
-            ax.bar(xs, part[col].fillna(0) / scale, color=colors, width=0.8)
-            ax.set_ylabel(f"{what} ({unit})", fontsize=8)
+            ax.bar(xs, part[col].fillna(0), color=colors, width=0.8)
+            ax.yaxis.set_major_formatter(FuncFormatter(_si))
+            ax.set_ylabel(f"{what} (count)", fontsize=8)
             ax.set_xlim(-0.7, len(part) - 0.3)
             ax.grid(True, axis="y", alpha=0.3)
             if j == 0:
-                ax.set_title(f"{model}: {what} and MACs per layer", fontsize=10)
+                ax.set_title(f"{model}: parameters and MACs per layer", fontsize=10)
                 ax.set_xticks(xs, [""] * len(xs))
             else:
                 ax.set_xticks(xs, names, rotation=90, fontsize=label_size)

@@ -18,7 +18,7 @@ import logging
 import math
 import re
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +35,7 @@ __all__ = [
     "load_run",
     "main",
     "merge_runs",
+    "register_cli",
     "run",
     "summary_table",
 ]
@@ -1214,8 +1215,8 @@ def _share_blocks(
         blocks.append(
             Image(
                 file,
-                f"Per-layer parameters (millions) and MACs (G) for the {family} "
-                "family, in forward order; colour gives the layer kind.",
+                f"Per-layer parameters and MACs per sample for the {family} family, in forward "
+                "order (k = thousand, M = million, G = billion); colour gives the layer kind.",
             )
         )
     return blocks
@@ -1669,6 +1670,16 @@ def run(args: argparse.Namespace) -> int:
         return 2
     print(out / "report.md")
     return 0
+
+
+def register_cli(register: Callable[..., None]) -> None:
+    """Register ``report`` with the harness CLI (``python -m bench report``)."""
+    register(
+        "report",
+        help="write the comparison report (Markdown, HTML, CSV, plots) of results folders",
+        add_arguments=add_arguments,
+        run=run,
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

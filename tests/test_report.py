@@ -295,3 +295,14 @@ def test_a_torn_last_line_is_skipped(tmp_path: Path) -> None:
         f.write('{"model": "vgg16", "dev')
     loaded = report.load_run(run)
     assert len(loaded.results) == len(ROWS)
+
+
+def test_register_cli_adds_the_report_subcommand() -> None:
+    seen: dict[str, Any] = {}
+
+    def register(name: str, **kwargs: Any) -> None:
+        seen[name] = kwargs
+
+    report.register_cli(register)
+    assert seen["report"]["run"] is report.run
+    assert seen["report"]["add_arguments"] is report.add_arguments
