@@ -385,7 +385,9 @@ def _run_model(
             current = model
             timer = plan.timer if spec.device == "cuda" else plan.timer_for(card.input_shape)
             if spec.max_batch:
-                largest = find_max_batch(lambda b: _cuda_fits(current, spec, b))
+                largest = find_max_batch(
+                    lambda b: _cuda_fits(current, spec, b), limit=MAX_BATCH_LIMIT
+                )
                 if largest == 0:
                     raise torch.cuda.OutOfMemoryError("batch 1 does not fit")
                 spec = RowSpec(**{**spec.__dict__, "batch_size": largest})

@@ -117,7 +117,8 @@ class ResultsWriter:
         """Append one row (every column of :data:`ROW_COLUMNS`), durably; regenerate the CSV."""
         missing = set(ROW_COLUMNS) - set(row)
         extra = set(row) - set(ROW_COLUMNS)
-        assert not missing and not extra, f"row columns differ: missing {missing}, extra {extra}"
+        if missing or extra:
+            raise ValueError(f"row columns differ: missing {sorted(missing)}, extra {sorted(extra)}")
         ordered = {column: _clean(row[column]) for column in ROW_COLUMNS}
         self._append(self.results_path, [ordered])
         self._done.add(row_key(ordered))

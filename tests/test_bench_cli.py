@@ -1,0 +1,142 @@
+"""The command line: user errors are one line and exit code 2, before any work starts."""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from test_bench_helpers import FAKE_MACHINE, register_test_models
+
+from bench import cli
+from bench.results import read_jsonl
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    try:
+        code = cli.main(args)
+    except SystemExit as exit_:  # argparse's own errors
+        code = int(exit_.code or 0)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.fixture
+def no_work(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Any attempt to measure fails the test: errors must come before the work."""
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("run_plan was called")
+
+    monkeypatch.setattr("bench.orchestrate.run_plan", refuse)
+
+
+BAD = {
+    "unknown model": (["run", "--models", "resnet35"], "unknown model 'resnet35'"),
+    "pattern matching nothing": (["run", "--models", "xyz*"], "no model matches 'xyz*'"),
+    "batch 0": (["run", "--batch-sizes", "0"], "bad batch size '0'"),
+    "negative batch": (["run", "--batch-sizes", "8", "-4"], "bad batch size '-4'"),
+    "fractional batch": (["run", "--batch-sizes", "2.5"], "bad batch size '2.5'"),
+    "word batch": (["run", "--batch-sizes", "big"], "bad batch size 'big'"),
+    "unknown dtype": (["run", "--dtypes", "fp16"], "unknown dtype 'fp16'"),
+    "unknown device": (["run", "--devices", "tpu"], "unknown device 'tpu'"),
+    "layers of unknown model": (["layers", "vgg17"], "unknown model 'vgg17'"),
+    "unknown subcommand": (["measure"], "invalid choice: 'measure'"),
+    "resume without results": (["run", "--resume", "--out", "/nonexistent/run"], "does not exist"),
+}
+
+
+@pytest.mark.parametrize("args, message", list(BAD.values()), ids=list(BAD))
+def test_user_errors_are_one_line_and_exit_2(
+    args: list[str], message: str, capsys: pytest.CaptureFixture[str], no_work: None
+) -> None:
+    code, out, err = run_cli(args, capsys)
+    assert code == 2
+    assert err.count("\n") == 1 and err.startswith("error: ")
+    assert message in err
+    assert out == ""
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cuda_without_a_gpu_is_a_user_error(
+    capsys: pytest.CaptureFixture[str], no_work: None
+) -> None:
+    code, _, err = run_cli(["run", "--models", "lenet5", "--devices", "cuda"], capsys)
+    assert code == 2 and err.count("\n") == 1
+    assert "no CUDA device" in err
+
+
+def test_default_devices_use_cuda_only_when_present() -> None:
+    parser = cli.build_parser(["run"])
+    plan = cli.build_plan(parser.parse_args(["run", "--models", "lenet5", "--threads", "1"]))
+    assert plan.devices == (("cpu", "cuda") if torch.cuda.is_available() else ("cpu",))
+    assert plan.label == "short" and plan.threads == 1
+
+
+def test_full_plan_and_overrides() -> None:
+    parser = cli.build_parser(["run"])
+    args = parser.parse_args(
+        ["run", "--models", "lenet*", "--full", "--batch-sizes", "4", "8", "--min-steps", "3"]
+    )
+    plan = cli.build_plan(args)
+    assert plan.label == "full" and plan.batch_sizes == (4, 8)
+    assert plan.models[0].startswith("lenet") and "vgg16" not in plan.models
+    assert plan.timer.min_steps == 3 and plan.large_timer.min_steps == 3
+    assert set(plan.dtypes) == {"fp32", "bf16_autocast", "bf16"}
+
+
+def test_list_and_layers_print_tables(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_cli(["list", "lenet*"], capsys)
+    assert code == 0 and "lenet5_modern" in out and "vgg16" not in out
+    code, out, _ = run_cli(["layers", "lenet5"], capsys)
+    assert code == 0
+    assert "RBFOutput" in out and "326,520" in out and "60,000" in out
+
+
+def test_run_writes_rows_for_a_registered_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    register_test_models(monkeypatch)
+    monkeypatch.setattr("bench.orchestrate.describe", lambda *a, **k: FAKE_MACHINE)
+    args = ["run", "--models", "tiny_net", "--batch-sizes", "2", "--threads", "1",
+            "--min-steps", "2", "--min-time", "0", "--out", str(tmp_path / "run")]  # fmt: skip
+    code, out, err = run_cli(args, capsys)
+    assert code == 0, err
+    assert out.count("tiny_net cpu fp32 contiguous") == 2  # a line per row
+    assert len(read_jsonl(tmp_path / "run" / "results.jsonl")) == 2
+    code, out, _ = run_cli([*args, "--resume"], capsys)
+    assert code == 0 and out.count("already measured, skipped") == 2
+
+
+def test_another_module_can_register_a_subcommand(capsys: pytest.CaptureFixture[str]) -> None:
+    seen: list[str] = []
+
+    def add_arguments(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("thing")
+
+    def run(args: argparse.Namespace) -> int:
+        seen.append(args.thing)
+        return 0
+
+    cli.register("hello_test", help="a test subcommand", add_arguments=add_arguments, run=run)
+    try:
+        assert cli.main(["hello_test", "world"]) == 0
+    finally:
+        del cli.SUBCOMMANDS["hello_test"]
+    assert seen == ["world"]
+
+
+def test_python_dash_m_bench_reports_one_line() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "run", "--models", "lenet6"],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert done.stdout == ""
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith("error: unknown model 'lenet6': did you mean lenet5")

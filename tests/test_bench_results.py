@@ -1,0 +1,100 @@
+"""The writer: rows appended and durable at once, CSV regenerated, resume keys, torn lines."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench.results import ROW_COLUMNS, ResultsWriter, read_jsonl, row_key
+
+
+def make_row(**settings: Any) -> dict[str, Any]:
+    row: dict[str, Any] = {column: None for column in ROW_COLUMNS}
+    row.update(
+        model="tiny_net", device="cpu", dtype="fp32", memory_format="contiguous", threads=1,
+        batch_size=2, mode="infer", step_ms_median=1.5,
+    )  # fmt: skip
+    row.update(settings)
+    return row
+
+
+def test_each_row_is_on_disk_before_the_next(tmp_path: Path) -> None:
+    writer = ResultsWriter(tmp_path)
+    writer.write_row(make_row(batch_size=1))
+    # read through a separate handle while the writer lives: flushed already
+    assert [r["batch_size"] for r in read_jsonl(tmp_path / "results.jsonl")] == [1]
+    writer.write_row(make_row(batch_size=2, error="out of memory: x"))
+    rows = read_jsonl(tmp_path / "results.jsonl")
+    assert [r["batch_size"] for r in rows] == [1, 2]
+    assert list(rows[0]) == list(ROW_COLUMNS)  # the documented column order
+    assert rows[1]["error"] == "out of memory: x"
+
+
+def test_csv_is_regenerated_with_every_row(tmp_path: Path) -> None:
+    writer = ResultsWriter(tmp_path)
+    for batch in (1, 2, 3):
+        writer.write_row(make_row(batch_size=batch))
+        with (tmp_path / "results.csv").open(encoding="utf-8") as handle:
+            rows = list(csv.DictReader(handle))
+        assert len(rows) == batch
+    assert rows[0]["error"] == ""  # null is an empty cell
+    assert list(rows[0]) == list(ROW_COLUMNS)
+
+
+def test_nan_becomes_null(tmp_path: Path) -> None:
+    ResultsWriter(tmp_path).write_row(make_row(samples_per_s=float("nan")))
+    assert read_jsonl(tmp_path / "results.jsonl")[0]["samples_per_s"] is None
+
+
+def test_resume_knows_the_rows_already_written(tmp_path: Path) -> None:
+    ResultsWriter(tmp_path).write_row(make_row(batch_size=4, mode="train"))
+    again = ResultsWriter(tmp_path)
+    assert again.has_row(row_key(make_row(batch_size=4, mode="train")))
+    assert not again.has_row(row_key(make_row(batch_size=4, mode="infer")))
+    assert not again.has_row(row_key(make_row(batch_size=4, mode="train", threads=2)))
+
+
+def test_max_batch_rows_match_whatever_batch_they_found(tmp_path: Path) -> None:
+    ResultsWriter(tmp_path).write_row(make_row(batch_size=384, max_batch=384, device="cuda"))
+    again = ResultsWriter(tmp_path)
+    spec_key = row_key(make_row(batch_size=0, max_batch=True, device="cuda"))
+    assert again.has_row(spec_key)
+    assert not again.has_row(row_key(make_row(batch_size=384, device="cuda")))
+
+
+def test_a_line_torn_by_a_kill_is_dropped(tmp_path: Path) -> None:
+    writer = ResultsWriter(tmp_path)
+    writer.write_row(make_row(batch_size=1))
+    with (tmp_path / "results.jsonl").open("a", encoding="utf-8") as handle:
+        handle.write('{"model": "tiny_net", "batch')  # killed mid-write
+    assert len(read_jsonl(tmp_path / "results.jsonl")) == 1
+    resumed = ResultsWriter(tmp_path)
+    resumed.write_row(make_row(batch_size=2))
+    assert [r["batch_size"] for r in read_jsonl(tmp_path / "results.jsonl")] == [1, 2]
+
+
+def test_a_corrupt_line_in_the_middle_is_an_error(tmp_path: Path) -> None:
+    path = tmp_path / "results.jsonl"
+    path.write_text('{"a": 1}\nnot json\n{"a": 2}\n', encoding="utf-8")
+    with pytest.raises(ValueError, match=":2 is not a JSON line"):
+        read_jsonl(path)
+
+
+def test_meta_is_written_whole(tmp_path: Path) -> None:
+    writer = ResultsWriter(tmp_path)
+    writer.write_meta({"run_id": "x", "finished": None})
+    writer.write_meta({"run_id": "x", "finished": "now"})
+    assert json.loads((tmp_path / "meta.json").read_text())["finished"] == "now"
+    assert writer.read_meta() == {"run_id": "x", "finished": "now"}
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_a_row_with_wrong_columns_is_refused(tmp_path: Path) -> None:
+    row = make_row()
+    del row["error"]
+    with pytest.raises(ValueError, match="missing"):
+        ResultsWriter(tmp_path).write_row(row)

@@ -1,0 +1,90 @@
+"""The timer's statistics and stopping rule, on a fake clock (no wall-clock assertions)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from bench.config import TimerSettings
+from bench.timing import summarise, time_steps, time_steps_cuda
+
+
+class FakeClock:
+    """A clock that a step advances by the next of the given durations."""
+
+    def __init__(self, durations: list[float]) -> None:
+        self.now = 0.0
+        self.durations = list(durations)
+        self.calls = 0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def step(self) -> None:
+        self.calls += 1
+        self.now += self.durations.pop(0)
+
+
+def test_summarise_matches_numpy_percentiles() -> None:
+    times = [0.010, 0.012, 0.011, 0.050, 0.009, 0.010, 0.013]
+    timing = summarise(times)
+    assert timing.steps == 7
+    assert timing.median_ms == pytest.approx(np.percentile(times, 50) * 1e3)
+    assert timing.p10_ms == pytest.approx(np.percentile(times, 10) * 1e3)
+    assert timing.p90_ms == pytest.approx(np.percentile(times, 90) * 1e3)
+    assert timing.total_s == pytest.approx(sum(times))
+    assert timing.samples_per_s(32) == pytest.approx(32 / np.median(times))
+
+
+def test_summarise_refuses_no_steps() -> None:
+    with pytest.raises(ValueError, match="no timed steps"):
+        summarise([])
+
+
+def test_warmup_is_not_timed_and_min_steps_rules_when_time_is_reached() -> None:
+    # warm-up steps take 1 s each and must not show in the statistics
+    clock = FakeClock([1.0, 1.0] + [0.01] * 10)
+    timing = time_steps(clock.step, TimerSettings(warmup=2, min_steps=5, min_time_s=0.0), clock=clock)
+    assert clock.calls == 2 + 5
+    assert timing.steps == 5
+    assert timing.median_ms == pytest.approx(10.0)
+
+
+def test_min_time_rules_when_steps_are_short() -> None:
+    clock = FakeClock([0.1] * 100)
+    settings = TimerSettings(warmup=0, min_steps=3, min_time_s=1.0)
+    timing = time_steps(clock.step, settings, clock=clock)
+    # 0.1 s steps: the tenth brings the total to 1.0 s (floating point may need an eleventh)
+    assert timing.steps in (10, 11)
+    assert timing.total_s >= 1.0 - 1e-9
+
+
+def test_max_steps_caps_the_loop() -> None:
+    clock = FakeClock([0.0] * 100)
+    settings = TimerSettings(warmup=0, min_steps=1, min_time_s=5.0, max_steps=20)
+    assert time_steps(clock.step, settings, clock=clock).steps == 20
+
+
+def test_spread_is_reported() -> None:
+    clock = FakeClock([0.01 * (i + 1) for i in range(10)])  # 10, 20, ..., 100 ms
+    timing = time_steps(clock.step, TimerSettings(warmup=0, min_steps=10, min_time_s=0.0), clock=clock)
+    assert timing.p10_ms == pytest.approx(19.0)
+    assert timing.median_ms == pytest.approx(55.0)
+    assert timing.p90_ms == pytest.approx(91.0)
+
+
+@pytest.mark.parametrize(
+    "kwargs", [dict(min_steps=0), dict(warmup=-1), dict(min_time_s=-1.0), dict(min_steps=5, max_steps=2)]
+)
+def test_bad_timer_settings_are_refused(kwargs: dict[str, float]) -> None:
+    with pytest.raises(ValueError):
+        TimerSettings(**kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_cuda_timer_times_with_events() -> None:
+    a = torch.randn(512, 512, device="cuda")
+    timing = time_steps_cuda(lambda: a @ a, TimerSettings(warmup=1, min_steps=4, min_time_s=0.0))
+    assert timing.steps >= 4
+    assert 0 < timing.p10_ms <= timing.median_ms <= timing.p90_ms
