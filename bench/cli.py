@@ -19,9 +19,10 @@ import importlib
 import importlib.util
 import logging
 import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, NoReturn, Protocol, Sequence
+from typing import Any, NoReturn, Protocol
 
 __all__ = ["Subcommand", "Register", "SUBCOMMANDS", "LAZY_SUBCOMMANDS", "register", "main"]
 
@@ -51,8 +52,8 @@ class Register(Protocol):
 SUBCOMMANDS: dict[str, Subcommand] = {}
 # Subcommands defined elsewhere: name -> module with a register_cli(register) function.
 LAZY_SUBCOMMANDS: dict[str, str] = {
-    "train": "bench.train",
-    "eval": "bench.eval",
+    "train": "bench.accuracy",
+    "eval": "bench.accuracy",
     "report": "bench.report",
 }
 
@@ -94,9 +95,8 @@ def _list_run(args: argparse.Namespace) -> int:
         card = zoo.get_card(name)
         shape = "x".join(str(d) for d in card.input_shape)
         params = f"{card.paper.params:,}" if card.paper and card.paper.params else "-"
-        print(
-            f"{name:<16} {card.family:<8} {shape:<10} {card.num_classes:>7} {params:>13}  {card.summary}"
-        )
+        columns = f"{name:<16} {card.family:<8} {shape:<10} {card.num_classes:>7} {params:>13}"
+        print(f"{columns}  {card.summary}")
     return 0
 
 
@@ -357,6 +357,16 @@ def _run_run(args: argparse.Namespace) -> int:
         f"{plan.threads} threads; writing {out}",
         file=sys.stderr,
     )
+    from bench.config import default_threads
+    from bench.machine import load_average
+
+    load, cores = load_average(), default_threads()
+    if load is not None and plan.threads > 1 and load + plan.threads > cores + 0.5:
+        print(
+            f"warning: load average {load:.1f} on {cores} cores: other work competes for them, "
+            f"and timings with {plan.threads} threads will suffer (--threads 1 is steadier)",
+            file=sys.stderr,
+        )
     started = time.perf_counter()
     try:
         run_plan(plan, out, progress=_TqdmProgress(), resume=args.resume)

@@ -36,20 +36,34 @@ LARGE_INPUT_PX = 128
 
 @dataclass(frozen=True)
 class TimerSettings:
-    """The timer's stopping rule: warm-up, then timed steps until BOTH minimums are reached."""
+    """The timer's stopping rule: warm-up, then timed steps until BOTH minimums are reached.
 
-    warmup: int = (
-        2  # untimed steps: first-call allocations, oneDNN primitive creation, cuDNN autotune
-    )
+    Two caps end it earlier: ``max_steps`` (sub-millisecond steps), and ``max_time_s`` for
+    slow steps: once that much was timed, ``min_steps`` drops to ``floor_steps``. The row's
+    ``steps_timed`` says how many steps its statistics rest on.
+    """
+
+    # Untimed steps: first-call allocations, oneDNN primitive creation, cuDNN autotuning.
+    warmup: int = 2
     min_steps: int = 5  # timed steps at least (p10/p90 need a few)
     min_time_s: float = 0.5  # timed seconds at least
     max_steps: int = 10_000  # cap for sub-millisecond steps
+    max_time_s: float = float("inf")  # cap for slow steps (a VGG training step on a CPU)
+    floor_steps: int = 3  # steps timed at least, even past max_time_s
 
     def __post_init__(self) -> None:
         if self.warmup < 0 or self.min_steps < 1 or self.max_steps < self.min_steps:
             raise ValueError(f"timer needs warmup >= 0 and 1 <= min_steps <= max_steps; got {self}")
-        if self.min_time_s < 0:
-            raise ValueError(f"timer min_time_s must be >= 0; got {self.min_time_s}")
+        if self.min_time_s < 0 or self.max_time_s < 0 or self.floor_steps < 1:
+            raise ValueError(f"timer times must be >= 0 and floor_steps >= 1; got {self}")
+
+    def done(self, steps: int, total_s: float) -> bool:
+        """True once ``steps`` timed steps totalling ``total_s`` seconds are enough."""
+        if steps >= self.max_steps:
+            return True
+        if total_s >= self.max_time_s and steps >= min(self.floor_steps, self.min_steps):
+            return True
+        return steps >= self.min_steps and total_s >= self.min_time_s
 
 
 @dataclass(frozen=True)
@@ -67,12 +81,14 @@ class RunPlan:
     modes: tuple[str, ...] = MODES
     batch_sizes: tuple[int, ...] | None = None
     threads: int = field(default_factory=lambda: default_threads())
-    timer: TimerSettings = TimerSettings()
+    # Short plan: a slow step (ResNet-34 CIFAR training at batch 32, ~220 GFLOP) stops after
+    # 3 timed steps once 3 s are timed; fast ones run 5 steps and at least 0.5 s.
+    timer: TimerSettings = TimerSettings(warmup=1, min_steps=5, min_time_s=0.5, max_time_s=3.0)
     # Per-model default batches, used when batch_sizes is None: (small input, large input).
     infer_batches: tuple[tuple[int, ...], tuple[int, ...]] = ((1, 32), (1,))
     train_batches: tuple[tuple[int, ...], tuple[int, ...]] = ((32,), (1,))
     # Timer for large-input models: VGG-19 training is ~120 GFLOP a sample, ~1-2 s a step here.
-    large_timer: TimerSettings = TimerSettings(warmup=1, min_steps=2, min_time_s=0.0)
+    large_timer: TimerSettings = TimerSettings(warmup=1, min_steps=3, min_time_s=0.0)
     max_batch: bool = False  # CUDA: also find the largest batch that fits (doubling, bisecting)
     label: str = "custom"  # "short", "full" or "custom": which preset the plan started from
 

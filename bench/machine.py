@@ -17,6 +17,7 @@ __all__ = [
     "cpu_flags",
     "gpu_name",
     "git_commit",
+    "load_average",
     "matmul_gflops",
     "describe",
 ]
@@ -72,6 +73,19 @@ def cpu_flags() -> tuple[str, ...]:
             present = set(line.split(":", 1)[1].split())
             return tuple(flag for flag in RELEVANT_FLAGS if flag in present)
     return ()
+
+
+def load_average() -> float | None:
+    """The 1-minute load average (``/proc/loadavg``): runnable threads, ours included.
+
+    Above the number of cores, other work competes for them; with several torch threads a
+    step then waits at every parallel region for a descheduled thread (on the lab's shared
+    2-core machine a LeNet forward took 6 ms on one thread and 184 ms on two under load).
+    """
+    try:
+        return float(Path("/proc/loadavg").read_text(encoding="ascii").split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def gpu_name() -> str | None:

@@ -25,8 +25,8 @@ import ctypes
 import ctypes.util
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from torch import nn

@@ -12,13 +12,16 @@ the forward FLOPs (backward ≈ 2 × forward: gradients of inputs and of weights
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import functools
 import gc
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 import torch
 from torch import nn
@@ -27,7 +30,7 @@ import zoo
 from bench import memory
 from bench.config import RunPlan, TimerSettings
 from bench.counting import Counts, count_model
-from bench.machine import Machine, describe
+from bench.machine import Machine, describe, load_average
 from bench.results import ResultsWriter, row_key
 from bench.steps import make_workload
 from bench.timing import Timing, time_steps, time_steps_cuda
@@ -181,10 +184,30 @@ def measure_row(
     )
     step = work.train if spec.mode == "train" else work.infer
     try:
+        for _ in range(timer.warmup):
+            step()
+        # One untimed step after the warm-up measures memory: its peak and, when training,
+        # the activations autograd saves (the hooks only look, so they do not change the peak).
+        saved: list[int] = []
+
+        def memory_step() -> None:
+            if spec.mode == "train":
+                saved.append(memory.saved_activation_bytes(work.model, step))
+            else:
+                step()
+
+        if device.type == "cuda":
+            peak = memory.peak_cuda(memory_step, device)
+        else:
+            resident = memory.resident_tensor_bytes(
+                work.model, work.optimizer, work.inputs, work.targets
+            )
+            peak = memory.peak_cpu(memory_step, resident)
+        timed = dataclasses.replace(timer, warmup=0)  # warmed up above
         timing: Timing = (
-            time_steps_cuda(step, timer, device=device)
+            time_steps_cuda(step, timed, device=device)
             if device.type == "cuda"
-            else time_steps(step, timer)
+            else time_steps(step, timed)
         )
         sizes = memory.model_bytes(work.model)
         row["weights_mib"] = sizes.weights / memory.MIB
@@ -192,16 +215,9 @@ def measure_row(
             assert work.optimizer is not None
             row["grads_mib"] = sizes.trainable / memory.MIB
             row["optimizer_mib"] = memory.optimizer_bytes(work.optimizer) / memory.MIB
-            row["activations_mib"] = memory.saved_activation_bytes(work.model, step) / memory.MIB
+            row["activations_mib"] = saved[0] / memory.MIB
         else:
             row["grads_mib"] = row["optimizer_mib"] = row["activations_mib"] = 0.0
-        if device.type == "cuda":
-            peak = memory.peak_cuda(step, device)
-        else:
-            resident = memory.resident_tensor_bytes(
-                work.model, work.optimizer, work.inputs, work.targets
-            )
-            peak = memory.peak_cpu(step, resident)
     finally:
         if work.optimizer is not None:
             work.optimizer.zero_grad(set_to_none=True)  # free the gradients for the next row
@@ -313,6 +329,7 @@ def run_plan(
         "git_commit": machine.git_commit,
         "peak_gflops": machine.peak_gflops,
         "hostname": machine.hostname,
+        "load_average_1m": load_average(),  # at the start: above the core count, others compete
     }
     writer.write_meta(meta)
     interrupted = True
@@ -386,7 +403,7 @@ def _run_model(
             timer = plan.timer if spec.device == "cuda" else plan.timer_for(card.input_shape)
             if spec.max_batch:
                 largest = find_max_batch(
-                    lambda b: _cuda_fits(current, spec, b), limit=MAX_BATCH_LIMIT
+                    functools.partial(_cuda_fits, current, spec), limit=MAX_BATCH_LIMIT
                 )
                 if largest == 0:
                     raise torch.cuda.OutOfMemoryError("batch 1 does not fit")

@@ -13,8 +13,9 @@ import csv
 import json
 import math
 import os
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 __all__ = [
     "ROW_COLUMNS",
@@ -118,7 +119,9 @@ class ResultsWriter:
         missing = set(ROW_COLUMNS) - set(row)
         extra = set(row) - set(ROW_COLUMNS)
         if missing or extra:
-            raise ValueError(f"row columns differ: missing {sorted(missing)}, extra {sorted(extra)}")
+            raise ValueError(
+                f"row columns differ: missing {sorted(missing)}, extra {sorted(extra)}"
+            )
         ordered = {column: _clean(row[column]) for column in ROW_COLUMNS}
         self._append(self.results_path, [ordered])
         self._done.add(row_key(ordered))

@@ -16,8 +16,8 @@ step, the papers' optimizer. Inputs are random: timing does not depend on their 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Callable, Iterator
 
 import torch
 import torch.nn.functional as F

@@ -9,8 +9,8 @@ numpy's default), and the number of timed steps, so a reader can judge the sprea
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import torch
 
@@ -57,15 +57,13 @@ def time_steps(
     """Time ``step`` on the host clock (CPU work, or anything that returns when done).
 
     Runs ``settings.warmup`` untimed steps, then timed steps until at least ``min_steps`` were
-    timed and their total reaches ``min_time_s`` (or ``max_steps`` is hit).
+    timed and their total reaches ``min_time_s`` (or a cap is hit: see :class:`TimerSettings`).
     """
     for _ in range(settings.warmup):
         step()
     times: list[float] = []
     total = 0.0
-    while len(times) < settings.max_steps and (
-        len(times) < settings.min_steps or total < settings.min_time_s
-    ):
+    while not settings.done(len(times), total):
         start = clock()
         step()
         elapsed = clock() - start
@@ -91,9 +89,7 @@ def time_steps_cuda(
     pairs: list[tuple[torch.cuda.Event, torch.cuda.Event]] = []
     times: list[float] = []
     total = 0.0
-    while len(times) < settings.max_steps and (
-        len(times) < settings.min_steps or total < settings.min_time_s
-    ):
+    while not settings.done(len(times), total):
         chunk = min(settings.min_steps, settings.max_steps - len(times))
         pairs.clear()
         for _ in range(chunk):

@@ -1,4 +1,4 @@
-"""Small models and a fake machine shared by the bench tests (imported by the other test_bench_* files)."""
+"""Small models and a fake machine shared by the bench tests (imported by the other files)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from torch import nn
 
 import zoo
 from bench.machine import Machine
-from zoo.registry import ModelCard, _REGISTRY
+from zoo.registry import _REGISTRY, ModelCard
 
 FAKE_MACHINE = Machine(
     cpu_model="test cpu",

@@ -41,7 +41,7 @@ def test_saved_activations_scale_with_the_batch() -> None:
     model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU())
     for batch in (1, 3):
         x = torch.randn(batch, 3, 8, 8)
-        saved = memory.saved_activation_bytes(model, lambda: model(x).sum().backward())
+        saved = memory.saved_activation_bytes(model, lambda x=x: model(x).sum().backward())
         assert saved == 4 * batch * 8 * 8 * (3 + 4)
 
 

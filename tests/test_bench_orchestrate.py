@@ -79,7 +79,9 @@ def test_an_impossible_cpu_batch_is_refused_before_it_runs(
 
     monkeypatch.setitem(_REGISTRY, "tiny_net", card("tiny_net", counting_builder))  # type: ignore[arg-type]
     huge = 10**9  # 3×8×8 fp32 inputs alone: 768 GB
-    run_plan(plan(("tiny_net",), batch_sizes=(huge,), modes=("infer",)), tmp_path, machine=FAKE_MACHINE)
+    run_plan(
+        plan(("tiny_net",), batch_sizes=(huge,), modes=("infer",)), tmp_path, machine=FAKE_MACHINE
+    )
     (row,) = read_jsonl(tmp_path / "results.jsonl")
     assert row["batch_size"] == huge
     assert row["error"].startswith("refused: estimated peak")

@@ -45,7 +45,9 @@ def test_summarise_refuses_no_steps() -> None:
 def test_warmup_is_not_timed_and_min_steps_rules_when_time_is_reached() -> None:
     # warm-up steps take 1 s each and must not show in the statistics
     clock = FakeClock([1.0, 1.0] + [0.01] * 10)
-    timing = time_steps(clock.step, TimerSettings(warmup=2, min_steps=5, min_time_s=0.0), clock=clock)
+    timing = time_steps(
+        clock.step, TimerSettings(warmup=2, min_steps=5, min_time_s=0.0), clock=clock
+    )
     assert clock.calls == 2 + 5
     assert timing.steps == 5
     assert timing.median_ms == pytest.approx(10.0)
@@ -68,14 +70,17 @@ def test_max_steps_caps_the_loop() -> None:
 
 def test_spread_is_reported() -> None:
     clock = FakeClock([0.01 * (i + 1) for i in range(10)])  # 10, 20, ..., 100 ms
-    timing = time_steps(clock.step, TimerSettings(warmup=0, min_steps=10, min_time_s=0.0), clock=clock)
+    timing = time_steps(
+        clock.step, TimerSettings(warmup=0, min_steps=10, min_time_s=0.0), clock=clock
+    )
     assert timing.p10_ms == pytest.approx(19.0)
     assert timing.median_ms == pytest.approx(55.0)
     assert timing.p90_ms == pytest.approx(91.0)
 
 
 @pytest.mark.parametrize(
-    "kwargs", [dict(min_steps=0), dict(warmup=-1), dict(min_time_s=-1.0), dict(min_steps=5, max_steps=2)]
+    "kwargs",
+    [dict(min_steps=0), dict(warmup=-1), dict(min_time_s=-1.0), dict(min_steps=5, max_steps=2)],
 )
 def test_bad_timer_settings_are_refused(kwargs: dict[str, float]) -> None:
     with pytest.raises(ValueError):
@@ -88,3 +93,11 @@ def test_cuda_timer_times_with_events() -> None:
     timing = time_steps_cuda(lambda: a @ a, TimerSettings(warmup=1, min_steps=4, min_time_s=0.0))
     assert timing.steps >= 4
     assert 0 < timing.p10_ms <= timing.median_ms <= timing.p90_ms
+
+
+def test_max_time_lowers_the_step_count_for_slow_steps() -> None:
+    clock = FakeClock([2.0] * 10)  # a 2 s step (VGG training on a CPU)
+    settings = TimerSettings(warmup=0, min_steps=5, min_time_s=0.5, max_time_s=3.0, floor_steps=3)
+    assert time_steps(clock.step, settings, clock=clock).steps == 3
+    fast = FakeClock([0.01] * 100)
+    assert time_steps(fast.step, settings, clock=fast).steps == 50  # min_time rules, not the cap
