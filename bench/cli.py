@@ -312,6 +312,7 @@ class _TqdmProgress:
         from tqdm import tqdm
 
         tqdm.write(_row_line(row, skipped), file=sys.stdout)
+        sys.stdout.flush()  # a line per row as it is measured, also into a pipe or a file
         if self._bar is not None:
             self._bar.update(1)
 

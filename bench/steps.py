@@ -16,6 +16,7 @@ step, the papers' optimizer. Inputs are random: timing does not depend on their 
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -46,12 +47,29 @@ class Workload:
     train: Callable[[], torch.Tensor]
 
 
+# CPU flags with native bf16 arithmetic; without them torch emulates bf16 (a 512×512 matmul
+# ran at 0.8 GFLOP/s on the lab's AVX2-only VM, against ~30-160 GFLOP/s in fp32).
+NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
 def check_dtype(dtype: str, device: torch.device) -> None:
-    """Raise a one-line ``RuntimeError`` if ``device`` cannot run ``dtype``."""
+    """Raise a one-line ``RuntimeError`` if ``device`` cannot run ``dtype`` (natively)."""
     if dtype == "fp32":
         return
     if device.type == "cuda" and not torch.cuda.is_bf16_supported():
         raise RuntimeError(f"{torch.cuda.get_device_name(device)} does not support bf16")
+    if device.type == "cpu" and not set(NATIVE_BF16_FLAGS) & set(_cpu_flags()):
+        raise RuntimeError(
+            "this CPU has no native bf16 (no avx512_bf16/amx_bf16): torch would emulate it "
+            "at ~1% of fp32 speed, so bf16 is not measured here"
+        )
+
+
+@functools.lru_cache(maxsize=1)
+def _cpu_flags() -> tuple[str, ...]:
+    from bench.machine import cpu_flags
+
+    return cpu_flags()
 
 
 @contextlib.contextmanager

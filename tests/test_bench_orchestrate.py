@@ -157,3 +157,17 @@ def test_cuda_rows_use_the_allocator_and_find_the_max_batch(
     assert measured and all(r["peak_mem_method"] == "cuda_allocator" for r in measured)
     maxed = [r for r in rows if r["max_batch"] is not None]
     assert maxed and all(r["max_batch"] == r["batch_size"] == 256 for r in maxed if not r["error"])
+
+
+def test_a_dtype_the_device_cannot_run_is_an_error_row(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    register_test_models(monkeypatch)
+    monkeypatch.setattr("bench.steps._cpu_flags", lambda: ("avx2",))
+    run_plan(
+        plan(("tiny_net",), dtypes=("bf16", "fp32"), modes=("infer",)), tmp_path,
+        machine=FAKE_MACHINE,
+    )  # fmt: skip
+    bf16, fp32 = read_jsonl(tmp_path / "results.jsonl")
+    assert bf16["dtype"] == "bf16" and bf16["error"].startswith("RuntimeError: this CPU has no")
+    assert fp32["error"] is None
