@@ -386,22 +386,26 @@ def _all_run(args: argparse.Namespace) -> int:
     code = _run_run(args)
     if code != 0:
         return code
-    for name in ALL_FOLLOW_UPS:
+    for name, make_argv in ALL_FOLLOW_UPS:
         module_name = LAZY_SUBCOMMANDS.get(name)
         if name not in SUBCOMMANDS and module_name and importlib.util.find_spec(module_name):
             _register_module(name, module_name)
         if name not in SUBCOMMANDS:
             print(f"{name}: not available, skipped", file=sys.stderr)
             continue
-        follow = build_parser([name]).parse_args([name, str(args.resolved_out)])
+        follow = build_parser([name]).parse_args([name, *make_argv(args.resolved_out)])
         code = SUBCOMMANDS[name].run(follow)
         if code != 0:
             return code
     return 0
 
 
-# What `all` runs after `run`, each given the results folder as its one argument.
-ALL_FOLLOW_UPS: list[str] = ["report"]
+# What `all` runs after `run`, in order: (subcommand, its arguments given the results folder).
+# An accuracy step goes before the report, e.g.
+# ("train", lambda out: ["lenet5_modern", "--out", str(out), "--budget-s", "120"]).
+ALL_FOLLOW_UPS: list[tuple[str, Callable[[Path], list[str]]]] = [
+    ("report", lambda out: [str(out)]),
+]
 
 
 register("list", help="list the registered models", add_arguments=_list_arguments, run=_list_run)

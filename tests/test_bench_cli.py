@@ -140,3 +140,28 @@ def test_python_dash_m_bench_reports_one_line() -> None:
     assert done.stdout == ""
     (line,) = done.stderr.strip().splitlines()
     assert line.startswith("error: unknown model 'lenet6': did you mean lenet5")
+
+
+def test_all_runs_the_plan_then_its_follow_ups(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    register_test_models(monkeypatch)
+    monkeypatch.setattr("bench.orchestrate.describe", lambda *a, **k: FAKE_MACHINE)
+    seen: list[Path] = []
+
+    def add_arguments(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("folder", type=Path)
+
+    def run(args: argparse.Namespace) -> int:
+        seen.append(args.folder)
+        return 0
+
+    monkeypatch.setitem(cli.SUBCOMMANDS, "fake_report", cli.Subcommand("x", add_arguments, run))
+    monkeypatch.setattr(cli, "ALL_FOLLOW_UPS", [("fake_report", lambda out: [str(out)])])
+    out = tmp_path / "run"
+    args = ["all", "--models", "tiny_net", "--batch-sizes", "2", "--modes", "infer",
+            "--threads", "1", "--min-steps", "2", "--min-time", "0", "--out", str(out)]  # fmt: skip
+    code, _, err = run_cli(args, capsys)
+    assert code == 0, err
+    assert seen == [out]
+    assert len(read_jsonl(out / "results.jsonl")) == 1
