@@ -31,7 +31,7 @@ from bench import memory
 from bench.config import RunPlan, TimerSettings
 from bench.counting import Counts, count_model
 from bench.machine import Machine, describe, load_average
-from bench.results import ResultsWriter, row_key
+from bench.results import ACCURACY_COLUMNS, ResultsWriter, row_key
 from bench.steps import make_workload
 from bench.timing import Timing, time_steps, time_steps_cuda
 
@@ -140,6 +140,7 @@ def base_row(
         "git_commit": machine.git_commit,
         "timestamp": _now(),
         "error": None,
+        **dict.fromkeys(ACCURACY_COLUMNS),
     }
 
 

@@ -19,6 +19,7 @@ from typing import Any
 
 __all__ = [
     "ROW_COLUMNS",
+    "ACCURACY_COLUMNS",
     "LAYER_COLUMNS",
     "KEY_COLUMNS",
     "row_key",
@@ -34,7 +35,12 @@ ROW_COLUMNS = (
     "peak_mem_method", "step_ms_median", "step_ms_p10", "step_ms_p90", "steps_timed",
     "samples_per_s", "achieved_gflops", "max_batch", "torch_version", "git_commit",
     "timestamp", "error",
+) + (
+    # Accuracy rows (mode "accuracy", bench.accuracy); null on the harness's rows.
+    "data", "accuracy", "target_acc", "time_to_target_s", "budget_s", "epochs", "seed",
+    "recipe", "data_loading_in_timing", "train_s",
 )  # fmt: skip
+ACCURACY_COLUMNS = ROW_COLUMNS[ROW_COLUMNS.index("data") :]
 LAYER_COLUMNS = (
     "model", "family", "index", "layer", "type", "output_shape", "params", "macs",
     "activation_mib",
@@ -49,6 +55,8 @@ KEY_COLUMNS = (
     "batch_size",
     "mode",
     "max_batch",
+    "data",
+    "seed",
 )
 
 

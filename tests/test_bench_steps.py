@@ -64,11 +64,15 @@ def test_channels_last_places_weights_and_inputs(device: str) -> None:
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", ["fp32", "bf16_autocast", "bf16"])
 def test_a_training_step_updates_the_weights(native_bf16: None, device: str, dtype: str) -> None:
+    torch.manual_seed(0)
     work = workload(device, dtype, mode="train")
-    before = work.model.fc.weight.detach().clone()
+    before = [p.detach().clone() for p in work.model.parameters()]
     loss = work.train()
     assert work.model.training and loss.ndim == 0
-    assert not torch.equal(before, work.model.fc.weight.detach())
+    # Some weights may not move in pure bf16 (an update below bf16's resolution is lost, the
+    # reason mixed precision keeps fp32 masters), but the step must change the model.
+    after = [p.detach() for p in work.model.parameters()]
+    assert any(not torch.equal(b, a) for b, a in zip(before, after))
     assert work.optimizer is not None and len(work.optimizer.state) > 0  # momentum buffers
 
 

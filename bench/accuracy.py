@@ -1,0 +1,403 @@
+"""``python -m bench train`` and ``python -m bench eval``: accuracy runs, written as they go.
+
+Each run appends one ``mode = "accuracy"`` row to ``results.jsonl`` (the harness's writer, the
+same columns) and one line per evaluation to ``epochs.jsonl``; the trained weights are saved with
+their SHA-256 beside them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import statistics
+import sys
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import zoo
+from bench.recipes import Recipe, recipe_for, resolve_dtype
+from bench.train import EvalPoint, TrainSettings, evaluate, load_weights, save_weights, train
+
+__all__ = [
+    "MNIST_TARGET",
+    "check_input_fits",
+    "run_accuracy",
+    "add_train_arguments",
+    "run_train",
+    "add_eval_arguments",
+    "run_eval",
+    "register_cli",
+]
+
+log = logging.getLogger(__name__)
+
+MNIST_TARGET = 0.99  # DAWNBench-style target for MNIST (the lab's loop reaches it in 2-3 epochs)
+MAX_UPSCALE = 4  # an input more than 4x the data's side would be mostly invented pixels
+
+
+def check_input_fits(model: str, data_shape: tuple[int, int, int]) -> None:
+    """Refuse a model whose input cannot honestly be made from the data's images."""
+    card = zoo.get_card(model)
+    _, model_h, model_w = card.input_shape
+    _, data_h, data_w = data_shape
+    if model_h > MAX_UPSCALE * data_h or model_w > MAX_UPSCALE * data_w:
+        small = [n for n in zoo.list_models(f"{card.family}*") if n.endswith(("_mnist", "_cifar"))]
+        raise ValueError(
+            f"{model} needs {model_h}x{model_w} input; the data's {data_h}x{data_w} images would "
+            f"be upscaled {model_h / data_h:.0f}x: use a small-input variant ({', '.join(small)})"
+        )
+
+
+def _data_shape(data: str) -> tuple[int, int, int]:
+    """The stored image shape of a data set, for :func:`check_input_fits`, before any decoding."""
+    if data.lower() == "mnist":
+        return (1, 28, 28)
+    path = Path(data)
+    if not path.exists():
+        raise FileNotFoundError(f"--data {data}: no such directory; give 'mnist' or an ImageFolder")
+    from PIL import Image
+
+    for image in sorted(path.rglob("*")):
+        if image.suffix.lower() in {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff"}:
+            with Image.open(image) as img:
+                return (len(img.getbands()), img.height, img.width)
+    raise ValueError(f"--data {data}: no image files found; expected root/<class>/<image>")
+
+
+@dataclass(frozen=True)
+class AccuracyRun:
+    """What one training run produced: its row and where its weights went."""
+
+    row: dict[str, Any]
+    weights: Path | None
+
+
+def run_accuracy(
+    settings: TrainSettings,
+    out: Path,
+    *,
+    recipe: Recipe | None = None,
+    save: bool = True,
+    progress: bool = True,
+    machine: Any = None,
+) -> AccuracyRun:
+    """Train once and write the row (and the per-evaluation log) into the results folder ``out``.
+
+    A failure after the data is loaded (out of memory, a model error) becomes a row with
+    ``error`` set; bad settings raise ``ValueError`` before any work.
+    """
+    import data
+    from bench.counting import count_model
+    from bench.machine import describe
+    from bench.orchestrate import RowSpec, base_row
+    from bench.results import ResultsWriter
+
+    recipe = recipe or recipe_for(settings.model)
+    card = zoo.get_card(settings.model)
+    check_input_fits(settings.model, _data_shape(settings.data))
+    splits = data.load(
+        settings.data,
+        input_shape=card.input_shape,
+        normalisation=recipe.normalisation,
+        seed=settings.seed,
+        progress=progress,
+    )
+    if settings.num_classes is not None and settings.num_classes != splits.num_classes:
+        raise ValueError(
+            f"--num-classes {settings.num_classes} but {settings.data} has {splits.num_classes} "
+            f"classes ({', '.join(splits.class_names[:5])}{'…' if splits.num_classes > 5 else ''}):"
+            " drop --num-classes or fix the data"
+        )
+    if settings.target_acc is None and settings.data.lower() == "mnist":
+        settings = replace(settings, target_acc=MNIST_TARGET)
+    dtype = resolve_dtype(settings.dtype or recipe.dtype, settings.device)
+    batch = settings.batch_size or recipe.batch_size
+    threads = torch.get_num_threads()
+    machine = machine or describe((settings.device,), threads, measure_peak=False)
+    writer = ResultsWriter(out)
+    counts = count_model(
+        zoo.get_model(settings.model, num_classes=splits.num_classes), card.input_shape
+    )
+    memory_format = "channels_last" if recipe.channels_last else "contiguous"
+    row = base_row(
+        RowSpec(settings.model, settings.device, dtype, memory_format, "accuracy", batch),
+        counts,
+        threads,
+        machine,
+    )
+    row.update(
+        num_classes=splits.num_classes,
+        data=settings.data,
+        target_acc=settings.target_acc,
+        budget_s=settings.budget_s,
+        seed=settings.seed,
+        recipe=recipe.describe(),
+        data_loading_in_timing=True,
+    )
+    epochs_path = Path(out) / "epochs.jsonl"
+
+    def on_eval(point: EvalPoint) -> None:
+        line = {
+            "model": settings.model,
+            "data": settings.data,
+            "seed": settings.seed,
+            **asdict(point),
+        }
+        with epochs_path.open("a", encoding="utf-8") as handle:
+            handle.write(json.dumps(line) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        print(
+            f"{settings.model} seed {settings.seed} epoch {point.epoch:5.2f}  "
+            f"{point.wall_s:7.1f} s  loss {point.train_loss:.4f}  "
+            f"test acc {point.test_accuracy:.4f}  {point.samples_per_s:,.0f} samples/s",
+            flush=True,
+        )
+
+    weights: Path | None = None
+    try:
+        outcome = train(settings, splits, recipe, on_eval=on_eval, progress=progress)
+    except (RuntimeError, torch.cuda.OutOfMemoryError) as error:  # OOM or a model error
+        row["error"] = " ".join(str(error).split())[:300]
+    else:
+        row.update(
+            accuracy=outcome.accuracy,
+            time_to_target_s=outcome.time_to_target_s,
+            epochs=round(outcome.epochs, 3),
+            train_s=round(outcome.train_s, 3),
+            samples_per_s=(
+                outcome.epochs * len(splits.train) / outcome.train_s if outcome.train_s else None
+            ),
+        )
+        if save and outcome.model is not None:
+            weights = Path(out) / "weights" / f"{settings.model}-seed{settings.seed}.pt"
+            save_weights(outcome.model, weights)
+    writer.write_row(row)
+    return AccuracyRun(row=row, weights=weights)
+
+
+# ---------------------------------------------------------------------------------------------
+# CLI
+
+
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0.0 < value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be a fraction in (0, 1], got {text} (99% is 0.99)")
+    return value
+
+
+def _positive(kind: type) -> Any:
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be a {kind.__name__}, got {text!r}") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+        return value
+
+    return parse
+
+
+def _common_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", help="a registered model name (see `python -m bench list`)")
+    parser.add_argument("--data", default="mnist", help="'mnist' or an ImageFolder path")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument(
+        "--dtype",
+        default=None,
+        choices=["auto", "fp32", "bf16_autocast"],
+        help="default: the recipe's ('auto': bf16 autocast where fast)",
+    )
+    parser.add_argument(
+        "--num-classes",
+        type=_positive(int),
+        default=None,
+        help="refuse data whose class count differs",
+    )
+    parser.add_argument(
+        "--threads",
+        type=_positive(int),
+        default=None,
+        help="torch CPU threads (default: the cores this process may use)",
+    )
+
+
+def add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``python -m bench train``."""
+    _common_arguments(parser)
+    parser.add_argument(
+        "--epochs",
+        type=_positive(int),
+        default=None,
+        help="passes over the training split (default: the recipe's)",
+    )
+    parser.add_argument(
+        "--target-acc",
+        type=_fraction,
+        default=None,
+        help="time-to-accuracy target, a fraction (default: 0.99 on MNIST)",
+    )
+    parser.add_argument(
+        "--budget-s",
+        type=_positive(float),
+        default=None,
+        help="stop training after this many seconds (accuracy at budget)",
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--seeds",
+        type=_positive(int),
+        default=1,
+        help="repeat with seeds seed..seed+N-1 and report mean ± std",
+    )
+    parser.add_argument("--batch-size", type=_positive(int), default=None)
+    parser.add_argument("--evals-per-epoch", type=_positive(int), default=2)
+    parser.add_argument(
+        "--stop-at-target",
+        action="store_true",
+        help="stop at the first evaluation at or above --target-acc",
+    )
+    parser.add_argument("--no-save", action="store_true", help="do not save the weights")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="results folder (default: results/<run-id>)",
+    )
+
+
+def _setup(args: argparse.Namespace) -> None:
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda but no CUDA device is available: use --device cpu")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    zoo.get_card(args.model)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    """Train a model on MNIST or an ImageFolder: time-to-accuracy and accuracy-at-budget."""
+    from bench.orchestrate import new_run_dir
+
+    _setup(args)
+    base = TrainSettings(
+        model=args.model,
+        data=args.data,
+        epochs=args.epochs,
+        target_acc=args.target_acc,
+        budget_s=args.budget_s,
+        seed=args.seed,
+        device=args.device,
+        dtype=args.dtype,
+        batch_size=args.batch_size,
+        num_classes=args.num_classes,
+        evals_per_epoch=args.evals_per_epoch,
+        stop_at_target=args.stop_at_target,
+    )
+    out = args.out or new_run_dir()
+    runs = []
+    for seed in range(args.seed, args.seed + args.seeds):
+        run = run_accuracy(replace(base, seed=seed), out, save=not args.no_save)
+        runs.append(run.row)
+        _print_row(run)
+    if len(runs) > 1:
+        _print_seeds_summary(runs)
+    print(f"results in {out}", file=sys.stderr)
+    return 0 if all(r["error"] is None for r in runs) else 1
+
+
+def _print_row(run: AccuracyRun) -> None:
+    row = run.row
+    if row["error"]:
+        print(f"{row['model']} seed {row['seed']}: ERROR {row['error']}")
+        return
+    ttt = row["time_to_target_s"]
+    target = row["target_acc"]
+    reached = (
+        f"{target:.2%} reached at {ttt:.1f} s"
+        if ttt is not None
+        else (f"{target:.2%} not reached" if target is not None else "no target")
+    )
+    print(
+        f"{row['model']} seed {row['seed']}: test accuracy {row['accuracy']:.4f} after "
+        f"{row['epochs']:g} epochs, {row['train_s']:.1f} s of training (data loading included, "
+        f"evaluation excluded); {reached}" + (f"; weights {run.weights}" if run.weights else "")
+    )
+
+
+def _print_seeds_summary(rows: list[dict[str, Any]]) -> None:
+    good = [r for r in rows if r["error"] is None]
+    if len(good) < 2:
+        return
+    acc = [r["accuracy"] for r in good]
+    line = f"{good[0]['model']} over {len(good)} seeds: accuracy {statistics.mean(acc):.4f} ± "
+    line += f"{statistics.stdev(acc):.4f}"
+    times = [r["time_to_target_s"] for r in good]
+    if all(t is not None for t in times):
+        line += f"; time to target {statistics.mean(times):.1f} ± {statistics.stdev(times):.1f} s"
+    elif any(t is not None for t in times):
+        line += f"; target reached by {sum(t is not None for t in times)} of {len(times)} seeds"
+    print(line)
+
+
+def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``python -m bench eval``."""
+    _common_arguments(parser)
+    parser.add_argument(
+        "--weights",
+        type=Path,
+        required=True,
+        help="a .pt file saved by `bench train` (its .sha256 beside it)",
+    )
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    """Evaluate saved weights on the test (or val) split, after checking their SHA-256."""
+    import data
+
+    _setup(args)
+    state = load_weights(args.weights)  # checks the hash first; weights_only=True
+    card = zoo.get_card(args.model)
+    check_input_fits(args.model, _data_shape(args.data))
+    recipe = recipe_for(args.model)
+    splits = data.load(args.data, input_shape=card.input_shape, normalisation=recipe.normalisation)
+    classes = args.num_classes or splits.num_classes
+    if classes != splits.num_classes:
+        raise ValueError(
+            f"--num-classes {classes} but {args.data} has {splits.num_classes} classes: "
+            "drop --num-classes or fix the data"
+        )
+    model = zoo.get_model(args.model, num_classes=classes)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as error:
+        first = str(error).splitlines()[0]
+        raise ValueError(f"{args.weights} does not fit {args.model}: {first}") from None
+    model = model.to(args.device)
+    dtype = resolve_dtype(args.dtype or recipe.dtype, args.device)
+    accuracy = evaluate(model, splits.test, device=args.device, dtype=dtype)
+    print(f"{args.model} on {args.data} ({len(splits.test)} test samples): accuracy {accuracy:.4f}")
+    return 0
+
+
+def register_cli(register: Any) -> None:
+    """Register ``train`` and ``eval`` with ``python -m bench``."""
+    register(
+        "train",
+        help=run_train.__doc__.splitlines()[0],
+        add_arguments=add_train_arguments,
+        run=run_train,
+    )
+    register(
+        "eval",
+        help=run_eval.__doc__.splitlines()[0],
+        add_arguments=add_eval_arguments,
+        run=run_eval,
+    )

@@ -1,0 +1,242 @@
+"""The training loop, recipes, weights and the `bench train` / `bench eval` command lines.
+
+Everything runs on tiny synthetic data made here: no network, a few seconds each.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from bench.cli import main
+from bench.recipes import LENET5_SGD_SCALE, RECIPES, Recipe, lr_factor, recipe_for, resolve_dtype
+from bench.train import TrainSettings, load_weights, save_weights, train
+from data.batches import TensorSplit
+from data.normalise import Normalisation
+from data.splits import Splits
+
+MEANSTD = Normalisation.make("meanstd", (0.5,), (0.25,))
+QUICK = Recipe(lr=0.05, batch_size=32, epochs=2, dtype="fp32", channels_last=False)
+
+
+def separable_split(n: int, seed: int, side: int = 28) -> TensorSplit:
+    """Ten classes, each a bright square at its own place: any CNN learns it in a few steps."""
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.randint(0, 10, (n,), generator=g)
+    images = torch.randint(0, 40, (n, 1, side, side), generator=g, dtype=torch.uint8)
+    for i, label in enumerate(labels.tolist()):
+        r, c = divmod(label, 5)
+        images[i, 0, 4 + 10 * r : 12 + 10 * r, 2 + 5 * c : 6 + 5 * c] = 255
+    names = tuple(str(d) for d in range(10))
+    return TensorSplit(
+        images, labels, class_names=names, input_shape=(1, side, side), normalisation=MEANSTD
+    )
+
+
+@pytest.fixture(scope="module")
+def splits() -> Splits:
+    return Splits(
+        "synthetic", separable_split(640, 0), separable_split(200, 1), (1, 28, 28), MEANSTD
+    )
+
+
+@pytest.fixture(scope="module")
+def gray_folder(tmp_path_factory) -> Path:
+    """An ImageFolder of grayscale 28x28 PNGs, 10 classes, the lab's layout."""
+    root = tmp_path_factory.mktemp("digits")
+    split = separable_split(200, 3)
+    for i, (image, label) in enumerate(zip(split.images, split.labels.tolist())):
+        folder = root / f"class_{label}"
+        folder.mkdir(exist_ok=True)
+        Image.fromarray(image[0].numpy(), mode="L").save(folder / f"{i}.png")
+    return root
+
+
+# --- schedules and recipes --------------------------------------------------------------------
+
+
+def test_onecycle_warms_up_then_decays_to_zero():
+    recipe = Recipe(warmup=0.25)
+    factors = [lr_factor(recipe, p, 0) for p in np.linspace(0, 1, 101)]
+    peak = int(np.argmax(factors))
+    assert factors[peak] == pytest.approx(1.0) and peak == 25
+    assert all(a <= b for a, b in zip(factors[:peak], factors[1 : peak + 1]))
+    assert all(a >= b for a, b in zip(factors[peak:], factors[peak + 1 :]))
+    assert factors[-1] == 0.0 and factors[0] < 0.01
+
+
+def test_lenet5_recipe_is_the_papers_schedule():
+    recipe = RECIPES["lenet5"]
+    etas = [lr_factor(recipe, 0.0, epoch) * recipe.lr / LENET5_SGD_SCALE for epoch in range(20)]
+    paper = [5e-4] * 2 + [2e-4] * 3 + [1e-4] * 3 + [5e-5] * 4 + [1e-5] * 8
+    assert etas == pytest.approx(paper)
+    assert recipe.loss == "map" and recipe.epochs == 20 and recipe.normalisation == "lenet5_paper"
+    assert "stands in" in recipe.describe()  # the SGD stand-in is said in every row
+
+
+def test_auto_dtype_is_detected_not_assumed():
+    expected = "bf16_autocast" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "fp32"
+    assert resolve_dtype("auto", "cpu") == expected
+    assert resolve_dtype("fp32", "cpu") == "fp32"
+
+
+def test_every_model_has_a_recipe():
+    import zoo
+
+    for name in zoo.list_models():
+        assert recipe_for(name).describe()
+
+
+# --- the loop ---------------------------------------------------------------------------------
+
+
+def test_training_reaches_the_target_and_logs_each_evaluation(splits):
+    seen = []
+    settings = TrainSettings("lenet5_mnist", target_acc=0.9, evals_per_epoch=2)
+    outcome = train(settings, splits, QUICK, on_eval=seen.append, progress=False)
+    assert len(seen) == 4 and [p.epoch for p in seen] == [0.5, 1.0, 1.5, 2.0]
+    assert outcome.accuracy == seen[-1].test_accuracy > 0.9
+    first = next(p for p in seen if p.test_accuracy >= 0.9)
+    assert outcome.time_to_target_s == first.wall_s
+    assert all(b.wall_s > a.wall_s for a, b in zip(seen, seen[1:]))
+
+
+def test_stop_at_target_and_budget(splits):
+    settings = TrainSettings("lenet5_mnist", target_acc=0.2, stop_at_target=True, epochs=5)
+    outcome = train(settings, splits, QUICK, progress=False)
+    assert outcome.epochs < 5 and outcome.time_to_target_s is not None
+    tiny = train(
+        TrainSettings("lenet5_mnist", budget_s=1e-6, epochs=5), splits, QUICK, progress=False
+    )
+    assert tiny.epochs == pytest.approx(1 / 20)  # one step, then the budget is spent
+    assert len(tiny.history) == 1
+
+
+def test_same_seed_same_result(splits):
+    a = train(TrainSettings("lenet5_mnist", epochs=1), splits, QUICK, progress=False)
+    b = train(TrainSettings("lenet5_mnist", epochs=1), splits, QUICK, progress=False)
+    for (name, p), q in zip(a.model.state_dict().items(), b.model.state_dict().values()):
+        torch.testing.assert_close(p, q, msg=name)
+
+
+def test_lenet5_trains_with_the_map_loss():
+    norm = Normalisation.make("lenet5_paper", (0.0,), (1.0,))
+    train_split, test_split = (
+        TensorSplit(
+            s.images,
+            s.labels,
+            class_names=s.class_names,
+            input_shape=(1, 32, 32),
+            normalisation=norm,
+        )
+        for s in (separable_split(3000, 0), separable_split(200, 1))
+    )
+    padded = Splits("synthetic", train_split, test_split, (1, 32, 32), norm)
+    recipe = replace(RECIPES["lenet5"], epochs=2)  # the recipe's first two passes
+    outcome = train(TrainSettings("lenet5"), padded, recipe, progress=False)
+    assert outcome.history[0].train_loss > outcome.history[-1].train_loss
+    assert outcome.accuracy > 0.9
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"target_acc": 99.0}, r"fraction in \(0, 1\]"),
+        ({"target_acc": 0.0}, r"fraction in \(0, 1\]"),
+        ({"budget_s": 0}, "must be positive"),
+        ({"budget_s": -5}, "must be positive"),
+        ({"dtype": "bf16"}, "bf16_autocast"),
+        ({"model": "lenet6"}, "unknown model 'lenet6'"),
+    ],
+)
+def test_bad_settings_are_refused(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        TrainSettings(**{"model": "lenet5_mnist", **kwargs})
+
+
+# --- weights ----------------------------------------------------------------------------------
+
+
+def test_weights_round_trip_and_tampering(tmp_path):
+    import zoo
+
+    model = zoo.get_model("lenet5_mnist")
+    path = tmp_path / "w.pt"
+    save_weights(model, path)
+    state = load_weights(path)
+    for name, value in model.state_dict().items():
+        torch.testing.assert_close(state[name], value)
+    data = bytearray(path.read_bytes())
+    data[-10] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="SHA-256"):
+        load_weights(path)
+    (tmp_path / "w.pt.sha256").unlink()
+    with pytest.raises(FileNotFoundError, match="sha256"):
+        load_weights(path)
+
+
+# --- the command line -------------------------------------------------------------------------
+
+
+def exit_code(argv: list[str]) -> int:
+    """`python -m bench ARGV`'s exit status (argparse's own errors exit through SystemExit)."""
+    try:
+        return main(argv)
+    except SystemExit as stop:
+        return int(stop.code or 0)
+
+
+def test_train_and_eval_an_imagefolder_with_no_other_flag(
+    gray_folder, tmp_path, capsys, monkeypatch
+):
+    monkeypatch.setenv("CNN_ZOO_DATA", str(tmp_path / "data-root"))
+    for model in ("lenet5_mnist", "lab_cnn"):
+        out = tmp_path / model
+        assert main(["train", model, "--data", str(gray_folder), "--out", str(out)]) == 0
+        rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+        assert len(rows) == 1 and rows[0]["mode"] == "accuracy" and rows[0]["error"] is None
+        assert 0.0 <= rows[0]["accuracy"] <= 1.0 and rows[0]["data_loading_in_timing"] is True
+        assert rows[0]["num_classes"] == 10 and rows[0]["recipe"]
+        epochs = (out / "epochs.jsonl").read_text().splitlines()
+        assert len(epochs) >= 1
+        weights = out / "weights" / f"{model}-seed0.pt"
+        assert main(["eval", model, "--weights", str(weights), "--data", str(gray_folder)]) == 0
+        assert f"accuracy {rows[0]['accuracy']:.4f}" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["train", "lenet5_mnist", "--target-acc", "1.5"], "fraction in (0, 1]"),
+        (["train", "lenet5_mnist", "--budget-s", "0"], "must be positive"),
+        (["train", "lenet5_mnist", "--device", "cuda"], "cuda"),
+        (["train", "vgg16", "--data", "mnist"], "upscaled"),
+        (["train", "resnet35"], "unknown model 'resnet35'"),
+        (["train", "lenet5_mnist", "--data", "/no/such/folder"], "no such directory"),
+    ],
+)
+def test_train_refuses_bad_input_in_one_line(argv, message, capsys):
+    if "cuda" in argv and torch.cuda.is_available():
+        pytest.skip("a CUDA device is present")
+    assert exit_code(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and message in err and "\n" not in err
+
+
+def test_num_classes_mismatch_and_bad_weights(gray_folder, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("CNN_ZOO_DATA", str(tmp_path / "data-root"))
+    argv = ["train", "lenet5_mnist", "--data", str(gray_folder), "--num-classes", "7"]
+    assert main(argv + ["--out", str(tmp_path / "r")]) == 2
+    assert "has 10 classes" in capsys.readouterr().err
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not weights")
+    (tmp_path / "bad.pt.sha256").write_text("0" * 64 + "  bad.pt\n")
+    assert main(["eval", "lenet5_mnist", "--weights", str(bad), "--data", str(gray_folder)]) == 2
+    assert "SHA-256" in capsys.readouterr().err
