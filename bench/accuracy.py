@@ -138,6 +138,7 @@ def run_accuracy(
         seed=settings.seed,
         recipe=recipe.describe(),
         data_loading_in_timing=True,
+        test_samples=min(settings.eval_limit or len(splits.test), len(splits.test)),
     )
     epochs_path = Path(out) / "epochs.jsonl"
 
@@ -260,6 +261,13 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=_positive(int), default=None)
     parser.add_argument("--evals-per-epoch", type=_positive(int), default=2)
     parser.add_argument(
+        "--eval-limit",
+        type=_positive(int),
+        default=None,
+        metavar="N",
+        help="evaluate on the first N test samples only (default: all; rows record N)",
+    )
+    parser.add_argument(
         "--stop-at-target",
         action="store_true",
         help="stop at the first evaluation at or above --target-acc",
@@ -300,6 +308,7 @@ def run_train(args: argparse.Namespace) -> int:
         num_classes=args.num_classes,
         evals_per_epoch=args.evals_per_epoch,
         stop_at_target=args.stop_at_target,
+        eval_limit=args.eval_limit,
     )
     out = args.out or new_run_dir()
     runs = []
@@ -387,6 +396,99 @@ def run_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+# The accuracy part of `nox -s bench` (`python -m bench all`): every family's MNIST-sized model
+# trains at least once. The LeNets and the lab's network run their recipes to the end; the big
+# families get a fixed time budget (accuracy at budget: what each reaches in the same CPU time)
+# and, since evaluating 10,000 images costs them more than their training, the first 1,000
+# test images (the row's test_samples says so), with batch 32 so that 40 s hold ~50+ steps.
+QUICK_BUDGET_S = 40.0
+QUICK_EVAL = 1000
+DEFAULT_PLAN: tuple[TrainSettings, ...] = (
+    TrainSettings("lenet5_mnist"),
+    TrainSettings("lab_cnn"),
+    TrainSettings("lenet5", budget_s=30.0),
+    TrainSettings("alexnet_mnist", budget_s=QUICK_BUDGET_S, eval_limit=QUICK_EVAL, batch_size=32),
+    TrainSettings("vgg16_mnist", budget_s=QUICK_BUDGET_S, eval_limit=QUICK_EVAL, batch_size=32),
+    TrainSettings("resnet34_mnist", budget_s=QUICK_BUDGET_S, eval_limit=QUICK_EVAL, batch_size=32),
+)
+# --full: the recipes run to the end (LeNet-5's 20 passes), three seeds of the fastest models.
+FULL_PLAN: tuple[TrainSettings, ...] = tuple(
+    replace(TrainSettings(name), seed=seed)
+    for name in ("lenet5_mnist", "lab_cnn")
+    for seed in range(3)
+) + (
+    TrainSettings("lenet5"),
+    TrainSettings("alexnet_mnist"),
+    TrainSettings("vgg16_mnist"),
+    TrainSettings("resnet34_mnist"),
+)
+
+
+def add_plan_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``python -m bench accuracy``."""
+    parser.add_argument("out", type=Path, help="results folder to append the rows to")
+    parser.add_argument("--full", action="store_true", help="the long plan (recipes to the end)")
+    parser.add_argument(
+        "--models",
+        nargs="+",
+        default=None,
+        metavar="PATTERN",
+        help="only the plan's runs whose model matches",
+    )
+    parser.add_argument("--resume", action="store_true", help="skip runs already in OUT")
+
+
+def run_plan_accuracy(args: argparse.Namespace) -> int:
+    """Train the accuracy plan on MNIST (provisioned if missing), one row per run."""
+    import fnmatch
+
+    from bench.results import ResultsWriter, row_key
+
+    plan = FULL_PLAN if args.full else DEFAULT_PLAN
+    if args.models:
+        plan = tuple(s for s in plan if any(fnmatch.fnmatchcase(s.model, p) for p in args.models))
+        if not plan:
+            raise ValueError(f"no run of the accuracy plan matches {' '.join(args.models)}")
+    done = {row_key(r) for r in _rows(args.out)} if args.resume else set()
+    failed = 0
+    for i, settings in enumerate(plan, 1):
+        key_row = _key_row(settings)
+        if key_row is not None and row_key(key_row) in done:
+            print(f"[{i}/{len(plan)}] {settings.model} seed {settings.seed}: already measured")
+            continue
+        budget = f", budget {settings.budget_s:g} s" if settings.budget_s else ""
+        what = f"{settings.model} on {settings.data} (seed {settings.seed}{budget})"
+        print(f"[{i}/{len(plan)}] training {what}", flush=True)
+        run = run_accuracy(settings, args.out)
+        _print_row(run)
+        failed += run.row["error"] is not None
+    ResultsWriter(args.out).write_csv()
+    return 1 if failed else 0
+
+
+def _rows(out: Path) -> list[dict[str, Any]]:
+    from bench.results import read_jsonl
+
+    return read_jsonl(Path(out) / "results.jsonl")
+
+
+def _key_row(settings: TrainSettings) -> dict[str, Any] | None:
+    """The settings columns a finished run of ``settings`` would have written."""
+    recipe = recipe_for(settings.model)
+    return {
+        "model": settings.model,
+        "device": settings.device,
+        "dtype": resolve_dtype(settings.dtype or recipe.dtype, settings.device),
+        "memory_format": "channels_last" if recipe.channels_last else "contiguous",
+        "threads": torch.get_num_threads(),
+        "batch_size": settings.batch_size or recipe.batch_size,
+        "mode": "accuracy",
+        "max_batch": None,
+        "data": settings.data,
+        "seed": settings.seed,
+    }
+
+
 def register_cli(register: Any) -> None:
     """Register ``train`` and ``eval`` with ``python -m bench``."""
     register(
@@ -394,6 +496,12 @@ def register_cli(register: Any) -> None:
         help=run_train.__doc__.splitlines()[0],
         add_arguments=add_train_arguments,
         run=run_train,
+    )
+    register(
+        "accuracy",
+        help=run_plan_accuracy.__doc__.splitlines()[0],
+        add_arguments=add_plan_arguments,
+        run=run_plan_accuracy,
     )
     register(
         "eval",

@@ -54,6 +54,7 @@ SUBCOMMANDS: dict[str, Subcommand] = {}
 LAZY_SUBCOMMANDS: dict[str, str] = {
     "train": "bench.accuracy",
     "eval": "bench.accuracy",
+    "accuracy": "bench.accuracy",
     "report": "bench.report",
 }
 
@@ -393,18 +394,23 @@ def _all_run(args: argparse.Namespace) -> int:
         if name not in SUBCOMMANDS:
             print(f"{name}: not available, skipped", file=sys.stderr)
             continue
-        follow = build_parser([name]).parse_args([name, *make_argv(args.resolved_out)])
+        follow = build_parser([name]).parse_args([name, *make_argv(args.resolved_out, args)])
         code = SUBCOMMANDS[name].run(follow)
         if code != 0:
             return code
     return 0
 
 
-# What `all` runs after `run`, in order: (subcommand, its arguments given the results folder).
-# An accuracy step goes before the report, e.g.
-# ("train", lambda out: ["lenet5_modern", "--out", str(out), "--budget-s", "120"]).
-ALL_FOLLOW_UPS: list[tuple[str, Callable[[Path], list[str]]]] = [
-    ("report", lambda out: [str(out)]),
+# What `all` runs after `run`, in order: (subcommand, its arguments given the results folder
+# and `all`'s own arguments).
+ALL_FOLLOW_UPS: list[tuple[str, Callable[[Path, argparse.Namespace], list[str]]]] = [
+    (
+        "accuracy",
+        lambda out, args: (
+            [str(out)] + (["--full"] if args.full else []) + (["--resume"] if args.resume else [])
+        ),
+    ),
+    ("report", lambda out, args: [str(out)]),
 ]
 
 
@@ -423,7 +429,7 @@ register(
 )
 register(
     "all",
-    help="the main job (nox -s bench): `run` (default: the short plan), then `report`",
+    help="the main job (nox -s bench): `run` (default: the short plan), `accuracy`, `report`",
     add_arguments=_run_arguments,
     run=_all_run,
 )

@@ -38,7 +38,7 @@ ROW_COLUMNS = (
 ) + (
     # Accuracy rows (mode "accuracy", bench.accuracy); null on the harness's rows.
     "data", "accuracy", "target_acc", "time_to_target_s", "budget_s", "epochs", "seed",
-    "recipe", "data_loading_in_timing", "train_s",
+    "recipe", "data_loading_in_timing", "train_s", "test_samples",
 )  # fmt: skip
 ACCURACY_COLUMNS = ROW_COLUMNS[ROW_COLUMNS.index("data") :]
 LAYER_COLUMNS = (

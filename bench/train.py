@@ -55,6 +55,9 @@ class TrainSettings:
     num_classes: int | None = None
     evals_per_epoch: int = 2  # evaluations per pass over the training split
     stop_at_target: bool = False  # stop at the first evaluation at or above the target
+    # Evaluate on the first N test samples only (None: all). For quick budgeted runs of models
+    # whose full evaluation costs more than their training; rows say how many were used.
+    eval_limit: int | None = None
 
     def __post_init__(self) -> None:
         zoo.get_card(self.model)
@@ -74,6 +77,8 @@ class TrainSettings:
                 f"training dtype must be one of {', '.join(TRAIN_DTYPES)}, got {self.dtype!r} "
                 "(bf16 weights need fp32 master weights to train; use bf16_autocast)"
             )
+        if self.eval_limit is not None and self.eval_limit < 1:
+            raise ValueError(f"--eval-limit must be at least 1, got {self.eval_limit}")
         if self.evals_per_epoch < 1:
             raise ValueError(f"--evals-per-epoch must be at least 1, got {self.evals_per_epoch}")
 
@@ -135,13 +140,21 @@ def evaluate(
     dtype: str = "fp32",
     channels_last: bool = False,
     batch_size: int = 1000,
+    limit: int | None = None,
 ) -> float:
-    """Top-1 accuracy of ``model`` on every sample of ``split`` (a fraction)."""
+    """Top-1 accuracy of ``model`` on ``split`` (a fraction): every sample, or the first
+    ``limit`` in the split's fixed order."""
     was_training = model.training
     model.eval()
     correct = total = 0
+    if limit is not None:
+        batch_size = min(batch_size, limit)
     with torch.inference_mode(), _autocast(device, dtype):
         for x, y in split.batches(batch_size, shuffle=False, device=device):
+            if limit is not None and total + y.numel() > limit:
+                x, y = x[: limit - total], y[: limit - total]
+            if y.numel() == 0:
+                break
             if channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             correct += (model(x).argmax(1) == y).sum().item()
@@ -184,7 +197,9 @@ def train(
     total_steps = steps_per_epoch * epochs
     eval_every = max(1, math.ceil(steps_per_epoch / settings.evals_per_epoch))
     generator = torch.Generator().manual_seed(settings.seed)
-    evaluate_kw = dict(device=device, dtype=dtype, channels_last=recipe.channels_last)
+    evaluate_kw = dict(
+        device=device, dtype=dtype, channels_last=recipe.channels_last, limit=settings.eval_limit
+    )
 
     history: list[EvalPoint] = []
     time_to_target: float | None = None

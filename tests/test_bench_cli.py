@@ -157,7 +157,7 @@ def test_all_runs_the_plan_then_its_follow_ups(
         return 0
 
     monkeypatch.setitem(cli.SUBCOMMANDS, "fake_report", cli.Subcommand("x", add_arguments, run))
-    monkeypatch.setattr(cli, "ALL_FOLLOW_UPS", [("fake_report", lambda out: [str(out)])])
+    monkeypatch.setattr(cli, "ALL_FOLLOW_UPS", [("fake_report", lambda out, args: [str(out)])])
     out = tmp_path / "run"
     args = ["all", "--models", "tiny_net", "--batch-sizes", "2", "--modes", "infer",
             "--threads", "1", "--min-steps", "2", "--min-time", "0", "--out", str(out)]  # fmt: skip
