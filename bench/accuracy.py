@@ -117,6 +117,8 @@ def run_accuracy(
         settings = replace(settings, target_acc=MNIST_TARGET)
     dtype = resolve_dtype(settings.dtype or recipe.dtype, settings.device)
     batch = settings.batch_size or recipe.batch_size
+    # The recipe as actually run (command-line overrides and the detected dtype), for the row.
+    recipe = replace(recipe, batch_size=batch, epochs=settings.epochs or recipe.epochs, dtype=dtype)
     threads = torch.get_num_threads()
     machine = machine or describe((settings.device,), threads, measure_peak=False)
     writer = ResultsWriter(out)
