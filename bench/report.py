@@ -26,6 +26,7 @@ from typing import Any
 import pandas as pd
 
 from bench import plots
+from bench.results import ROW_COLUMNS
 
 __all__ = [
     "Run",
@@ -44,53 +45,8 @@ log = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
-# The columns of results.jsonl (docs/ARCHITECTURE.md); missing ones are added as nulls so a
-# report still renders from an older or partial run.
-RESULT_COLUMNS = (
-    "model",
-    "family",
-    "input_shape",
-    "num_classes",
-    "device",
-    "device_name",
-    "dtype",
-    "memory_format",
-    "threads",
-    "batch_size",
-    "mode",
-    "params",
-    "params_total",
-    "macs_fvcore",
-    "flops",
-    "weights_mib",
-    "grads_mib",
-    "optimizer_mib",
-    "activations_mib",
-    "peak_mem_mib",
-    "step_ms_median",
-    "step_ms_p10",
-    "step_ms_p90",
-    "steps_timed",
-    "samples_per_s",
-    "achieved_gflops",
-    "peak_mem_method",
-    "max_batch",
-    "torch_version",
-    "git_commit",
-    "timestamp",
-    "error",
-    # accuracy rows only
-    "data",
-    "accuracy",
-    "target_acc",
-    "time_to_target_s",
-    "budget_s",
-    "epochs",
-    "seed",
-    "recipe",
-    "data_loading_in_timing",
-    "train_s",
-)
+# The columns of results.jsonl are the writer's (bench.results.ROW_COLUMNS); missing ones are
+# added as nulls so a report still renders from an older or partial run.
 _NUMERIC_RESULT_COLUMNS = (
     "num_classes",
     "threads",
@@ -221,7 +177,7 @@ def load_run(path: Path) -> Run:
         log.warning("%s is missing: the report's header will be incomplete", meta_file)
     name = str(meta.get("run_id") or path.name)
     meta = {**meta, "run_id": name}
-    results = _with_columns(results, RESULT_COLUMNS, _NUMERIC_RESULT_COLUMNS)
+    results = _with_columns(results, ROW_COLUMNS, _NUMERIC_RESULT_COLUMNS)
     results["run"] = name
     layers = _optional_table(
         path / "layers.jsonl", LAYER_COLUMNS, ("index", "params", "macs", "activation_mib")
