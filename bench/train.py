@@ -11,7 +11,7 @@ import hashlib
 import logging
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -211,11 +211,6 @@ def train(
     stop = False
     log.info("training %s (%s) with %s", card.name, card.input_shape, recipe.describe())
 
-    def batches(epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        return splits.train.batches(
-            batch_size, shuffle=True, seed_or_generator=generator, drop_last=True, device=device
-        )
-
     for epoch in range(epochs):
         bar = tqdm(
             total=steps_per_epoch,
@@ -225,7 +220,10 @@ def train(
             unit="step",
         )
         started = time.perf_counter()
-        for x, y in batches(epoch):
+        # One generator for the run: a new order every epoch, the same orders for the same seed.
+        for x, y in splits.train.batches(
+            batch_size, shuffle=True, seed_or_generator=generator, drop_last=True, device=device
+        ):
             progress_frac = step / total_steps
             if settings.budget_s:
                 progress_frac = max(progress_frac, train_s / settings.budget_s)
