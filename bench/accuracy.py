@@ -20,6 +20,8 @@ from typing import Any
 import torch
 
 import zoo
+from bench import distributed
+from bench.distributed import World
 from bench.recipes import Recipe, recipe_for, resolve_dtype
 from bench.train import EvalPoint, TrainSettings, evaluate, load_weights, save_weights, train
 
@@ -85,11 +87,13 @@ def run_accuracy(
     save: bool = True,
     progress: bool = True,
     machine: Any = None,
+    world: World = World(),
 ) -> AccuracyRun:
     """Train once and write the row (and the per-evaluation log) into the results folder ``out``.
 
     A failure after the data is loaded (out of memory, a model error) becomes a row with
-    ``error`` set; bad settings raise ``ValueError`` before any work.
+    ``error`` set; bad settings raise ``ValueError`` before any work. Under several processes
+    (``world``) every rank trains, and rank 0 alone prints, writes and saves.
     """
     import data
     from bench.counting import count_model
@@ -100,13 +104,16 @@ def run_accuracy(
     recipe = recipe or recipe_for(settings.model)
     card = zoo.get_card(settings.model)
     check_input_fits(settings.model, _data_shape(settings.data))
-    splits = data.load(
-        settings.data,
-        input_shape=card.input_shape,
-        normalisation=recipe.normalisation,
-        seed=settings.seed,
-        progress=progress,
-    )
+    batch = settings.batch_size or recipe.batch_size
+    world.local_batch(batch)  # refuse a batch the ranks cannot share before loading anything
+    with world.main_first():  # rank 0 provisions or caches the data; the others then read it
+        splits = data.load(
+            settings.data,
+            input_shape=card.input_shape,
+            normalisation=recipe.normalisation,
+            seed=settings.seed,
+            progress=progress and world.is_main,
+        )
     if settings.num_classes is not None and settings.num_classes != splits.num_classes:
         raise ValueError(
             f"--num-classes {settings.num_classes} but {settings.data} has {splits.num_classes} "
@@ -116,12 +123,11 @@ def run_accuracy(
     if settings.target_acc is None and settings.data.lower() == "mnist":
         settings = replace(settings, target_acc=MNIST_TARGET)
     dtype = resolve_dtype(settings.dtype or recipe.dtype, settings.device)
-    batch = settings.batch_size or recipe.batch_size
     # The recipe as actually run (command-line overrides and the detected dtype), for the row.
     recipe = replace(recipe, batch_size=batch, epochs=settings.epochs or recipe.epochs, dtype=dtype)
     threads = torch.get_num_threads()
     machine = machine or describe((settings.device,), threads, measure_peak=False)
-    writer = ResultsWriter(out)
+    writer = ResultsWriter(out) if world.is_main else None
     counts = count_model(
         zoo.get_model(settings.model, num_classes=splits.num_classes), card.input_shape
     )
@@ -141,10 +147,15 @@ def run_accuracy(
         recipe=recipe.describe(),
         data_loading_in_timing=True,
         test_samples=min(settings.eval_limit or len(splits.test), len(splits.test)),
+        world_size=world.world_size,
+        backend=world.backend,
+        global_batch=batch,
     )
     epochs_path = Path(out) / "epochs.jsonl"
 
     def on_eval(point: EvalPoint) -> None:
+        if not world.is_main:
+            return
         line = {
             "model": settings.model,
             "data": settings.data,
@@ -164,7 +175,9 @@ def run_accuracy(
 
     weights: Path | None = None
     try:
-        outcome = train(settings, splits, recipe, on_eval=on_eval, progress=progress)
+        outcome = train(
+            settings, splits, recipe, on_eval=on_eval, progress=progress, world=world
+        )
     except (RuntimeError, torch.cuda.OutOfMemoryError) as error:  # OOM or a model error
         row["error"] = " ".join(str(error).split())[:300]
     else:
@@ -177,11 +190,17 @@ def run_accuracy(
                 outcome.epochs * len(splits.train) / outcome.train_s if outcome.train_s else None
             ),
         )
-        if save and outcome.model is not None:
-            weights = Path(out) / "weights" / f"{settings.model}-seed{settings.seed}.pt"
+        if save and outcome.model is not None and world.is_main:
+            weights = Path(out) / "weights" / f"{_run_name(settings, world)}.pt"
             save_weights(outcome.model, weights)
-    writer.write_row(row)
+    if writer is not None:
+        writer.write_row(row)
     return AccuracyRun(row=row, weights=weights)
+
+
+def _run_name(settings: TrainSettings, world: World) -> str:
+    procs = f"-{world.world_size}procs" if world.distributed else ""
+    return f"{settings.model}-seed{settings.seed}{procs}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -276,6 +295,12 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--no-save", action="store_true", help="do not save the weights")
     parser.add_argument(
+        "--backend",
+        default=None,
+        choices=distributed.BACKENDS,
+        help="under torchrun: the process group's backend (default: gloo on cpu, nccl on cuda)",
+    )
+    parser.add_argument(
         "--out",
         type=Path,
         default=None,
@@ -312,15 +337,28 @@ def run_train(args: argparse.Namespace) -> int:
         stop_at_target=args.stop_at_target,
         eval_limit=args.eval_limit,
     )
-    out = args.out or new_run_dir()
-    runs = []
-    for seed in range(args.seed, args.seed + args.seeds):
-        run = run_accuracy(replace(base, seed=seed), out, save=not args.no_save)
-        runs.append(run.row)
-        _print_row(run)
-    if len(runs) > 1:
-        _print_seeds_summary(runs)
-    print(f"results in {out}", file=sys.stderr)
+    launched = distributed.launched()
+    # Refused before the process group forms: a bad batch must not leave the others waiting.
+    World(world_size=launched[1] if launched else 1).local_batch(
+        args.batch_size or recipe_for(args.model).batch_size
+    )
+    world = distributed.start(args.device, args.backend)
+    if not world.is_main:
+        logging.getLogger().setLevel(logging.WARNING)  # rank 0 speaks for all
+    try:
+        out = args.out or new_run_dir()
+        runs = []
+        for seed in range(args.seed, args.seed + args.seeds):
+            run = run_accuracy(replace(base, seed=seed), out, save=not args.no_save, world=world)
+            runs.append(run.row)
+            if world.is_main:
+                _print_row(run)
+        if world.is_main:
+            if len(runs) > 1:
+                _print_seeds_summary(runs)
+            print(f"results in {out}", file=sys.stderr)
+    finally:
+        distributed.stop(world)
     return 0 if all(r["error"] is None for r in runs) else 1
 
 
@@ -336,8 +374,13 @@ def _print_row(run: AccuracyRun) -> None:
         if ttt is not None
         else (f"{target:.2%} not reached" if target is not None else "no target")
     )
+    procs = (
+        f" on {row['world_size']} processes ({row['backend']}, global batch {row['global_batch']})"
+        if (row.get("world_size") or 1) > 1
+        else ""
+    )
     print(
-        f"{row['model']} seed {row['seed']}: test accuracy {row['accuracy']:.4f} after "
+        f"{row['model']} seed {row['seed']}{procs}: test accuracy {row['accuracy']:.4f} after "
         f"{row['epochs']:g} epochs, {row['train_s']:.1f} s of training (data loading included, "
         f"evaluation excluded); {reached}" + (f"; weights {run.weights}" if run.weights else "")
     )
@@ -488,6 +531,7 @@ def _key_row(settings: TrainSettings) -> dict[str, Any] | None:
         "max_batch": None,
         "data": settings.data,
         "seed": settings.seed,
+        "world_size": 1,
     }
 
 

@@ -73,6 +73,8 @@ _NUMERIC_RESULT_COLUMNS = (
     "budget_s",
     "epochs",
     "train_s",
+    "world_size",
+    "global_batch",
 )
 LAYER_COLUMNS = (
     "model",
@@ -95,9 +97,10 @@ EPOCH_COLUMNS = (
     "test_accuracy",
     "samples_per_s",
 )
-# Two rows measure the same thing when these agree (accuracy rows also need data and seed).
+# Two rows measure the same thing when these agree (accuracy rows also need data, seed and the
+# number of training processes; rows written before that column existed ran one process).
 SETTING_KEYS = ("model", "device", "dtype", "memory_format", "batch_size", "mode", "threads")
-ACCURACY_KEYS = ("data", "seed")
+ACCURACY_KEYS = ("data", "seed", "world_size")
 # The at-a-glance table compares models on equal footing: fp32, contiguous.
 REFERENCE_DTYPE = "fp32"
 REFERENCE_FORMAT = "contiguous"
@@ -204,8 +207,10 @@ def _key_value(value: Any) -> Any:
 
 
 def _row_key(row: Mapping[str, Any]) -> tuple[Any, ...]:
-    keys = SETTING_KEYS + (ACCURACY_KEYS if row.get("mode") == "accuracy" else ())
-    return tuple((k, _key_value(row.get(k))) for k in keys)
+    if row.get("mode") != "accuracy":
+        return tuple((k, _key_value(row.get(k))) for k in SETTING_KEYS)
+    row = {**row, "world_size": _key_value(row.get("world_size")) or 1}
+    return tuple((k, _key_value(row.get(k))) for k in SETTING_KEYS + ACCURACY_KEYS)
 
 
 def merge_runs(runs: Sequence[Run]) -> Run:

@@ -39,6 +39,8 @@ ROW_COLUMNS = (
     # Accuracy rows (mode "accuracy", bench.accuracy); null on the harness's rows.
     "data", "accuracy", "target_acc", "time_to_target_s", "budget_s", "epochs", "seed",
     "recipe", "data_loading_in_timing", "train_s", "test_samples",
+    # Training processes (torchrun): world_size 1 and backend null for one process.
+    "world_size", "backend", "global_batch",
 )  # fmt: skip
 ACCURACY_COLUMNS = ROW_COLUMNS[ROW_COLUMNS.index("data") :]
 LAYER_COLUMNS = (
@@ -57,6 +59,7 @@ KEY_COLUMNS = (
     "max_batch",
     "data",
     "seed",
+    "world_size",
 )
 
 

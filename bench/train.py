@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import zoo
+from bench.distributed import World
 from bench.recipes import Recipe, lr_factor, resolve_dtype
 from zoo.lenet import map_loss
 
@@ -141,25 +142,22 @@ def evaluate(
     channels_last: bool = False,
     batch_size: int = 1000,
     limit: int | None = None,
+    world: World = World(),
 ) -> float:
     """Top-1 accuracy of ``model`` on ``split`` (a fraction): every sample, or the first
-    ``limit`` in the split's fixed order."""
+    ``limit``. Under several processes each rank scores its own part (no sample twice, none
+    padded in) and the counts are summed, so every rank returns the same exact accuracy."""
     was_training = model.training
     model.eval()
     correct = total = 0
-    if limit is not None:
-        batch_size = min(batch_size, limit)
     with torch.inference_mode(), _autocast(device, dtype):
-        for x, y in split.batches(batch_size, shuffle=False, device=device):
-            if limit is not None and total + y.numel() > limit:
-                x, y = x[: limit - total], y[: limit - total]
-            if y.numel() == 0:
-                break
+        for x, y in split.batches(batch_size, device=device, limit=limit, shard=world.shard):
             if channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             correct += (model(x).argmax(1) == y).sum().item()
             total += y.numel()
     model.train(was_training)
+    correct, total = world.sum(correct, total)
     return correct / total
 
 
@@ -170,15 +168,22 @@ def train(
     *,
     on_eval: Callable[[EvalPoint], None] | None = None,
     progress: bool = True,
+    world: World = World(),
 ) -> TrainOutcome:
     """Train ``settings.model`` on ``splits`` with ``recipe``; evaluate ``evals_per_epoch`` times
-    a pass. ``on_eval`` sees each evaluation as it happens (the caller writes it down)."""
+    a pass. ``on_eval`` sees each evaluation as it happens (the caller writes it down).
+
+    Under several processes (``world``, :mod:`bench.distributed`) the batch is the global one:
+    each rank trains on ``batch / world_size`` samples of every step, DDP averages the gradients,
+    and every decision (learning rate, budget, evaluation, stop) uses values all ranks share.
+    """
     from tqdm import tqdm
 
     card = zoo.get_card(settings.model)
-    device = settings.device
+    device = world.device(settings.device)
     dtype = resolve_dtype(settings.dtype or recipe.dtype, device)
     batch_size = settings.batch_size or recipe.batch_size
+    local_batch = world.local_batch(batch_size)
     epochs = settings.epochs or recipe.epochs
     if batch_size > len(splits.train):
         raise ValueError(
@@ -187,18 +192,23 @@ def train(
         )
     torch.manual_seed(settings.seed)
     num_classes = settings.num_classes or splits.num_classes
-    model = zoo.get_model(settings.model, num_classes=num_classes).to(device)
+    net = zoo.get_model(settings.model, num_classes=num_classes).to(device)
     if recipe.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    model.train()
-    optimizer = _optimizer(model, recipe)
+        net = net.to(memory_format=torch.channels_last)
+    net.train()
+    model = world.wrap(net, device)  # DDP under several processes; net itself otherwise
+    optimizer = _optimizer(net, recipe)
     loss_fn = _loss_fn(recipe)
     steps_per_epoch = len(splits.train) // batch_size  # the last short batch is dropped
     total_steps = steps_per_epoch * epochs
     eval_every = max(1, math.ceil(steps_per_epoch / settings.evals_per_epoch))
     generator = torch.Generator().manual_seed(settings.seed)
     evaluate_kw = dict(
-        device=device, dtype=dtype, channels_last=recipe.channels_last, limit=settings.eval_limit
+        device=device,
+        dtype=dtype,
+        channels_last=recipe.channels_last,
+        limit=settings.eval_limit,
+        world=world,
     )
 
     history: list[EvalPoint] = []
@@ -209,20 +219,26 @@ def train(
     clock_at_last_eval = 0.0
     step = 0
     stop = False
-    log.info("training %s (%s) with %s", card.name, card.input_shape, recipe.describe())
+    if world.is_main:
+        log.info("training %s (%s) with %s", card.name, card.input_shape, recipe.describe())
 
     for epoch in range(epochs):
         bar = tqdm(
             total=steps_per_epoch,
             desc=f"{settings.model} epoch {epoch + 1}/{epochs}",
-            disable=not progress,
+            disable=not (progress and world.is_main),
             leave=False,
             unit="step",
         )
         started = time.perf_counter()
         # One generator for the run: a new order every epoch, the same orders for the same seed.
         for x, y in splits.train.batches(
-            batch_size, shuffle=True, seed_or_generator=generator, drop_last=True, device=device
+            local_batch,
+            shuffle=True,
+            seed_or_generator=generator,
+            drop_last=True,
+            device=device,
+            shard=world.shard,
         ):
             progress_frac = step / total_steps
             if settings.budget_s:
@@ -239,7 +255,7 @@ def train(
             optimizer.step()
             loss_sum += loss.detach()
             loss_count += 1
-            samples_since += y.numel()
+            samples_since += y.numel() * world.world_size
             step += 1
             now = time.perf_counter()
             train_s += now - started
@@ -250,15 +266,19 @@ def train(
                 bar.set_postfix(
                     loss=f"{loss.item():.3f}", samples_s=f"{samples_since / max(seen, 1e-9):.0f}"
                 )
+            if settings.budget_s is not None:
+                train_s = world.max(train_s)  # one clock: the same lr and stop on every rank
             out_of_time = settings.budget_s is not None and train_s >= settings.budget_s
             in_epoch = step - epoch * steps_per_epoch
             end_of_epoch = in_epoch == steps_per_epoch
             if in_epoch % eval_every == 0 or end_of_epoch or out_of_time:
-                accuracy = evaluate(model, splits.test, **evaluate_kw)
+                train_s = world.max(train_s)
+                accuracy = evaluate(net, splits.test, **evaluate_kw)
+                summed_loss, summed_count = world.sum(loss_sum.item(), loss_count)
                 point = EvalPoint(
                     epoch=step / steps_per_epoch,
                     wall_s=train_s,
-                    train_loss=(loss_sum / max(loss_count, 1)).item(),
+                    train_loss=summed_loss / max(summed_count, 1),
                     test_accuracy=accuracy,
                     samples_per_s=samples_since / max(train_s - clock_at_last_eval, 1e-9),
                 )
@@ -279,14 +299,14 @@ def train(
         if stop:
             break
 
-    final = history[-1].test_accuracy if history else evaluate(model, splits.test, **evaluate_kw)
+    final = history[-1].test_accuracy if history else evaluate(net, splits.test, **evaluate_kw)
     return TrainOutcome(
         accuracy=final,
         time_to_target_s=time_to_target,
         train_s=train_s,
         epochs=step / steps_per_epoch,
         history=history,
-        model=model,
+        model=net,
     )
 
 

@@ -16,9 +16,10 @@ import torch
 
 from .normalise import Normalisation, prepare_batch
 
-__all__ = ["Split", "TensorSplit", "epoch_order"]
+__all__ = ["Split", "TensorSplit", "Shard", "epoch_order", "shard_order"]
 
 Batch = tuple[torch.Tensor, torch.Tensor]
+Shard = tuple[int, int]  # (rank, world size): this process's part of each epoch
 _GROUP_BYTES = 4 * 2**20  # float32 output bytes normalised at once (measured best: 2-4 MiB)
 
 
@@ -42,6 +43,8 @@ class Split(Protocol):
         seed_or_generator: int | torch.Generator | None = None,
         drop_last: bool = False,
         device: torch.device | str | None = None,
+        limit: int | None = None,
+        shard: Shard | None = None,
     ) -> Iterator[Batch]: ...
 
 
@@ -61,6 +64,27 @@ def epoch_order(
     else:
         generator = seed_or_generator
     return torch.randperm(n, generator=generator)
+
+
+def shard_order(
+    order: torch.Tensor, shard: Shard | None, batch_size: int, drop_last: bool
+) -> torch.Tensor:
+    """Rank ``r`` of ``W``'s part of an epoch order: ``order[r::W]``, DistributedSampler's split.
+
+    With ``drop_last`` the order is first cut to a multiple of ``W × batch_size``, so every rank
+    makes the same number of full batches and global batch ``k`` (rank batches ``k`` of all ranks
+    together) holds exactly the samples of one process's batch ``k`` at ``W × batch_size``.
+    Without it nothing is padded or repeated (ranks differ by at most one sample): evaluation
+    counts each sample once.
+    """
+    if shard is None:
+        return order
+    rank, world = shard
+    if not (isinstance(world, int) and isinstance(rank, int) and 0 <= rank < world):
+        raise ValueError(f"shard must be (rank, world size) with 0 <= rank < world, got {shard}")
+    if drop_last:
+        order = order[: len(order) - len(order) % (world * batch_size)]
+    return order[rank::world]
 
 
 def _check_batch_size(batch_size: int) -> None:
@@ -131,12 +155,21 @@ class TensorSplit:
         seed_or_generator: int | torch.Generator | None = None,
         drop_last: bool = False,
         device: torch.device | str | None = None,
+        limit: int | None = None,
+        shard: Shard | None = None,
     ) -> Iterator[Batch]:
-        """Yield one epoch of ``(x float32 [B, C, H, W], y int64 [B])``."""
+        """Yield one epoch of ``(x float32 [B, C, H, W], y int64 [B])``.
+
+        ``limit``: the epoch covers the split's first ``limit`` samples only. ``shard``: this
+        process's part of the epoch (:func:`shard_order`).
+        """
         _check_batch_size(batch_size)
         images, labels = self._tensors(device)
-        n = len(self)
-        order = epoch_order(n, shuffle, seed_or_generator).to(images.device)
+        n = len(self) if limit is None else min(limit, len(self))
+        order = epoch_order(n, shuffle, seed_or_generator)
+        order = shard_order(order, shard, batch_size, drop_last).to(images.device)
+        gather = shuffle or shard is not None  # else the order is arange: slice, do not copy
+        n = len(order)
         stop = n - n % batch_size if drop_last else n
         # Several batches are gathered and normalised by one set of kernels, then handed out as
         # views: per-op overhead is paid once per group (MNIST: 10 batches of 128, 4 MB).
@@ -145,7 +178,7 @@ class TensorSplit:
         )
         for start in range(0, stop, group):
             end = min(start + group, stop)
-            if shuffle:
+            if gather:
                 idx = order[start:end]
                 # index_select, not images[idx]: the same gather, several times faster on CPU.
                 x, y = images.index_select(0, idx), labels.index_select(0, idx)

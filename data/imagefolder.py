@@ -32,10 +32,10 @@ from typing import Literal
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
-from .batches import Batch, TensorSplit, _check_batch_size, epoch_order
+from .batches import Batch, Shard, TensorSplit, _check_batch_size, epoch_order, shard_order
 from .errors import ImageFolderError, MissingDataError
 from .normalise import PAD_AT_MOST, Normalisation, prepare_batch
 
@@ -260,11 +260,33 @@ class StreamingSplit:
         seed_or_generator: int | torch.Generator | None = None,
         drop_last: bool = False,
         device: torch.device | str | None = None,
+        limit: int | None = None,
+        shard: Shard | None = None,
     ) -> Iterator[Batch]:
-        """Yield one epoch of ``(x float32 [B, C, H, W], y int64 [B])``, decoding as it goes."""
+        """Yield one epoch of ``(x float32 [B, C, H, W], y int64 [B])``, decoding as it goes.
+
+        A shuffled epoch is drawn by torch's ``DistributedSampler`` (one replica unless
+        ``shard`` says otherwise), seeded from ``seed_or_generator``, so ``W`` ranks at batch
+        ``B`` see the global batches one process sees at ``W × B``. An epoch in fixed order is
+        split by :func:`~data.batches.shard_order` instead: DistributedSampler would pad it with
+        repeated samples, and an evaluation must count each sample once.
+        """
         _check_batch_size(batch_size)
         dev = torch.device(device) if device is not None else torch.device("cpu")
-        order = epoch_order(len(self), shuffle, seed_or_generator).tolist()
+        n = len(self) if limit is None else min(limit, len(self))
+        if shuffle:
+            rank, world = shard if shard is not None else (0, 1)
+            sampler = DistributedSampler(
+                range(n),  # type: ignore[arg-type]
+                num_replicas=world,
+                rank=rank,
+                shuffle=True,
+                seed=_epoch_seed(seed_or_generator),
+                drop_last=drop_last,
+            )
+            order: list[int] = list(sampler)
+        else:
+            order = shard_order(torch.arange(n), shard, batch_size, drop_last).tolist()
         files = _Files(self.samples, self.input_shape, self.bad_files)
         loader = _loader(
             files, order, batch_size, self.num_workers, drop_last, pin=dev.type == "cuda"
@@ -274,6 +296,13 @@ class StreamingSplit:
                 if len(y):
                     x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
                     yield prepare_batch(x, self.input_shape, self.normalisation), y
+
+
+def _epoch_seed(seed_or_generator: int | torch.Generator | None) -> int:
+    """An epoch's sampler seed: an ``int`` as given; else drawn (a generator advances)."""
+    if isinstance(seed_or_generator, int):
+        return seed_or_generator
+    return int(torch.randint(2**62, (), generator=seed_or_generator))
 
 
 # ---- layout: train/ + val/, or one tree split by a seeded fraction ---------------------------
