@@ -21,7 +21,7 @@ import torch
 
 import zoo
 from bench import distributed
-from bench.distributed import World
+from bench.distributed import ONE_PROCESS, World
 from bench.recipes import Recipe, recipe_for, resolve_dtype
 from bench.train import EvalPoint, TrainSettings, evaluate, load_weights, save_weights, train
 
@@ -87,7 +87,7 @@ def run_accuracy(
     save: bool = True,
     progress: bool = True,
     machine: Any = None,
-    world: World = World(),
+    world: World = ONE_PROCESS,
 ) -> AccuracyRun:
     """Train once and write the row (and the per-evaluation log) into the results folder ``out``.
 
@@ -175,9 +175,7 @@ def run_accuracy(
 
     weights: Path | None = None
     try:
-        outcome = train(
-            settings, splits, recipe, on_eval=on_eval, progress=progress, world=world
-        )
+        outcome = train(settings, splits, recipe, on_eval=on_eval, progress=progress, world=world)
     except (RuntimeError, torch.cuda.OutOfMemoryError) as error:  # OOM or a model error
         row["error"] = " ".join(str(error).split())[:300]
     else:

@@ -25,7 +25,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-__all__ = ["BACKENDS", "World", "launched", "choose_backend", "start", "stop"]
+__all__ = ["BACKENDS", "World", "ONE_PROCESS", "launched", "choose_backend", "start", "stop"]
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +113,9 @@ class World:
         return torch.device("cpu")
 
 
+ONE_PROCESS = World()
+
+
 def launched() -> tuple[int, int, int] | None:
     """``(rank, world_size, local_rank)`` when torchrun (or a launcher like it) started us."""
     if "WORLD_SIZE" not in os.environ:
@@ -157,7 +160,7 @@ def start(device: str, backend: str | None = None) -> World:
         if backend is not None:
             choose_backend(device, backend)  # still refuse nccl on cpu
             log.warning("--backend %s has no effect in one process: launch with torchrun", backend)
-        return World()
+        return ONE_PROCESS
     rank, world_size, local_rank = where
     chosen = choose_backend(device, backend)
     if torch.device(device).type == "cuda":

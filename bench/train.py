@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import zoo
-from bench.distributed import World
+from bench.distributed import ONE_PROCESS, World
 from bench.recipes import Recipe, lr_factor, resolve_dtype
 from zoo.lenet import map_loss
 
@@ -142,7 +142,7 @@ def evaluate(
     channels_last: bool = False,
     batch_size: int = 1000,
     limit: int | None = None,
-    world: World = World(),
+    world: World = ONE_PROCESS,
 ) -> float:
     """Top-1 accuracy of ``model`` on ``split`` (a fraction): every sample, or the first
     ``limit``. Under several processes each rank scores its own part (no sample twice, none
@@ -168,7 +168,7 @@ def train(
     *,
     on_eval: Callable[[EvalPoint], None] | None = None,
     progress: bool = True,
-    world: World = World(),
+    world: World = ONE_PROCESS,
 ) -> TrainOutcome:
     """Train ``settings.model`` on ``splits`` with ``recipe``; evaluate ``evals_per_epoch`` times
     a pass. ``on_eval`` sees each evaluation as it happens (the caller writes it down).

@@ -35,7 +35,7 @@ from PIL import Image, UnidentifiedImageError
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
-from .batches import Batch, Shard, TensorSplit, _check_batch_size, epoch_order, shard_order
+from .batches import Batch, Shard, TensorSplit, _check_batch_size, shard_order
 from .errors import ImageFolderError, MissingDataError
 from .normalise import PAD_AT_MOST, Normalisation, prepare_batch
 
