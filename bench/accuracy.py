@@ -479,6 +479,12 @@ def add_plan_arguments(parser: argparse.ArgumentParser) -> None:
         help="only the plan's runs whose model matches",
     )
     parser.add_argument("--resume", action="store_true", help="skip runs already in OUT")
+    parser.add_argument(
+        "--shard",
+        default=None,
+        metavar="I/N",
+        help="only the I-th of N disjoint slices of the plan (as `bench run --shard`)",
+    )
 
 
 def run_plan_accuracy(args: argparse.Namespace) -> int:
@@ -492,6 +498,13 @@ def run_plan_accuracy(args: argparse.Namespace) -> int:
         plan = tuple(s for s in plan if any(fnmatch.fnmatchcase(s.model, p) for p in args.models))
         if not plan:
             raise ValueError(f"no run of the accuracy plan matches {' '.join(args.models)}")
+    if args.shard is not None:
+        from bench.sharding import Shard
+
+        shard = Shard.parse(args.shard)
+        whole = len(plan)
+        plan = tuple(s for s in plan if shard.holds(_shard_key(s)))
+        print(f"accuracy plan, shard {shard}: {len(plan)} of its {whole} runs", flush=True)
     done = {row_key(r) for r in _rows(args.out)} if args.resume else set()
     failed = 0
     for i, settings in enumerate(plan, 1):
@@ -513,6 +526,18 @@ def _rows(out: Path) -> list[dict[str, Any]]:
     from bench.results import read_jsonl
 
     return read_jsonl(Path(out) / "results.jsonl")
+
+
+def _shard_key(settings: TrainSettings) -> dict[str, Any]:
+    # What identifies a run on every machine alike (the dtype "auto" resolves per machine).
+    return {
+        "model": settings.model,
+        "mode": "accuracy",
+        "device": settings.device,
+        "data": settings.data,
+        "seed": settings.seed,
+        "batch_size": settings.batch_size,
+    }
 
 
 def _key_row(settings: TrainSettings) -> dict[str, Any] | None:

@@ -222,6 +222,13 @@ def _run_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="skip rows already in DIR (default DIR: the latest under results/)",
     )
+    parser.add_argument(
+        "--shard",
+        default=None,
+        metavar="I/N",
+        help="measure only the I-th of N disjoint slices of the plan (I = 1..N), one per "
+        "machine or job-array task; merge the folders with `bench report DIR...`",
+    )
 
 
 def _resolve_models(patterns: Sequence[str]) -> tuple[str, ...]:
@@ -263,6 +270,10 @@ def build_plan(args: argparse.Namespace) -> Any:
             overrides[option] = tuple(dict.fromkeys(getattr(args, option)))
     if args.threads is not None:
         overrides["threads"] = args.threads
+    if args.shard is not None:
+        from bench.sharding import Shard
+
+        overrides["shard"] = Shard.parse(args.shard)
     preset = RunPlan.full if args.full else RunPlan.short
     plan = preset(models, **overrides)
     if args.min_steps is not None or args.min_time is not None:
@@ -285,7 +296,9 @@ def _resolve_out(args: argparse.Namespace) -> Path:
     from bench.orchestrate import new_run_dir
 
     if not args.resume:
-        return args.out if args.out is not None else new_run_dir()
+        if args.out is not None:
+            return args.out
+        return new_run_dir(suffix=_shard_suffix(args))
     if args.out is not None:
         if not (args.out / "results.jsonl").exists():
             raise FileNotFoundError(f"--resume: {args.out}/results.jsonl does not exist")
@@ -296,6 +309,15 @@ def _resolve_out(args: argparse.Namespace) -> Path:
             "--resume: no results/<run-id>/results.jsonl to resume; give --out DIR"
         )
     return runs[-1]
+
+
+def _shard_suffix(args: argparse.Namespace) -> str:
+    if args.shard is None:
+        return ""
+    from bench.sharding import Shard
+
+    shard = Shard.parse(args.shard)
+    return f"-shard{shard.index}of{shard.count}"
 
 
 class _TqdmProgress:
@@ -359,6 +381,15 @@ def _run_run(args: argparse.Namespace) -> int:
         f"{plan.threads} threads; writing {out}",
         file=sys.stderr,
     )
+    if plan.shard is not None:
+        from dataclasses import replace
+
+        from bench.orchestrate import plan_rows
+
+        whole = replace(plan, shard=None)
+        total = sum(len(plan_rows(whole, m)) for m in plan.models)
+        mine = sum(len(plan_rows(plan, m)) for m in plan.models)
+        print(f"shard {plan.shard}: {mine} of the plan's {total} rows", file=sys.stderr)
     from bench.config import default_threads
     from bench.machine import load_average
 
@@ -394,6 +425,9 @@ def _all_run(args: argparse.Namespace) -> int:
         if name not in SUBCOMMANDS:
             print(f"{name}: not available, skipped", file=sys.stderr)
             continue
+        if name == "report" and not (args.resolved_out / "results.jsonl").exists():
+            print(f"report: {args.resolved_out} has no rows (an empty shard), skipped")
+            continue
         follow = build_parser([name]).parse_args([name, *make_argv(args.resolved_out, args)])
         code = SUBCOMMANDS[name].run(follow)
         if code != 0:
@@ -407,7 +441,10 @@ ALL_FOLLOW_UPS: list[tuple[str, Callable[[Path, argparse.Namespace], list[str]]]
     (
         "accuracy",
         lambda out, args: (
-            [str(out)] + (["--full"] if args.full else []) + (["--resume"] if args.resume else [])
+            [str(out)]
+            + (["--full"] if args.full else [])
+            + (["--resume"] if args.resume else [])
+            + (["--shard", args.shard] if args.shard else [])
         ),
     ),
     ("report", lambda out, args: [str(out)]),

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench.sharding import Shard
+
 __all__ = [
     "DEVICES",
     "DTYPES",
@@ -91,6 +93,7 @@ class RunPlan:
     large_timer: TimerSettings = TimerSettings(warmup=1, min_steps=3, min_time_s=0.0)
     max_batch: bool = False  # CUDA: also find the largest batch that fits (doubling, bisecting)
     label: str = "custom"  # "short", "full" or "custom": which preset the plan started from
+    shard: Shard | None = None  # --shard I/N: measure only this slice of the rows
 
     def __post_init__(self) -> None:
         if not self.models:

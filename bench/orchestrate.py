@@ -87,7 +87,7 @@ class Progress(Protocol):
 
 
 def plan_rows(plan: RunPlan, model: str) -> list[RowSpec]:
-    """The rows ``plan`` measures for ``model``, in measuring order."""
+    """The rows ``plan`` measures for ``model``, in measuring order (only its ``shard``'s)."""
     card = zoo.get_card(model)
     rows = []
     for device in plan.devices:
@@ -98,6 +98,8 @@ def plan_rows(plan: RunPlan, model: str) -> list[RowSpec]:
                         rows.append(RowSpec(model, device, dtype, memory_format, mode, batch))
                     if plan.max_batch and device == "cuda":
                         rows.append(RowSpec(model, device, dtype, memory_format, mode, 0, True))
+    if plan.shard is not None:
+        rows = [r for r in rows if plan.shard.holds(r.settings(plan.threads))]
     return rows
 
 
@@ -285,9 +287,10 @@ def _cuda_fits(model: nn.Module, spec: RowSpec, batch: int) -> bool:
         torch.cuda.empty_cache()
 
 
-def new_run_dir(root: Path = Path("results")) -> Path:
-    """``root/<run-id>``, the run id being the start time (``20260131-142501``)."""
-    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+def new_run_dir(root: Path = Path("results"), suffix: str = "") -> Path:
+    """``root/<run-id>``, the run id being the start time (``20260131-142501``) and ``suffix``
+    (``-shard2of4``: the folders of one sweep's slices keep apart when they are merged)."""
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S") + suffix
     folder = root / stamp
     suffix = 1
     while folder.exists():
@@ -359,6 +362,8 @@ def _run_model(
 ) -> None:
     card = zoo.get_card(name)
     specs = plan_rows(plan, name)
+    if not specs:  # --shard: none of this model's rows are in the slice
+        return
     if progress:
         progress.model_started(name, len(specs))
     todo = [s for s in specs if not writer.has_row(s.key(plan.threads))]

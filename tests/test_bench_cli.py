@@ -165,3 +165,67 @@ def test_all_runs_the_plan_then_its_follow_ups(
     assert code == 0, err
     assert seen == [out]
     assert len(read_jsonl(out / "results.jsonl")) == 1
+
+
+# --- --shard I/N: one sweep over several machines (issue 8) ---------------------------------
+
+SHARD_ERRORS = {
+    "I above N": (["run", "--shard", "3/2"], "--shard 3/2: I must be 1..N"),
+    "no slices": (["run", "--shard", "0/0"], "--shard 0/0: I must be 1..N"),
+    "zero-based": (["run", "--shard", "0/4"], "--shard 0/4: I must be 1..N"),
+    "not I/N": (["run", "--shard", "2"], "write I/N"),
+    "accuracy plan": (["accuracy", "out", "--shard", "5/4"], "--shard 5/4: I must be 1..N"),
+}
+
+
+@pytest.mark.parametrize("args, message", list(SHARD_ERRORS.values()), ids=list(SHARD_ERRORS))
+def test_impossible_shards_are_one_line_and_exit_2(
+    args: list[str], message: str, capsys: pytest.CaptureFixture[str], no_work: None
+) -> None:
+    code, _, err = run_cli(args, capsys)
+    assert code == 2
+    assert err.count("\n") == 1 and err.startswith("error: ") and message in err
+
+
+def _plan_keys(args: list[str]) -> list[tuple[object, ...]]:
+    from bench.orchestrate import plan_rows
+
+    plan = cli.build_plan(cli.build_parser(["run"]).parse_args(["run", *args]))
+    return [spec.key(plan.threads) for m in plan.models for spec in plan_rows(plan, m)]
+
+
+@pytest.mark.parametrize("count", [2, 3, 7])
+def test_shards_are_disjoint_and_cover_the_whole_plan(count: int) -> None:
+    whole = _plan_keys(["--full", "--devices", "cpu"])
+    slices = [_plan_keys(["--full", "--devices", "cpu", "--shard", f"{i}/{count}"])
+              for i in range(1, count + 1)]  # fmt: skip
+    assert sorted(k for part in slices for k in part) == sorted(whole)  # no row twice, none lost
+    assert all(part for part in slices)
+    # Machines with different core counts (the default --threads) agree on every row's slice.
+    assert [len(p) for p in slices] == [
+        len(_plan_keys(["--full", "--devices", "cpu", "--threads", "7", "--shard", f"{i}/{count}"]))
+        for i in range(1, count + 1)
+    ]
+
+
+def test_shards_run_on_two_machines_merge_into_the_whole_sweep(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bench.report import load_run, merge_runs
+
+    register_test_models(monkeypatch)
+    monkeypatch.setattr("bench.orchestrate.describe", lambda *a, **k: FAKE_MACHINE)
+    sweep = ["run", "--models", "tiny_net", "--batch-sizes", "1", "2", "3", "4", "--threads",
+             "1", "--min-steps", "1", "--min-time", "0"]  # fmt: skip
+    folders = []
+    for i in (1, 2):
+        folders.append(tmp_path / f"machine{i}")
+        code, _, err = run_cli([*sweep, "--shard", f"{i}/2", "--out", str(folders[-1])], capsys)
+        assert code == 0, err
+        assert f"shard {i}/2: " in err and "of the plan's 8 rows" in err
+    parts = [read_jsonl(f / "results.jsonl") for f in folders]
+    assert all(parts) and sum(len(p) for p in parts) == 8
+    merged = merge_runs([load_run(f) for f in folders]).results
+    assert sorted(zip(merged["mode"], merged["batch_size"])) == sorted(
+        (mode, b) for mode in ("infer", "train") for b in (1, 2, 3, 4)
+    )

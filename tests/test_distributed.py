@@ -185,3 +185,11 @@ def test_ddp_evaluation_is_exact_and_ranks_stop_together(tmp_path):
     assert ranks[0]["budget_epochs"] == ranks[1]["budget_epochs"] < 50
     assert ranks[0]["budget_evaluations"] == ranks[1]["budget_evaluations"]
     assert ranks[0]["budget_accuracy"] == ranks[1]["budget_accuracy"]
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs 2 CUDA devices for 2 nccl ranks")
+def test_ddp_with_nccl_on_two_gpus(gray_folder, tmp_path):  # noqa: F811
+    argv = ["train", "lab_cnn", "--data", str(gray_folder), "--batch-size", "16", "--epochs", "1"]
+    torchrun(["-m", "bench", *argv, "--device", "cuda", "--out", str(tmp_path / "ddp")], tmp_path)
+    row = json.loads((tmp_path / "ddp" / "results.jsonl").read_text())
+    assert (row["world_size"], row["backend"], row["error"]) == (WORLD, "nccl", None)
