@@ -160,6 +160,7 @@ def run_accuracy(
             "model": settings.model,
             "data": settings.data,
             "seed": settings.seed,
+            "world_size": world.world_size,
             **asdict(point),
         }
         with epochs_path.open("a", encoding="utf-8") as handle:

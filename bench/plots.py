@@ -328,10 +328,18 @@ def time_to_accuracy(epochs: pd.DataFrame, targets: Mapping[str, float], path: P
     for i, data in enumerate(datasets):
         ax = axes[i][0]
         part = df[df["data"].astype(str) == data]
+        procs = (
+            part["world_size"].fillna(1).astype(int)
+            if "world_size" in part.columns
+            else pd.Series(1, index=part.index)
+        )
         for model in models:
-            seeds = sorted(part.loc[part["model"] == model, "seed"].unique(), key=str)
-            for k, seed in enumerate(seeds):
-                line = part[(part["model"] == model) & (part["seed"] == seed)].sort_values("wall_s")
+            mine = part["model"] == model
+            runs = sorted(
+                {(s, int(w)) for s, w in zip(part.loc[mine, "seed"], procs[mine])}, key=str
+            )
+            for k, (seed, world) in enumerate(runs):
+                line = part[mine & (part["seed"] == seed) & (procs == world)].sort_values("wall_s")
                 ax.plot(
                     line["wall_s"],
                     100 * line["test_accuracy"],
@@ -339,7 +347,7 @@ def time_to_accuracy(epochs: pd.DataFrame, targets: Mapping[str, float], path: P
                     linestyle=_LINESTYLES[k % len(_LINESTYLES)],
                     marker="o",
                     markersize=3,
-                    label=f"{model} (seed {seed})",
+                    label=f"{model} (seed {seed}" + (f", {world} processes)" if world > 1 else ")"),
                 )
         target = targets.get(data)
         if target is not None and not math.isnan(target):

@@ -91,6 +91,7 @@ EPOCH_COLUMNS = (
     "model",
     "data",
     "seed",
+    "world_size",
     "epoch",
     "wall_s",
     "train_loss",
@@ -188,7 +189,7 @@ def load_run(path: Path) -> Run:
     epochs = _optional_table(
         path / "epochs.jsonl",
         EPOCH_COLUMNS,
-        ("epoch", "wall_s", "train_loss", "test_accuracy", "samples_per_s"),
+        ("world_size", "epoch", "wall_s", "train_loss", "test_accuracy", "samples_per_s"),
     )
     return Run(name=name, metas=(meta,), results=results, layers=layers, epochs=epochs)
 
@@ -259,7 +260,9 @@ def merge_runs(runs: Sequence[Run]) -> Run:
         )
     epochs = pd.concat([r.epochs for r in runs], ignore_index=True)
     if not epochs.empty:
-        epochs = epochs.drop_duplicates(subset=["model", "data", "seed", "epoch"], keep="first")
+        epochs = epochs.drop_duplicates(
+            subset=["model", "data", "seed", "world_size", "epoch"], keep="first"
+        )
     name = runs[0].name if len(runs) == 1 else f"{runs[0].name}+{len(runs) - 1}"
     metas = tuple(m for r in runs for m in r.metas)
     return Run(name=name, metas=metas, results=results, layers=layers, epochs=epochs)
@@ -1227,6 +1230,7 @@ def _accuracy_blocks(results: pd.DataFrame, figure: str | None) -> list[Block]:
             fmt_int(r["seed"]),
             r["recipe"],
             r["device"],
+            _processes_cell(r),
             r["dtype"],
             fmt_int(r["batch_size"]),
             fmt_int(r["epochs"]),
@@ -1254,6 +1258,7 @@ def _accuracy_blocks(results: pd.DataFrame, figure: str | None) -> list[Block]:
                 "seed",
                 "recipe",
                 "device",
+                "processes",
                 "dtype",
                 "batch",
                 "epochs",
@@ -1265,7 +1270,7 @@ def _accuracy_blocks(results: pd.DataFrame, figure: str | None) -> list[Block]:
                 "data loading timed",
             ),
             rows,
-            (False,) * 6 + (True,) * 7 + (False,),
+            (False,) * 5 + (True,) + (False,) + (True,) * 7 + (False,),
         ),
     ]
     if figure:
@@ -1277,6 +1282,12 @@ def _accuracy_blocks(results: pd.DataFrame, figure: str | None) -> list[Block]:
             )
         )
     return blocks
+
+
+def _processes_cell(r: pd.Series) -> str:
+    """Training processes of an accuracy row: ``1``, or ``2 (gloo)`` under torchrun."""
+    world = 1 if _missing(r.get("world_size")) else int(r["world_size"])
+    return f"{world} ({r['backend']})" if world > 1 else "1"
 
 
 def _measured_blocks(results: pd.DataFrame, metas: Sequence[Mapping[str, Any]]) -> list[Block]:

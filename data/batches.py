@@ -122,6 +122,7 @@ class TensorSplit:
         self.input_shape = tuple(input_shape)  # type: ignore[assignment]
         self.normalisation = normalisation
         self._on_device: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._buffers: dict[tuple[torch.device, int], _GroupBuffers] = {}  # kept across epochs
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -176,14 +177,68 @@ class TensorSplit:
         group = batch_size * max(
             1, min(16, _GROUP_BYTES // (4 * batch_size * math.prod(self.input_shape)))
         )
+        order = order[:stop]
+        # index_select, not images[idx]: the same gather, several times faster on CPU.
+        all_y = labels.index_select(0, order) if gather else labels[:stop]
+        batch_y = all_y.split(batch_size)
+        if (images.device, group) not in self._buffers:
+            self._buffers[images.device, group] = _GroupBuffers(images, group, self.input_shape)
+        buffers = self._buffers[images.device, group]
         for start in range(0, stop, group):
             end = min(start + group, stop)
             if gather:
                 idx = order[start:end]
-                # index_select, not images[idx]: the same gather, several times faster on CPU.
-                x, y = images.index_select(0, idx), labels.index_select(0, idx)
+                x = torch.index_select(images, 0, idx, out=buffers.gathered(len(idx)))
             else:
-                x, y = images[start:end], labels[start:end]
-            x = prepare_batch(x, self.input_shape, self.normalisation)
-            for b in range(0, end - start, batch_size):
-                yield x[b : b + batch_size], y[b : b + batch_size]
+                x = images[start:end]
+            x = prepare_batch(x, self.input_shape, self.normalisation, out=buffers.output(x))
+            # split: the batch views in one call (slicing them one by one costs more per epoch)
+            first = start // batch_size
+            yield from zip(
+                x.split(batch_size), batch_y[first : first + math.ceil(len(x) / batch_size)]
+            )
+
+
+def _storage_users(tensor: torch.Tensor) -> int | None:
+    """Tensors (and storage objects) sharing ``tensor``'s memory, this call's own one included."""
+    use_count = getattr(torch._C, "_storage_Use_Count", None)  # not public: None if it goes
+    return None if use_count is None else int(use_count(tensor.untyped_storage()._cdata))
+
+
+class _GroupBuffers:
+    """Memory reused from group to group on CPU: the gathered uint8 images, and float outputs
+    that the consumer no longer holds any batch of.
+
+    Fresh memory costs a page fault per 4 KiB the first time it is written: for MNIST-sized
+    batches that was most of an epoch's time. A float buffer is handed out again only when no
+    tensor outside this class shares its memory, so a consumer that keeps its batches (a list,
+    a ``torch.cat``) never sees them overwritten; it simply gets fresh memory each time.
+    """
+
+    POOL = 2
+
+    def __init__(self, images: torch.Tensor, group: int, input_shape: tuple[int, int, int]) -> None:
+        self.reuse = images.device.type == "cpu" and _storage_users(images) is not None
+        self.group = group
+        self.stored_shape = tuple(images.shape[1:])
+        self.input_shape = input_shape
+        self._gathered: torch.Tensor | None = None
+        self._outputs: list[torch.Tensor] = []
+
+    def gathered(self, n: int) -> torch.Tensor | None:
+        if not self.reuse:
+            return None
+        if self._gathered is None:
+            self._gathered = torch.empty((self.group, *self.stored_shape), dtype=torch.uint8)
+        return self._gathered[:n]
+
+    def output(self, x: torch.Tensor) -> torch.Tensor | None:
+        if not self.reuse or tuple(x.shape[1:]) != self.input_shape:
+            return None
+        for buffer in self._outputs:
+            if _storage_users(buffer) == 2:  # this list's reference and the call's own
+                return buffer[: len(x)]
+        if len(self._outputs) < self.POOL:
+            self._outputs.append(torch.empty((self.group, *self.input_shape)))
+            return self._outputs[-1][: len(x)]
+        return None

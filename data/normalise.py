@@ -126,9 +126,16 @@ def fit_size(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
 
 
 def prepare_batch(
-    x: torch.Tensor, input_shape: tuple[int, int, int], normalisation: Normalisation
+    x: torch.Tensor,
+    input_shape: tuple[int, int, int],
+    normalisation: Normalisation,
+    out: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """uint8 ``[B, c, h, w]`` → float32 ``[B, *input_shape]``, normalised."""
+    """uint8 ``[B, c, h, w]`` → float32 ``[B, *input_shape]``, normalised.
+
+    ``out``, a float32 tensor of ``x``'s shape, is written in place of a new tensor where the
+    conversion is one copy (same channels and size); otherwise it is ignored.
+    """
     channels, height, width = input_shape
     h, w = x.shape[-2:]
     dh, dw = height - h, width - w
@@ -144,10 +151,14 @@ def prepare_batch(
         if stats == 1:
             # A vectorised uint8 -> float32 copy, then one in-place pass with a 0-d bias and a
             # scalar alpha: several times faster than a mixed-dtype or [1,1,1,1]-broadcast op.
-            out = x.to(torch.float32)
+            if out is not None and out.shape == x.shape and out.dtype == torch.float32:
+                out.copy_(x)
+            else:
+                out = x.to(torch.float32)
             torch.add(bias.view(()), out, alpha=float(scale), out=out)
         else:
             out = torch.addcmul(bias, x, scale)
+        assert out is not None
         return out if out.shape[1] == channels else out.expand(-1, channels, -1, -1).contiguous()
     out = x.to(torch.float32).div_(255.0)
     out = fit_size(to_channels(out, channels), height, width)

@@ -306,3 +306,20 @@ def test_register_cli_adds_the_report_subcommand() -> None:
     report.register_cli(register)
     assert seen["report"]["run"] is report.run
     assert seen["report"]["add_arguments"] is report.add_arguments
+
+
+def test_the_same_run_on_two_processes_is_a_row_of_its_own(tmp_path: Path) -> None:
+    """A torchrun (DDP) accuracy row does not collide with the one-process row it repeats."""
+    a = _copy_fixture(tmp_path / "a", "run-a")
+    b = tmp_path / "b"
+    _copy_fixture(b, "run-b")
+    ddp = [
+        {**r, "world_size": 2, "backend": "gloo", "global_batch": r["batch_size"]}
+        for r in ROWS
+        if r["mode"] == "accuracy"
+    ]
+    (b / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in ddp))
+    out = report.build_report([a, b], tmp_path / "out")
+    section = _section((out / "report.md").read_text(), "Time to accuracy")
+    assert section.count("| 2 (gloo) |") == len(ddp)
+    assert section.count("| 1 |") >= len(ddp)
