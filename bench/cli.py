@@ -303,10 +303,13 @@ def _resolve_out(args: argparse.Namespace) -> Path:
         if not (args.out / "results.jsonl").exists():
             raise FileNotFoundError(f"--resume: {args.out}/results.jsonl does not exist")
         return args.out
-    runs = sorted(p.parent for p in Path("results").glob("*/results.jsonl"))
+    # The latest run of the same slice: another slice's folder holds other rows.
+    pattern = f"*{_shard_suffix(args)}/results.jsonl" if args.shard else "*/results.jsonl"
+    runs = sorted(p.parent for p in Path("results").glob(pattern))
     if not runs:
         raise FileNotFoundError(
-            "--resume: no results/<run-id>/results.jsonl to resume; give --out DIR"
+            f"--resume: no results/<run-id>{_shard_suffix(args)}/results.jsonl to resume; "
+            "give --out DIR"
         )
     return runs[-1]
 

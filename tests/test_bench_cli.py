@@ -229,3 +229,18 @@ def test_shards_run_on_two_machines_merge_into_the_whole_sweep(
     assert sorted(zip(merged["mode"], merged["batch_size"])) == sorted(
         (mode, b) for mode in ("infer", "train") for b in (1, 2, 3, 4)
     )
+
+
+def test_resume_of_a_shard_finds_that_shards_latest_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    for name in ("20260101-000000-shard1of2", "20260101-000001-shard2of2", "20260101-000002"):
+        (tmp_path / "results" / name).mkdir(parents=True)
+        (tmp_path / "results" / name / "results.jsonl").write_text("")
+    parser = cli.build_parser(["run"])
+    mine = parser.parse_args(["run", "--resume", "--shard", "1/2"])
+    assert cli._resolve_out(mine) == Path("results/20260101-000000-shard1of2")
+    missing = parser.parse_args(["run", "--resume", "--shard", "2/3"])
+    with pytest.raises(FileNotFoundError, match="shard2of3"):
+        cli._resolve_out(missing)
