@@ -656,6 +656,13 @@ def _table(
     )
 
 
+def _shard_text(shard: Any) -> str:
+    """``"2 of 4"`` for a ``--shard 2/4`` run; ``"whole plan"`` otherwise."""
+    if isinstance(shard, Mapping) and shard.get("count"):
+        return f"{shard.get('index')} of {shard.get('count')}"
+    return "whole plan"
+
+
 def _header_blocks(run: Run) -> list[Block]:
     fields: list[tuple[str, Any]] = [
         ("run", lambda m: m.get("run_id")),
@@ -663,6 +670,7 @@ def _header_blocks(run: Run) -> list[Block]:
         ("finished", lambda m: m.get("finished")),
         ("duration", lambda m: _duration(m.get("duration_s"))),
         ("plan", lambda m: json.dumps(m.get("plan"), sort_keys=True) if m.get("plan") else ""),
+        ("shard", lambda m: _shard_text((m.get("plan") or {}).get("shard"))),
         ("CPU", lambda m: m.get("cpu_model")),
         ("CPU flags", lambda m: ", ".join(m.get("cpu_flags") or [])),
         ("GPU", lambda m: m.get("gpu") or "none"),

@@ -211,7 +211,7 @@ def test_shards_are_disjoint_and_cover_the_whole_plan(count: int) -> None:
 def test_shards_run_on_two_machines_merge_into_the_whole_sweep(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from bench.report import load_run, merge_runs
+    from bench.report import build_report, load_run, merge_runs
 
     register_test_models(monkeypatch)
     monkeypatch.setattr("bench.orchestrate.describe", lambda *a, **k: FAKE_MACHINE)
@@ -229,6 +229,8 @@ def test_shards_run_on_two_machines_merge_into_the_whole_sweep(
     assert sorted(zip(merged["mode"], merged["batch_size"])) == sorted(
         (mode, b) for mode in ("infer", "train") for b in (1, 2, 3, 4)
     )
+    out = build_report(folders, tmp_path / "report")
+    assert "| shard | 1 of 2 | 2 of 2 |" in (out / "report.md").read_text()
 
 
 def test_resume_of_a_shard_finds_that_shards_latest_folder(
