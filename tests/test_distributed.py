@@ -167,7 +167,7 @@ def test_ddp_under_torchrun_equals_one_process_at_the_global_batch(
     alone = load_weights(tmp_path / "one" / "weights" / "lab_cnn-seed0.pt")
     assert ddp.keys() == alone.keys()
     for name in alone:
-        torch.testing.assert_close(ddp[name], alone[name], rtol=1e-4, atol=1e-5, msg=name)
+        torch.testing.assert_close(ddp[name], alone[name], msg=name)  # float32 defaults
     one_row = json.loads((tmp_path / "one" / "results.jsonl").read_text())
     assert (one_row["world_size"], one_row["backend"], one_row["global_batch"]) == (1, None, 16)
 
