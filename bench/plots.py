@@ -12,6 +12,7 @@ import logging
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -22,6 +23,7 @@ from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
+from matplotlib.text import Text  # noqa: E402
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
 
 __all__ = [
@@ -118,23 +120,51 @@ def params_vs_macs(summary: pd.DataFrame, path: Path) -> Path | None:
         ax.scatter(
             part["macs"], part["params"], s=40, color=_family_color(family), label=family, zorder=3
         )
-    for _, row in df.iterrows():
-        ax.annotate(
-            row["model"],
-            (row["macs"], row["params"]),
-            xytext=(5, 4),
-            textcoords="offset points",
-            fontsize=8,
-        )
     _log_axis(ax, "x")
     _log_axis(ax, "y")
     _pad_log_limits(ax, df["macs"], df["params"])
+    _label_points(fig, ax, list(zip(df["macs"], df["params"], df["model"])))
     ax.set_xlabel("MACs per sample, forward pass (multiply-accumulates, log scale)")
     ax.set_ylabel("trainable parameters (log scale)")
     ax.set_title("Size against compute: parameters vs MACs")
     ax.grid(True, which="major", alpha=0.3)
     ax.legend(title="family", loc="upper left", fontsize=8)
     return _save(fig, path)
+
+
+# Label positions tried in turn (points from the marker; horizontal alignment), nearest first.
+_LABEL_OFFSETS = (
+    (5, 4, "left"), (5, -11, "left"), (-5, 4, "right"), (-5, -11, "right"),
+    (5, 14, "left"), (5, -21, "left"), (-5, 14, "right"), (-5, -21, "right"),
+    (5, 24, "left"), (5, -31, "left"), (-5, 24, "right"), (-5, -31, "right"),
+)  # fmt: skip
+
+
+def _label_points(fig: Figure, ax: Axes, points: list[tuple[float, float, str]]) -> None:
+    """Name each point, at the first nearby place where its label overlaps no label before it
+    and no marker (the last place tried if none is free)."""
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    markers = [ax.transData.transform((x, y)) for x, y, _ in points]
+    placed: list[Any] = []
+    for x, y, name in points:
+        text = ax.annotate(
+            name,
+            (x, y),
+            textcoords="offset points",
+            fontsize=8,
+            arrowprops={"arrowstyle": "-", "color": "0.6", "lw": 0.6, "shrinkA": 1, "shrinkB": 4},
+        )
+        for dx, dy, align in _LABEL_OFFSETS:
+            text.set_position((dx, dy))
+            text.set_horizontalalignment(align)
+            text.update_positions(renderer)
+            box = Text.get_window_extent(text, renderer).expanded(1.02, 1.1)  # without the line
+            free = not any(box.overlaps(other) for other in placed) and not any(
+                box.contains(px, py) for px, py in markers
+            )
+            if free:
+                break
+        placed.append(Text.get_window_extent(text, renderer))
 
 
 def _pad_log_limits(ax: Axes, xs: pd.Series, ys: pd.Series) -> None:
