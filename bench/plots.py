@@ -150,6 +150,7 @@ def _label_points(fig: Figure, ax: Axes, points: list[tuple[float, float, str]])
         text = ax.annotate(
             name,
             (x, y),
+            xytext=_LABEL_OFFSETS[0][:2],
             textcoords="offset points",
             fontsize=8,
             arrowprops={"arrowstyle": "-", "color": "0.6", "lw": 0.6, "shrinkA": 1, "shrinkB": 4},
