@@ -105,7 +105,7 @@ ACCURACY_KEYS = ("data", "seed", "world_size")
 # The at-a-glance table compares models on equal footing: fp32, contiguous.
 REFERENCE_DTYPE = "fp32"
 REFERENCE_FORMAT = "contiguous"
-PEAK_KINDS = ("fp32_matmul", "bf16_matmul")
+PEAK_KINDS = ("fp32_matmul", "fp32_conv3x3", "bf16_matmul")
 ERROR = "error"
 
 
@@ -708,10 +708,10 @@ def _header_blocks(run: Run) -> list[Block]:
 
 
 def _peaks(meta: Mapping[str, Any], device: str = "cpu") -> dict[str, float]:
-    """The matmul peaks measured for ``device``, keyed ``fp32_matmul`` / ``bf16_matmul``.
+    """The peaks measured for ``device``, keyed as :data:`PEAK_KINDS`.
 
-    In meta.json the CPU's are ``fp32_matmul`` / ``bf16_matmul``, another device's carry its
-    name as a prefix (``cuda_fp32_matmul``), as bench.machine writes them.
+    In meta.json the CPU's are ``fp32_matmul`` / ``fp32_conv3x3`` / ``bf16_matmul``, another
+    device's carry its name as a prefix (``cuda_fp32_matmul``), as bench.machine writes them.
     """
     raw = meta.get("peak_gflops") or {}
     prefix = "" if device == "cpu" else f"{device}_"
@@ -1053,7 +1053,7 @@ def _peak_sentences(
     ]
     meta_by_run = {str(m.get("run_id")): m for m in metas}
     for device in devices:
-        for key, is_bf16 in (("fp32_matmul", False), ("bf16_matmul", True)):
+        for dtype_name, is_bf16 in (("fp32", False), ("bf16", True)):
             part = ok[
                 (ok["device"] == device) & (ok["dtype"].astype(str).str.contains("bf16") == is_bf16)
             ]
@@ -1064,9 +1064,12 @@ def _peak_sentences(
                 ascending=[False, True, True],
                 kind="mergesort",
             ).iloc[0]
-            peak = _peaks(meta_by_run.get(str(best["run"]), {}), device).get(key)
-            if not peak:
+            ref = plots.reference_peak(
+                _peaks(meta_by_run.get(str(best["run"]), {}), device), dtype_name
+            )
+            if ref is None:
                 continue
+            key, peak = ref
             # The model whose best rate is lowest: how far the small networks stay from the peak.
             per_model = (
                 part.sort_values(
@@ -1314,9 +1317,10 @@ def _measured_blocks(results: pd.DataFrame, metas: Sequence[Mapping[str, Any]]) 
     rows = []
     for _, r in rows_df.iterrows():
         failed = not _missing(r["error"]) and str(r["error"]).strip() != ""
-        peak = _peaks(meta_by_run.get(str(r["run"]), {}), str(r["device"])).get(
-            "bf16_matmul" if "bf16" in str(r["dtype"]) else "fp32_matmul"
+        ref = plots.reference_peak(
+            _peaks(meta_by_run.get(str(r["run"]), {}), str(r["device"])), str(r["dtype"])
         )
+        peak = ref[1] if ref else None
         gf = r["achieved_gflops"]
 
         def cell(value: Any, failed: bool = failed) -> str:
@@ -1350,8 +1354,9 @@ def _measured_blocks(results: pd.DataFrame, metas: Sequence[Mapping[str, Any]]) 
         Heading(2, "All measured rows"),
         Para(
             "Every row but the accuracy runs, failed ones included; step time is the median "
-            "with the 10th–90th percentiles in brackets; % of peak is against the matmul peak "
-            "of the row's dtype." + method_note
+            "with the 10th–90th percentiles in brackets; % of peak is against the peak measured "
+            "for the row's dtype (fp32: the faster of a large matmul and a 3×3 convolution)."
+            + method_note
         ),
         _table(
             (
@@ -1587,7 +1592,8 @@ def build_report(results_dirs: Sequence[Path], out_dir: Path | None = None) -> P
             (
                 "fig_gflops_vs_peak.png",
                 "Best achieved GFLOP/s per model, mode and dtype against the "
-                "matmul peaks measured at the start of the run (meta.json).",
+                "matmul and 3×3 convolution peaks measured at the start of the run "
+                "(meta.json).",
             ),
         )
         if figures[f]

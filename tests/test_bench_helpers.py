@@ -64,3 +64,9 @@ def register_test_models(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_tiny_net_runs() -> None:
     assert TinyNet()(torch.randn(2, 3, 8, 8)).shape == (2, 3)
+
+
+def test_the_conv_peak_is_measured_on_this_machine() -> None:
+    from bench.machine import conv3x3_gflops
+
+    assert conv3x3_gflops("cpu", seconds=0.05) > 0

@@ -14,7 +14,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from bench import report
+from bench import plots, report
 
 FIXTURE = Path(__file__).parent / "fixtures" / "report"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -287,6 +287,27 @@ def test_peaks_are_read_per_device() -> None:
     assert report._peaks(meta, "cpu") == {"fp32_matmul": 180.0, "bf16_matmul": 360.0}
     assert report._peaks(meta, "cuda") == {"fp32_matmul": 5e4}
     assert report._peaks({}, "cpu") == {}
+
+
+def test_fp32_rows_are_judged_against_the_faster_of_matmul_and_conv() -> None:
+    peaks = {"fp32_matmul": 93.0, "fp32_conv3x3": 150.0, "bf16_matmul": 1.1}
+    assert plots.reference_peak(peaks, "fp32") == ("fp32_conv3x3", 150.0)
+    assert plots.reference_peak({**peaks, "fp32_matmul": 200.0}, "fp32") == ("fp32_matmul", 200.0)
+    assert plots.reference_peak(peaks, "bf16_autocast") == ("bf16_matmul", 1.1)
+    assert plots.reference_peak({}, "fp32") is None
+
+
+def test_a_conv_peak_in_meta_is_the_yardstick_of_the_report(tmp_path: Path) -> None:
+    run = _copy_fixture(tmp_path / "run", "with-conv-peak")
+    meta = json.loads((run / "meta.json").read_text())
+    fp32 = meta["peak_gflops"]["fp32_matmul"]
+    meta["peak_gflops"]["fp32_conv3x3"] = 2 * fp32
+    (run / "meta.json").write_text(json.dumps(meta))
+    markdown = (report.build_report([run], tmp_path / "out") / "report.md").read_text()
+    assert "fp32 conv3x3 peak" in markdown
+    row = next(r for r in ROWS if _ok(r) and r["dtype"] == "fp32" and r["achieved_gflops"])
+    share = f"{100 * row['achieved_gflops'] / (2 * fp32):.1f}%"
+    assert share in _section(markdown, "All measured rows")
 
 
 def test_a_torn_last_line_is_skipped(tmp_path: Path) -> None:
