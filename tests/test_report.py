@@ -15,6 +15,8 @@ import pandas as pd
 import pytest
 
 from bench import plots, report
+from bench.report import build as report_build
+from bench.report.runs import _peaks
 
 FIXTURE = Path(__file__).parent / "fixtures" / "report"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -253,7 +255,7 @@ def test_merging_distinct_folders_keeps_every_row(
 ) -> None:
     a = _copy_fixture(tmp_path / "a", "run-a")
     b = _copy_fixture(tmp_path / "b", "run-b", threads=1)
-    monkeypatch.setattr(report, "REPO_ROOT", tmp_path)
+    monkeypatch.setattr(report_build, "REPO_ROOT", tmp_path)
     out = report.build_report([a, b])
     assert out == tmp_path / "reports" / "run-a+1"
     measured = _section((out / "report.md").read_text(), "All measured rows")
@@ -284,9 +286,9 @@ def test_empty_results_file_is_an_error(tmp_path: Path) -> None:
 
 def test_peaks_are_read_per_device() -> None:
     meta = {"peak_gflops": {"fp32_matmul": 180.0, "bf16_matmul": 360.0, "cuda_fp32_matmul": 5e4}}
-    assert report._peaks(meta, "cpu") == {"fp32_matmul": 180.0, "bf16_matmul": 360.0}
-    assert report._peaks(meta, "cuda") == {"fp32_matmul": 5e4}
-    assert report._peaks({}, "cpu") == {}
+    assert _peaks(meta, "cpu") == {"fp32_matmul": 180.0, "bf16_matmul": 360.0}
+    assert _peaks(meta, "cuda") == {"fp32_matmul": 5e4}
+    assert _peaks({}, "cpu") == {}
 
 
 def test_fp32_rows_are_judged_against_the_faster_of_matmul_and_conv() -> None:

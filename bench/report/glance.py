@@ -1,0 +1,180 @@
+"""The sections built from the summary table: "The zoo at a glance" and "What the papers say"."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pandas as pd
+
+from bench.report.document import Block, Heading, Para, _table
+from bench.report.formatting import _missing, fmt_frac, fmt_int, fmt_num, fmt_pct, fmt_si
+from bench.report.summary import REFERENCE_DTYPE, REFERENCE_FORMAT
+
+
+def _glance_blocks(summary: pd.DataFrame, devices: Sequence[str]) -> list[Block]:
+    size_rows = []
+    for _, r in summary.iterrows():
+        size_rows.append(
+            (
+                r["model"],
+                r["family"],
+                r["input_shape"],
+                fmt_int(r["params"]),
+                fmt_int(r["paper_params"]),
+                fmt_pct(r["params_diff_pct"], signed=True),
+                fmt_si(r["macs"]),
+                fmt_si(r["paper_macs"]),
+                fmt_pct(r["macs_diff_pct"], signed=True),
+                fmt_si(r["flops"]),
+                fmt_num(r["weights_mib"]),
+                fmt_num(r["activations_mib_per_sample"]),
+            )
+        )
+    size = _table(
+        (
+            "model",
+            "family",
+            "input",
+            "params",
+            "paper params",
+            "Δ",
+            "MACs",
+            "paper MACs",
+            "Δ",
+            "FLOPs",
+            "weights MiB",
+            "activations MiB/sample",
+        ),
+        size_rows,
+        (False, False, False) + (True,) * 9,
+    )
+    speed_headers = ["model"]
+    for device in devices:
+        speed_headers += [
+            f"{device} infer samples/s",
+            f"{device} train samples/s",
+            f"{device} infer peak MiB",
+            f"{device} train peak MiB",
+        ]
+    speed_headers += ["accuracy", "time to target", "paper accuracy"]
+    speed_rows = []
+    for _, r in summary.iterrows():
+        cells = [r["model"]]
+        for device in devices:
+            for mode in ("infer", "train"):
+                cells.append(_throughput_cell(r, f"{device}_{mode}"))
+            for mode in ("infer", "train"):
+                cells.append(fmt_num(r[f"{device}_{mode}_peak_mem_mib"]))
+        cells.append(_accuracy_cell(r))
+        cells.append(_time_to_target_cell(r))
+        cells.append(_paper_accuracy_cell(r))
+        speed_rows.append(cells)
+    speed = _table(
+        speed_headers, speed_rows, (False,) + (True,) * (4 * len(devices)) + (True, True, False)
+    )
+    return [
+        Heading(2, "The zoo at a glance"),
+        Para(
+            "Size and cost per sample, our counts beside the papers' (Δ = ours − paper, "
+            "relative). MACs are fvcore's forward count; FLOPs are FlopCounterMode's (2 per "
+            "MAC of conv/matmul). Activations are the tensors saved for backward, per sample."
+        ),
+        size,
+        Para(
+            f"Speed and memory at {REFERENCE_DTYPE}, {REFERENCE_FORMAT}: the best samples/s "
+            "over the batch sizes measured (batch in brackets), and the peak memory of that "
+            "same row. Accuracy is the mean over seeds of the final test accuracy; time to "
+            'target the median wall-clock time of the seeds that reached it. "error" marks a '
+            "number every attempt at failed (see Errors)."
+        ),
+        speed,
+    ]
+
+
+def _throughput_cell(r: pd.Series, prefix: str) -> str:
+    value = r[f"{prefix}_samples_per_s"]
+    if _missing(value) or isinstance(value, str):
+        return fmt_num(value)
+    extra = f"b={int(r[f'{prefix}_batch'])}"
+    if r[f"{prefix}_dtype"] != REFERENCE_DTYPE:
+        extra += f", {r[f'{prefix}_dtype']}"
+    return f"{fmt_num(value)} ({extra})"
+
+
+def _accuracy_cell(r: pd.Series) -> str:
+    if _missing(r["accuracy"]) or isinstance(r["accuracy"], str):
+        return fmt_frac(r["accuracy"])
+    seeds = int(r["accuracy_seeds"])
+    return f"{fmt_frac(r['accuracy'])} ({r['accuracy_data']}, {seeds} seed{'s' * (seeds != 1)})"
+
+
+def _time_to_target_cell(r: pd.Series) -> str:
+    if _missing(r["reached_target"]):
+        return ""
+    target = fmt_frac(r["target_acc"])
+    if _missing(r["time_to_target_s"]):
+        return f"not reached ({target})"
+    return f"{fmt_num(r['time_to_target_s'])} s to {target} ({r['reached_target']} seeds)"
+
+
+def _paper_accuracy_cell(r: pd.Series) -> str:
+    if _missing(r["paper_accuracy"]):
+        return ""
+    on = f" ({r['paper_reported_on']})" if not _missing(r["paper_reported_on"]) else ""
+    return f"{fmt_frac(r['paper_accuracy'])}{on}"
+
+
+def _paper_blocks(summary: pd.DataFrame, paper: Mapping[str, Any]) -> list[Block]:
+    rows = []
+    for _, r in summary.iterrows():
+        facts = paper.get(r["model"])
+        if facts is None:
+            continue
+        rows.append(
+            (
+                r["model"],
+                facts.citation,
+                fmt_int(facts.params),
+                fmt_int(r["params"]),
+                fmt_si(facts.macs),
+                fmt_si(r["macs"]),
+                fmt_int(facts.connections),
+                fmt_frac(facts.top1_error),
+                fmt_frac(facts.top5_error),
+                fmt_frac(facts.test_accuracy),
+                facts.reported_on or "",
+                facts.notes,
+            )
+        )
+    if not rows:
+        return [
+            Heading(2, "What the papers say"),
+            Para("No model in these results has paper facts in the zoo's registry."),
+        ]
+    return [
+        Heading(2, "What the papers say"),
+        Para(
+            "The papers' own figures, from the zoo's registry (facts, not measurements), beside "
+            "our counts. Where a paper's numbers disagree with each other or with our count, "
+            "its notes say why."
+        ),
+        _table(
+            (
+                "model",
+                "source",
+                "paper params",
+                "our params",
+                "paper MACs",
+                "our MACs",
+                "paper connections",
+                "top-1 error",
+                "top-5 error",
+                "test accuracy",
+                "reported on",
+                "notes",
+            ),
+            rows,
+            (False, False) + (True,) * 8 + (False, False),
+        ),
+    ]

@@ -1,0 +1,252 @@
+"""Reading results folders into a :class:`Run`, and merging several (row keys, collisions).
+
+Also the peak rates a folder's meta.json records, by device.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from bench.results import ROW_COLUMNS
+
+log = logging.getLogger("bench.report")  # one logger for the package, as before the split
+
+
+# The columns of results.jsonl are the writer's (bench.results.ROW_COLUMNS); missing ones are
+# added as nulls so a report still renders from an older or partial run.
+_NUMERIC_RESULT_COLUMNS = (
+    "num_classes",
+    "threads",
+    "batch_size",
+    "params",
+    "params_total",
+    "macs_fvcore",
+    "flops",
+    "weights_mib",
+    "grads_mib",
+    "optimizer_mib",
+    "activations_mib",
+    "peak_mem_mib",
+    "step_ms_median",
+    "step_ms_p10",
+    "step_ms_p90",
+    "steps_timed",
+    "samples_per_s",
+    "achieved_gflops",
+    "max_batch",
+    "accuracy",
+    "target_acc",
+    "time_to_target_s",
+    "budget_s",
+    "epochs",
+    "train_s",
+    "world_size",
+    "global_batch",
+)
+LAYER_COLUMNS = (
+    "model",
+    "family",
+    "index",
+    "layer",
+    "type",
+    "output_shape",
+    "params",
+    "macs",
+    "activation_mib",
+)
+EPOCH_COLUMNS = (
+    "model",
+    "data",
+    "seed",
+    "world_size",
+    "epoch",
+    "wall_s",
+    "train_loss",
+    "test_accuracy",
+    "samples_per_s",
+)
+# Two rows measure the same thing when these agree (accuracy rows also need data, seed and the
+# number of training processes; rows written before that column existed ran one process).
+SETTING_KEYS = ("model", "device", "dtype", "memory_format", "batch_size", "mode", "threads")
+ACCURACY_KEYS = ("data", "seed", "world_size")
+PEAK_KINDS = ("fp32_matmul", "fp32_conv3x3", "bf16_matmul")
+
+
+@dataclass(frozen=True)
+class Run:
+    """One results folder (or several merged): its meta records and its three tables."""
+
+    name: str
+    metas: tuple[Mapping[str, Any], ...]
+    results: pd.DataFrame
+    layers: pd.DataFrame = field(default_factory=lambda: _empty(LAYER_COLUMNS))
+    epochs: pd.DataFrame = field(default_factory=lambda: _empty(EPOCH_COLUMNS))
+
+
+def _empty(columns: Iterable[str]) -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype=object) for c in columns})
+
+
+def _read_jsonl(path: Path) -> pd.DataFrame:
+    records = []
+    lines = path.read_text(encoding="utf-8").splitlines()
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            # Rows are appended as measured: a run killed mid-write leaves a torn last line.
+            if number == len(lines):
+                log.warning("%s:%d: skipping a truncated last line", path, number)
+                continue
+            raise ValueError(f"{path}:{number}: not valid JSON ({exc.msg})") from None
+        if not isinstance(record, dict):
+            raise ValueError(f"{path}:{number}: expected a JSON object per line")
+        records.append(record)
+    return pd.DataFrame.from_records(records)
+
+
+def _with_columns(
+    df: pd.DataFrame, columns: Iterable[str], numeric: Iterable[str] = ()
+) -> pd.DataFrame:
+    df = df.copy()
+    for column in columns:
+        if column not in df.columns:
+            df[column] = None
+    for column in numeric:
+        df[column] = pd.to_numeric(df[column], errors="coerce")
+    return df
+
+
+def load_run(path: Path) -> Run:
+    """Read one results folder; a missing folder or an empty/missing results.jsonl is an error."""
+    path = Path(path)
+    if not path.is_dir():
+        raise FileNotFoundError(
+            f"results folder {path} does not exist: pass a folder written by "
+            "`python -m bench run` (e.g. results/<run-id>)"
+        )
+    results_file = path / "results.jsonl"
+    if not results_file.is_file():
+        raise FileNotFoundError(f"{results_file} is missing: is {path} a results folder?")
+    results = _read_jsonl(results_file)
+    if results.empty:
+        raise ValueError(f"{results_file} has no rows: nothing to report")
+    meta: dict[str, Any] = {}
+    meta_file = path / "meta.json"
+    if meta_file.is_file():
+        meta = json.loads(meta_file.read_text(encoding="utf-8"))
+    else:
+        log.warning("%s is missing: the report's header will be incomplete", meta_file)
+    name = str(meta.get("run_id") or path.name)
+    meta = {**meta, "run_id": name}
+    results = _with_columns(results, ROW_COLUMNS, _NUMERIC_RESULT_COLUMNS)
+    results["run"] = name
+    layers = _optional_table(
+        path / "layers.jsonl", LAYER_COLUMNS, ("index", "params", "macs", "activation_mib")
+    )
+    epochs = _optional_table(
+        path / "epochs.jsonl",
+        EPOCH_COLUMNS,
+        ("world_size", "epoch", "wall_s", "train_loss", "test_accuracy", "samples_per_s"),
+    )
+    return Run(name=name, metas=(meta,), results=results, layers=layers, epochs=epochs)
+
+
+def _optional_table(path: Path, columns: Sequence[str], numeric: Sequence[str]) -> pd.DataFrame:
+    table = _read_jsonl(path) if path.is_file() else pd.DataFrame()
+    return _with_columns(table, columns, numeric)
+
+
+def _key_value(value: Any) -> Any:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def _row_key(row: Mapping[str, Any]) -> tuple[Any, ...]:
+    if row.get("mode") != "accuracy":
+        return tuple((k, _key_value(row.get(k))) for k in SETTING_KEYS)
+    row = {**row, "world_size": _key_value(row.get("world_size")) or 1}
+    return tuple((k, _key_value(row.get(k))) for k in SETTING_KEYS + ACCURACY_KEYS)
+
+
+def merge_runs(runs: Sequence[Run]) -> Run:
+    """Merge results folders into one; rows of different folders with the same settings collide.
+
+    A collision raises a one-line ``ValueError`` naming the settings and both folders. Within one
+    folder a repeated setting keeps the last row written (a retry), with a warning.
+    """
+    if not runs:
+        raise ValueError("no results folders given")
+    names = [r.name for r in runs]
+    if len(set(names)) != len(names):
+        dup = sorted({n for n in names if names.count(n) > 1})[0]
+        raise ValueError(f"run {dup!r} is given twice: pass each results folder once")
+    seen: dict[tuple[Any, ...], str] = {}
+    frames = []
+    for one in runs:
+        keys = [_row_key(r) for r in one.results.to_dict("records")]
+        keep = pd.Series(keys).duplicated(keep="last").map(lambda d: not d).to_numpy()
+        if not keep.all():
+            log.warning(
+                "%s: %d rows repeat an earlier setting; keeping the last of each",
+                one.name,
+                int((~keep).sum()),
+            )
+        for key in (k for k, kept in zip(keys, keep) if kept):
+            if key in seen:
+                settings = " ".join(f"{k}={v}" for k, v in key if v is not None)
+                raise ValueError(
+                    f"rows collide: {seen[key]} and {one.name} both measured "
+                    f"{settings}; merge folders with different settings only"
+                )
+            seen[key] = one.name
+        frames.append(one.results[keep])
+    results = pd.concat(frames, ignore_index=True)
+    # A model's layer breakdown does not depend on settings: keep the first folder's.
+    layers = pd.concat([r.layers for r in runs], ignore_index=True)
+    if not layers.empty:
+        owner: dict[str, int] = {}
+        for i, one in enumerate(runs):
+            for model in one.layers["model"].unique():
+                owner.setdefault(model, i)
+        layers = pd.concat(
+            [r.layers[r.layers["model"].map(owner) == i] for i, r in enumerate(runs)],
+            ignore_index=True,
+        )
+    epochs = pd.concat([r.epochs for r in runs], ignore_index=True)
+    if not epochs.empty:
+        epochs = epochs.drop_duplicates(
+            subset=["model", "data", "seed", "world_size", "epoch"], keep="first"
+        )
+    name = runs[0].name if len(runs) == 1 else f"{runs[0].name}+{len(runs) - 1}"
+    metas = tuple(m for r in runs for m in r.metas)
+    return Run(name=name, metas=metas, results=results, layers=layers, epochs=epochs)
+
+
+def _peaks(meta: Mapping[str, Any], device: str = "cpu") -> dict[str, float]:
+    """The peaks measured for ``device``, keyed as :data:`PEAK_KINDS`.
+
+    In meta.json the CPU's are ``fp32_matmul`` / ``fp32_conv3x3`` / ``bf16_matmul``, another
+    device's carry its name as a prefix (``cuda_fp32_matmul``), as bench.machine writes them.
+    """
+    raw = meta.get("peak_gflops") or {}
+    prefix = "" if device == "cpu" else f"{device}_"
+    peaks = {}
+    for kind in PEAK_KINDS:
+        value = raw.get(prefix + kind)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+            peaks[kind] = float(value)
+    return peaks

@@ -1,0 +1,284 @@
+"""The per-model summary table (summary.csv) and the computations behind it.
+
+Row selection (reference dtype and format, failed rows), the papers' facts from the zoo's
+registry, the memory-breakdown rows and the per-model layer shares.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import pandas as pd
+
+from bench import plots
+from bench.report.runs import _empty
+
+log = logging.getLogger("bench.report")  # one logger for the package, as before the split
+
+
+# The at-a-glance table compares models on equal footing: fp32, contiguous.
+REFERENCE_DTYPE = "fp32"
+REFERENCE_FORMAT = "contiguous"
+ERROR = "error"
+
+
+# --------------------------------------------------------------------------- the paper's facts
+
+
+def _paper(model: str) -> Any:
+    """The registry's PaperFacts of ``model``; None if unknown or the zoo is not importable."""
+    try:
+        from zoo.registry import get_card
+    except ImportError as exc:
+        log.warning("zoo is not importable (%s): the papers' columns stay blank", exc)
+        return None
+    try:
+        return get_card(model).paper
+    except ValueError:
+        return None
+
+
+def _paper_facts(models: Iterable[str]) -> dict[str, Any]:
+    return {m: _paper(m) for m in models}
+
+
+# --------------------------------------------------------------------------- tables
+
+
+def _failed(df: pd.DataFrame) -> pd.Series:
+    return df["error"].notna() & (df["error"].astype(str).str.strip() != "")
+
+
+def _family_rank(family: Any) -> tuple[int, str]:
+    return plots._family_rank(family)
+
+
+def _model_order(results: pd.DataFrame) -> list[str]:
+    firsts = results.groupby("model", sort=True).agg(
+        family=("family", "first"), params=("params", "max")
+    )
+    firsts["rank"] = [_family_rank(f) for f in firsts["family"]]
+    firsts["params_key"] = firsts["params"].fillna(float("inf"))
+    firsts = firsts.reset_index().sort_values(["rank", "params_key", "model"])
+    return list(firsts["model"])
+
+
+def _prefer_reference(df: pd.DataFrame) -> pd.DataFrame:
+    """Rows at the reference dtype and memory format if there are any, otherwise all rows."""
+    ref = df[(df["dtype"] == REFERENCE_DTYPE) & (df["memory_format"] == REFERENCE_FORMAT)]
+    return ref if not ref.empty else df
+
+
+def _first_value(rows: pd.DataFrame, column: str) -> float | None:
+    values = _prefer_reference(rows)[column].dropna()
+    if values.empty:
+        values = rows[column].dropna()
+    return float(values.iloc[0]) if not values.empty else None
+
+
+def _reference_row(rows: pd.DataFrame) -> pd.Series | None:
+    """The best-throughput row (ties: smaller batch) at the reference dtype and format."""
+    ok = rows[~_failed(rows) & rows["samples_per_s"].notna()]
+    if ok.empty:
+        return None
+    ok = _prefer_reference(ok).sort_values(
+        ["samples_per_s", "batch_size"], ascending=[False, True], kind="mergesort"
+    )
+    return ok.iloc[0]
+
+
+def memory_rows(results: pd.DataFrame, models: Sequence[str]) -> pd.DataFrame:
+    """One train row per model for the memory breakdown: smallest batch, reference settings."""
+    train = results[
+        (results["mode"] == "train") & ~_failed(results) & results["activations_mib"].notna()
+    ]
+    picked = []
+    for model in models:
+        rows = _prefer_reference(train[train["model"] == model])
+        if rows.empty:
+            continue
+        row = rows.sort_values(["batch_size", "device"], kind="mergesort").iloc[0]
+        picked.append(row)
+    if not picked:
+        return _empty(
+            (
+                "model",
+                "label",
+                "batch_size",
+                "device",
+                "dtype",
+                "weights_mib",
+                "grads_mib",
+                "optimizer_mib",
+                "activations_mib",
+            )
+        )
+    df = pd.DataFrame(picked).reset_index(drop=True)
+    df["label"] = [f"{m} (batch {int(b)})" for m, b in zip(df["model"], df["batch_size"])]
+    return df
+
+
+def summary_table(results: pd.DataFrame, paper: Mapping[str, Any] | None = None) -> pd.DataFrame:
+    """The zoo at a glance: one row per model (the content of summary.csv).
+
+    Counts come from the first fp32/contiguous row that has them; throughput and peak memory
+    per device and mode come from the row with the best fp32/contiguous samples/s (its batch in
+    ``*_batch``); activations per sample from the smallest-batch train row. A number that is
+    missing because every row that could give it failed reads ``"error"``.
+    """
+    paper = dict(paper or {})
+    models = _model_order(results)
+    devices = sorted(results["device"].dropna().astype(str).unique())
+    failed = _failed(results)
+    mem = memory_rows(results, models).set_index("model") if models else pd.DataFrame()
+    out = []
+    for model in models:
+        rows = results[results["model"] == model]
+        model_failed = failed[rows.index]
+        row: dict[str, Any] = {
+            "model": model,
+            "family": rows["family"].dropna().iloc[0] if rows["family"].notna().any() else None,
+            "input_shape": (
+                rows["input_shape"].dropna().iloc[0] if rows["input_shape"].notna().any() else None
+            ),
+        }
+        for column, source in (
+            ("params", "params"),
+            ("params_total", "params_total"),
+            ("macs", "macs_fvcore"),
+            ("flops", "flops"),
+            ("weights_mib", "weights_mib"),
+        ):
+            value = _first_value(rows, source)
+            row[column] = value if value is not None else (ERROR if model_failed.any() else None)
+        if model in mem.index:
+            m = mem.loc[model]
+            row["activations_mib_per_sample"] = float(m["activations_mib"]) / float(m["batch_size"])
+        else:
+            train = rows[rows["mode"] == "train"]
+            row["activations_mib_per_sample"] = ERROR if _failed(train).any() else None
+        for device in devices:
+            for mode in ("infer", "train"):
+                sub = rows[(rows["device"] == device) & (rows["mode"] == mode)]
+                ref = _reference_row(sub)
+                prefix = f"{device}_{mode}"
+                if ref is not None:
+                    row[f"{prefix}_samples_per_s"] = float(ref["samples_per_s"])
+                    row[f"{prefix}_batch"] = int(ref["batch_size"])
+                    row[f"{prefix}_dtype"] = ref["dtype"]
+                    peak = ref["peak_mem_mib"]
+                    row[f"{prefix}_peak_mem_mib"] = float(peak) if pd.notna(peak) else None
+                else:
+                    mark = ERROR if _failed(sub).any() else None
+                    row[f"{prefix}_samples_per_s"] = mark
+                    row[f"{prefix}_batch"] = None
+                    row[f"{prefix}_dtype"] = None
+                    row[f"{prefix}_peak_mem_mib"] = mark
+        row.update(_accuracy_summary(rows))
+        facts = paper.get(model)
+        row["paper_params"] = getattr(facts, "params", None)
+        row["params_diff_pct"] = _diff_pct(row["params"], row["paper_params"])
+        row["paper_macs"] = getattr(facts, "macs", None)
+        row["macs_diff_pct"] = _diff_pct(row["macs"], row["paper_macs"])
+        row["paper_accuracy"] = _paper_accuracy(facts)
+        row["paper_reported_on"] = getattr(facts, "reported_on", None)
+        row["error_rows"] = int(model_failed.sum())
+        out.append(row)
+    table = pd.DataFrame(out)
+    # Counts stay integers in summary.csv even where a column also holds "error".
+    for column in (
+        "params",
+        "params_total",
+        "macs",
+        "flops",
+        "accuracy_seeds",
+        "paper_params",
+        "paper_macs",
+        "error_rows",
+        *(c for c in table.columns if c.endswith("_batch")),
+    ):
+        if column in table.columns:
+            table[column] = pd.Series(
+                [_as_int(v) for v in table[column]], index=table.index, dtype=object
+            )
+    return table
+
+
+def _as_int(x: Any) -> Any:
+    if isinstance(x, float) and x.is_integer():
+        return int(x)
+    return x
+
+
+def _accuracy_summary(rows: pd.DataFrame) -> dict[str, Any]:
+    acc = rows[rows["mode"] == "accuracy"]
+    blank = {
+        "accuracy": None,
+        "accuracy_data": None,
+        "accuracy_seeds": None,
+        "target_acc": None,
+        "time_to_target_s": None,
+        "reached_target": None,
+    }
+    if acc.empty:
+        return blank
+    ok = acc[~_failed(acc) & acc["accuracy"].notna()]
+    if ok.empty:
+        return {**blank, "accuracy": ERROR}
+    data = sorted(ok["data"].astype(str).unique())[0]
+    ok = ok[ok["data"].astype(str) == data]
+    reached = ok["time_to_target_s"].dropna()
+    return {
+        "accuracy": float(ok["accuracy"].mean()),
+        "accuracy_data": data,
+        "accuracy_seeds": int(len(ok)),
+        "target_acc": float(ok["target_acc"].iloc[0]) if ok["target_acc"].notna().any() else None,
+        "time_to_target_s": float(reached.median()) if not reached.empty else None,
+        "reached_target": f"{len(reached)}/{len(ok)}",
+    }
+
+
+def _diff_pct(ours: Any, theirs: Any) -> float | None:
+    if not isinstance(ours, (int, float)) or not theirs:
+        return None
+    return 100.0 * (float(ours) - float(theirs)) / float(theirs)
+
+
+def _paper_accuracy(facts: Any) -> float | None:
+    if facts is None:
+        return None
+    if facts.test_accuracy is not None:
+        return float(facts.test_accuracy)
+    if facts.top1_error is not None:
+        return 1.0 - float(facts.top1_error)
+    return None
+
+
+def layer_shares(layers: pd.DataFrame) -> pd.DataFrame:
+    """Per model: % of parameters and MACs in conv / fc / other layers, and the largest layer."""
+    if layers.empty:
+        return pd.DataFrame()
+    df = layers.copy()
+    df["kind"] = df["type"].map(plots.layer_kind)
+    out = []
+    for model in sorted(df["model"].unique()):
+        part = df[df["model"] == model]
+        row: dict[str, Any] = {"model": model, "family": part["family"].iloc[0]}
+        for what in ("params", "macs"):
+            total = float(part[what].fillna(0).sum())
+            row[f"{what}_total"] = total
+            for kind in ("conv", "fc", "other"):
+                value = float(part.loc[part["kind"] == kind, what].fillna(0).sum())
+                row[f"{what}_{kind}_pct"] = 100.0 * value / total if total else None
+        biggest = part.sort_values(
+            ["params", "index"], ascending=[False, True], kind="mergesort"
+        ).iloc[0]
+        row["largest_layer"] = biggest["layer"]
+        row["largest_layer_type"] = biggest["type"]
+        row["largest_layer_params_pct"] = (
+            100.0 * float(biggest["params"]) / row["params_total"] if row["params_total"] else None
+        )
+        out.append(row)
+    return pd.DataFrame(out)
