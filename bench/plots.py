@@ -294,7 +294,8 @@ def gflops_vs_peak(
                 )
         for y, (gf, dtype) in enumerate(zip(part["achieved_gflops"], part["dtype"])):
             ref = reference_peak(device_peaks, dtype)
-            text = f"{gf:,.1f}" + (f" ({100 * gf / ref[1]:.0f}% of {ref[0]})" if ref else "")
+            share = f" ({100 * gf / ref[1]:.0f}% of {ref[0].replace('_', ' ')})" if ref else ""
+            text = f"{gf:,.1f}{share}"
             ax.annotate(
                 text, (gf, y), xytext=(3, 0), textcoords="offset points", va="center", fontsize=7
             )

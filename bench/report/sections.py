@@ -177,7 +177,7 @@ def _accuracy_blocks(results: pd.DataFrame, figure: str | None) -> list[Block]:
             _processes_cell(r),
             r["dtype"],
             fmt_int(r["batch_size"]),
-            fmt_int(r["epochs"]),
+            "" if _missing(r["epochs"]) else f"{float(r['epochs']):.3g}",  # budgeted: 0.038
             ERROR if _failed(pd.DataFrame([r])).iloc[0] else fmt_frac(r["accuracy"]),
             fmt_frac(r["target_acc"]),
             "not reached" if _missing(r["time_to_target_s"]) else fmt_num(r["time_to_target_s"]),
