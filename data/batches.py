@@ -16,10 +16,10 @@ import torch
 
 from .normalise import Normalisation, prepare_batch
 
-__all__ = ["Split", "TensorSplit", "Shard", "epoch_order", "shard_order"]
+__all__ = ["Split", "TensorSplit", "RankShard", "epoch_order", "shard_order"]
 
 Batch = tuple[torch.Tensor, torch.Tensor]
-Shard = tuple[int, int]  # (rank, world size): this process's part of each epoch
+RankShard = tuple[int, int]  # (rank, world size): this process's part of each epoch
 _GROUP_BYTES = 4 * 2**20  # float32 output bytes normalised at once (measured best: 2-4 MiB)
 
 
@@ -44,7 +44,7 @@ class Split(Protocol):
         drop_last: bool = False,
         device: torch.device | str | None = None,
         limit: int | None = None,
-        shard: Shard | None = None,
+        shard: RankShard | None = None,
     ) -> Iterator[Batch]: ...
 
 
@@ -67,7 +67,7 @@ def epoch_order(
 
 
 def shard_order(
-    order: torch.Tensor, shard: Shard | None, batch_size: int, drop_last: bool
+    order: torch.Tensor, shard: RankShard | None, batch_size: int, drop_last: bool
 ) -> torch.Tensor:
     """Rank ``r`` of ``W``'s part of an epoch order: ``order[r::W]``, DistributedSampler's split.
 
@@ -157,7 +157,7 @@ class TensorSplit:
         drop_last: bool = False,
         device: torch.device | str | None = None,
         limit: int | None = None,
-        shard: Shard | None = None,
+        shard: RankShard | None = None,
     ) -> Iterator[Batch]:
         """Yield one epoch of ``(x float32 [B, C, H, W], y int64 [B])``.
 

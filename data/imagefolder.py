@@ -35,7 +35,7 @@ from PIL import Image, UnidentifiedImageError
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
-from .batches import Batch, Shard, TensorSplit, _check_batch_size, shard_order
+from .batches import Batch, RankShard, TensorSplit, _check_batch_size, shard_order
 from .errors import ImageFolderError, MissingDataError
 from .normalise import PAD_AT_MOST, Normalisation, prepare_batch
 
@@ -261,7 +261,7 @@ class StreamingSplit:
         drop_last: bool = False,
         device: torch.device | str | None = None,
         limit: int | None = None,
-        shard: Shard | None = None,
+        shard: RankShard | None = None,
     ) -> Iterator[Batch]:
         """Yield one epoch of ``(x float32 [B, C, H, W], y int64 [B])``, decoding as it goes.
 
