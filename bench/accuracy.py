@@ -88,12 +88,14 @@ def run_accuracy(
     progress: bool = True,
     machine: Any = None,
     world: World = ONE_PROCESS,
+    data_options: dict[str, Any] | None = None,
 ) -> AccuracyRun:
     """Train once and write the row (and the per-evaluation log) into the results folder ``out``.
 
     A failure after the data is loaded (out of memory, a model error) becomes a row with
     ``error`` set; bad settings raise ``ValueError`` before any work. Under several processes
-    (``world``) every rank trains, and rank 0 alone prints, writes and saves.
+    (``world``) every rank trains, and rank 0 alone prints, writes and saves. ``data_options``
+    go to :func:`data.load` (an ImageFolder's ``cache_limit_bytes``, ``num_workers``).
     """
     import data
     from bench.counting import count_model
@@ -113,6 +115,7 @@ def run_accuracy(
             normalisation=recipe.normalisation,
             seed=settings.seed,
             progress=progress and world.is_main,
+            **(data_options or {}),
         )
     if settings.num_classes is not None and settings.num_classes != splits.num_classes:
         raise ValueError(
@@ -294,6 +297,22 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--no-save", action="store_true", help="do not save the weights")
     parser.add_argument(
+        "--cache-limit-mb",
+        type=float,
+        default=None,
+        metavar="MB",
+        help="an ImageFolder up to this many decoded MB is cached as a tensor, a larger one "
+        "streams through DataLoader workers (default: 512; 0: always stream)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="DataLoader worker processes of a streamed ImageFolder (default: cores - 1, "
+        "at most 4; 0: decode in the training process)",
+    )
+    parser.add_argument(
         "--backend",
         default=None,
         choices=distributed.BACKENDS,
@@ -336,6 +355,7 @@ def run_train(args: argparse.Namespace) -> int:
         stop_at_target=args.stop_at_target,
         eval_limit=args.eval_limit,
     )
+    data_options = _data_options(args)
     launched = distributed.launched()
     # Refused before the process group forms: a bad batch must not leave the others waiting.
     World(world_size=launched[1] if launched else 1).local_batch(
@@ -348,7 +368,13 @@ def run_train(args: argparse.Namespace) -> int:
         out = args.out or new_run_dir()
         runs = []
         for seed in range(args.seed, args.seed + args.seeds):
-            run = run_accuracy(replace(base, seed=seed), out, save=not args.no_save, world=world)
+            run = run_accuracy(
+                replace(base, seed=seed),
+                out,
+                save=not args.no_save,
+                world=world,
+                data_options=data_options,
+            )
             runs.append(run.row)
             if world.is_main:
                 _print_row(run)
@@ -359,6 +385,20 @@ def run_train(args: argparse.Namespace) -> int:
     finally:
         distributed.stop(world)
     return 0 if all(r["error"] is None for r in runs) else 1
+
+
+def _data_options(args: argparse.Namespace) -> dict[str, Any]:
+    """``data.load``'s loading options from ``train``'s flags (only those given)."""
+    options: dict[str, Any] = {}
+    if args.cache_limit_mb is not None:
+        if args.cache_limit_mb < 0:
+            raise ValueError(f"--cache-limit-mb must be 0 or more, got {args.cache_limit_mb:g}")
+        options["cache_limit_bytes"] = int(args.cache_limit_mb * 2**20)
+    if args.workers is not None:
+        if args.workers < 0:
+            raise ValueError(f"--workers must be 0 or more, got {args.workers}")
+        options["num_workers"] = args.workers
+    return options
 
 
 def _print_row(run: AccuracyRun) -> None:

@@ -145,13 +145,22 @@ def test_bad_distributed_input_is_one_line(argv, env, message, monkeypatch, caps
 # --- 2 processes, gloo, this CPU ---------------------------------------------------------------
 
 
+@pytest.mark.parametrize(
+    "loading",
+    [[], ["--cache-limit-mb", "0", "--workers", "0"]],
+    ids=["cached-tensor-split", "streamed-distributed-sampler"],
+)
 def test_ddp_under_torchrun_equals_one_process_at_the_global_batch(
     gray_folder,  # noqa: F811
     tmp_path,
     monkeypatch,
+    loading,
 ):
-    """`torchrun -m bench train` unchanged: the same parameters as one process at batch 16."""
+    """`torchrun -m bench train` unchanged: the same parameters as one process at batch 16, for
+    an ImageFolder cached as a tensor (the fast path's shards) and one streamed from its files
+    (DistributedSampler)."""
     argv = ["train", "lab_cnn", "--data", str(gray_folder), "--batch-size", "16", "--epochs", "1"]
+    argv += loading
     torchrun(["-m", "bench", *argv, "--out", str(tmp_path / "ddp")], tmp_path)
     monkeypatch.setenv("CNN_ZOO_DATA", str(tmp_path / "data-root"))
     assert exit_code([*argv, "--out", str(tmp_path / "one")]) == 0

@@ -220,6 +220,8 @@ def test_train_and_eval_an_imagefolder_with_no_other_flag(
         (["train", "vgg16", "--data", "mnist"], "upscaled"),
         (["train", "resnet35"], "unknown model 'resnet35'"),
         (["train", "lenet5_mnist", "--data", "/no/such/folder"], "no such directory"),
+        (["train", "lenet5_mnist", "--cache-limit-mb", "-1"], "--cache-limit-mb must be 0"),
+        (["train", "lenet5_mnist", "--workers", "-2"], "--workers must be 0 or more"),
     ],
 )
 def test_train_refuses_bad_input_in_one_line(argv, message, capsys):
