@@ -16,7 +16,7 @@ import pytest
 
 from bench import plots, report
 from bench.report import build as report_build
-from bench.report.runs import _peaks
+from bench.report.runs import device_peaks
 
 FIXTURE = Path(__file__).parent / "fixtures" / "report"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -286,9 +286,9 @@ def test_empty_results_file_is_an_error(tmp_path: Path) -> None:
 
 def test_peaks_are_read_per_device() -> None:
     meta = {"peak_gflops": {"fp32_matmul": 180.0, "bf16_matmul": 360.0, "cuda_fp32_matmul": 5e4}}
-    assert _peaks(meta, "cpu") == {"fp32_matmul": 180.0, "bf16_matmul": 360.0}
-    assert _peaks(meta, "cuda") == {"fp32_matmul": 5e4}
-    assert _peaks({}, "cpu") == {}
+    assert device_peaks(meta, "cpu") == {"fp32_matmul": 180.0, "bf16_matmul": 360.0}
+    assert device_peaks(meta, "cuda") == {"fp32_matmul": 5e4}
+    assert device_peaks({}, "cpu") == {}
 
 
 def test_fp32_rows_are_judged_against_the_faster_of_matmul_and_conv() -> None:

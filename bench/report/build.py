@@ -18,26 +18,26 @@ from bench.report.document import (
     render_html,
     render_markdown,
 )
-from bench.report.formatting import _missing
-from bench.report.glance import _glance_blocks, _paper_blocks
-from bench.report.runs import _peaks, load_run, merge_runs
+from bench.report.formatting import missing
+from bench.report.glance import glance_blocks, paper_blocks
+from bench.report.runs import device_peaks, load_run, merge_runs
 from bench.report.sections import (
-    _accuracy_blocks,
-    _errors_blocks,
-    _header_blocks,
-    _measured_blocks,
-    _share_blocks,
+    accuracy_blocks,
+    errors_blocks,
+    header_blocks,
+    measured_blocks,
+    share_blocks,
 )
-from bench.report.sentences import _sentences
+from bench.report.sentences import comparison_sentences
 from bench.report.summary import (
     REFERENCE_DTYPE,
     REFERENCE_FORMAT,
-    _failed,
-    _family_rank,
-    _model_order,
-    _paper_facts,
+    failed_mask,
+    family_rank,
     layer_shares,
     memory_rows,
+    model_order,
+    paper_facts,
     summary_table,
 )
 
@@ -69,8 +69,8 @@ def build_report(results_dirs: Sequence[Path], out_dir: Path | None = None) -> P
 
     results = run_data.results
     devices = sorted(results["device"].dropna().astype(str).unique())
-    models = _model_order(results)
-    paper = _paper_facts(models)
+    models = model_order(results)
+    paper = paper_facts(models)
     summary = summary_table(results, paper)
     shares = layer_shares(run_data.layers)
     if not shares.empty:
@@ -79,7 +79,7 @@ def build_report(results_dirs: Sequence[Path], out_dir: Path | None = None) -> P
         shares = shares.sort_values(["_o", "model"]).drop(columns="_o").reset_index(drop=True)
     summary.to_csv(out / "summary.csv", index=False, lineterminator="\n")
 
-    ok = results[~_failed(results)]
+    ok = results[~failed_mask(results)]
     figures: dict[str, str | None] = {}
 
     def figure(file: str, made: Path | None) -> str | None:
@@ -91,7 +91,7 @@ def build_report(results_dirs: Sequence[Path], out_dir: Path | None = None) -> P
         "fig_throughput_vs_batch.png",
         plots.throughput_vs_batch(ok, out / "fig_throughput_vs_batch.png"),
     )
-    peaks = {d: _peaks(run_data.metas[0], d) for d in devices}
+    peaks = {d: device_peaks(run_data.metas[0], d) for d in devices}
     figure(
         "fig_gflops_vs_peak.png", plots.gflops_vs_peak(ok, peaks, out / "fig_gflops_vs_peak.png")
     )
@@ -101,7 +101,7 @@ def build_report(results_dirs: Sequence[Path], out_dir: Path | None = None) -> P
     targets = {
         str(d): float(t)
         for d, t in acc.groupby(acc["data"].astype(str))["target_acc"].first().items()
-        if not _missing(t)
+        if not missing(t)
     }
     figure(
         "fig_time_to_accuracy.png",
@@ -112,7 +112,7 @@ def build_report(results_dirs: Sequence[Path], out_dir: Path | None = None) -> P
         plots.param_share(shares, out / "fig_layer_share.png") if not shares.empty else None,
     )
     layer_figs = []
-    families = sorted(run_data.layers["family"].dropna().astype(str).unique(), key=_family_rank)
+    families = sorted(run_data.layers["family"].dropna().astype(str).unique(), key=family_rank)
     for family in families:
         file = f"fig_layers_{re.sub(r'[^A-Za-z0-9_-]', '_', family)}.png"
         if figure(file, plots.layers_by_family(run_data.layers, family, out / file)):
@@ -126,11 +126,11 @@ def build_report(results_dirs: Sequence[Path], out_dir: Path | None = None) -> P
             "columns, from the zoo's registry."
         ),
     ]
-    blocks += _header_blocks(run_data)
-    sentences = _sentences(summary, shares, results, run_data.metas, devices)
+    blocks += header_blocks(run_data)
+    sentences = comparison_sentences(summary, shares, results, run_data.metas, devices)
     if sentences:
         blocks += [Heading(2, "What the numbers say"), Bullets(tuple(sentences))]
-    blocks += _glance_blocks(summary, devices)
+    blocks += glance_blocks(summary, devices)
     if figures["fig_params_vs_macs.png"]:
         blocks.append(
             Image(
@@ -138,7 +138,7 @@ def build_report(results_dirs: Sequence[Path], out_dir: Path | None = None) -> P
                 "Parameters against MACs per sample (log-log), one point per model.",
             )
         )
-    blocks += _paper_blocks(summary, paper)
+    blocks += paper_blocks(summary, paper)
     speed_figs = [
         (f, c)
         for f, c in (
@@ -172,10 +172,10 @@ def build_report(results_dirs: Sequence[Path], out_dir: Path | None = None) -> P
                 f"{batches}).",
             ),
         ]
-    blocks += _accuracy_blocks(results, figures["fig_time_to_accuracy.png"])
-    blocks += _share_blocks(shares, layer_figs, share_fig)
-    blocks += _errors_blocks(results, several_runs=len(run_data.metas) > 1)
-    blocks += _measured_blocks(results, run_data.metas)
+    blocks += accuracy_blocks(results, figures["fig_time_to_accuracy.png"])
+    blocks += share_blocks(shares, layer_figs, share_fig)
+    blocks += errors_blocks(results, several_runs=len(run_data.metas) > 1)
+    blocks += measured_blocks(results, run_data.metas)
 
     title = f"cnn-zoo-bench report: {run_data.name}"
     (out / "report.md").write_text(render_markdown(title, blocks), encoding="utf-8")

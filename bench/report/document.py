@@ -44,7 +44,7 @@ class Image:
 Block = Heading | Para | Bullets | Table | Image
 
 
-def _table(
+def table(
     headers: Sequence[str], rows: Iterable[Sequence[Any]], numeric: Sequence[bool] = ()
 ) -> Table:
     return Table(

@@ -10,7 +10,7 @@ import pandas as pd
 
 def fmt_int(x: Any) -> str:
     """An integer with thousands separators; blanks and "error" pass through."""
-    if _missing(x):
+    if missing(x):
         return ""
     if isinstance(x, str):
         return x
@@ -19,7 +19,7 @@ def fmt_int(x: Any) -> str:
 
 def fmt_num(x: Any, digits: int = 4) -> str:
     """About ``digits`` significant digits, thousands separated: 527.8, 0.2354, 12,346."""
-    if _missing(x):
+    if missing(x):
         return ""
     if isinstance(x, str):
         return x
@@ -32,7 +32,7 @@ def fmt_num(x: Any, digits: int = 4) -> str:
 
 def fmt_si(x: Any) -> str:
     """A count with an SI suffix and 4 significant digits: 15.47 G, 416.5 k."""
-    if _missing(x):
+    if missing(x):
         return ""
     if isinstance(x, str):
         return x
@@ -45,7 +45,7 @@ def fmt_si(x: Any) -> str:
 
 def fmt_pct(x: Any, signed: bool = False, decimals: int = 2) -> str:
     """A percentage (the value already in percent)."""
-    if _missing(x):
+    if missing(x):
         return ""
     if isinstance(x, str):
         return x
@@ -56,12 +56,12 @@ def fmt_pct(x: Any, signed: bool = False, decimals: int = 2) -> str:
 
 def fmt_frac(x: Any) -> str:
     """A fraction as a percentage with two decimals: 0.9905 -> 99.05%."""
-    if _missing(x) or isinstance(x, str):
-        return "" if _missing(x) else x
+    if missing(x) or isinstance(x, str):
+        return "" if missing(x) else x
     return f"{100 * float(x):.2f}%"
 
 
-def _missing(x: Any) -> bool:
+def missing(x: Any) -> bool:
     if x is None:
         return True
     try:
@@ -70,17 +70,17 @@ def _missing(x: Any) -> bool:
         return False
 
 
-def _ratio(a: float, b: float) -> str:
+def ratio(a: float, b: float) -> str:
     r = a / b
     return f"{r:.1f}×" if r < 10 else f"{r:,.0f}×"
 
 
-def _share(x: float) -> str:
+def share(x: float) -> str:
     return f"{x:.0f}%" if x >= 1 else f"{x:.1f}%"
 
 
-def _duration(seconds: Any) -> str:
-    if _missing(seconds):
+def duration(seconds: Any) -> str:
+    if missing(seconds):
         return ""
     total = int(round(float(seconds)))
     h, rest = divmod(total, 3600)

@@ -7,12 +7,12 @@ from typing import Any
 
 import pandas as pd
 
-from bench.report.document import Block, Heading, Para, _table
-from bench.report.formatting import _missing, fmt_frac, fmt_int, fmt_num, fmt_pct, fmt_si
+from bench.report.document import Block, Heading, Para, table
+from bench.report.formatting import fmt_frac, fmt_int, fmt_num, fmt_pct, fmt_si, missing
 from bench.report.summary import REFERENCE_DTYPE, REFERENCE_FORMAT
 
 
-def _glance_blocks(summary: pd.DataFrame, devices: Sequence[str]) -> list[Block]:
+def glance_blocks(summary: pd.DataFrame, devices: Sequence[str]) -> list[Block]:
     size_rows = []
     for _, r in summary.iterrows():
         size_rows.append(
@@ -31,7 +31,7 @@ def _glance_blocks(summary: pd.DataFrame, devices: Sequence[str]) -> list[Block]
                 fmt_num(r["activations_mib_per_sample"]),
             )
         )
-    size = _table(
+    size = table(
         (
             "model",
             "family",
@@ -70,7 +70,7 @@ def _glance_blocks(summary: pd.DataFrame, devices: Sequence[str]) -> list[Block]
         cells.append(_time_to_target_cell(r))
         cells.append(_paper_accuracy_cell(r))
         speed_rows.append(cells)
-    speed = _table(
+    speed = table(
         speed_headers, speed_rows, (False,) + (True,) * (4 * len(devices)) + (True, True, False)
     )
     return [
@@ -94,7 +94,7 @@ def _glance_blocks(summary: pd.DataFrame, devices: Sequence[str]) -> list[Block]
 
 def _throughput_cell(r: pd.Series, prefix: str) -> str:
     value = r[f"{prefix}_samples_per_s"]
-    if _missing(value) or isinstance(value, str):
+    if missing(value) or isinstance(value, str):
         return fmt_num(value)
     extra = f"b={int(r[f'{prefix}_batch'])}"
     if r[f"{prefix}_dtype"] != REFERENCE_DTYPE:
@@ -103,29 +103,29 @@ def _throughput_cell(r: pd.Series, prefix: str) -> str:
 
 
 def _accuracy_cell(r: pd.Series) -> str:
-    if _missing(r["accuracy"]) or isinstance(r["accuracy"], str):
+    if missing(r["accuracy"]) or isinstance(r["accuracy"], str):
         return fmt_frac(r["accuracy"])
     seeds = int(r["accuracy_seeds"])
     return f"{fmt_frac(r['accuracy'])} ({r['accuracy_data']}, {seeds} seed{'s' * (seeds != 1)})"
 
 
 def _time_to_target_cell(r: pd.Series) -> str:
-    if _missing(r["reached_target"]):
+    if missing(r["reached_target"]):
         return ""
     target = fmt_frac(r["target_acc"])
-    if _missing(r["time_to_target_s"]):
+    if missing(r["time_to_target_s"]):
         return f"not reached ({target})"
     return f"{fmt_num(r['time_to_target_s'])} s to {target} ({r['reached_target']} seeds)"
 
 
 def _paper_accuracy_cell(r: pd.Series) -> str:
-    if _missing(r["paper_accuracy"]):
+    if missing(r["paper_accuracy"]):
         return ""
-    on = f" ({r['paper_reported_on']})" if not _missing(r["paper_reported_on"]) else ""
+    on = f" ({r['paper_reported_on']})" if not missing(r["paper_reported_on"]) else ""
     return f"{fmt_frac(r['paper_accuracy'])}{on}"
 
 
-def _paper_blocks(summary: pd.DataFrame, paper: Mapping[str, Any]) -> list[Block]:
+def paper_blocks(summary: pd.DataFrame, paper: Mapping[str, Any]) -> list[Block]:
     rows = []
     for _, r in summary.iterrows():
         facts = paper.get(r["model"])
@@ -159,7 +159,7 @@ def _paper_blocks(summary: pd.DataFrame, paper: Mapping[str, Any]) -> list[Block
             "our counts. Where a paper's numbers disagree with each other or with our count, "
             "its notes say why."
         ),
-        _table(
+        table(
             (
                 "model",
                 "source",

@@ -87,11 +87,11 @@ class Run:
     name: str
     metas: tuple[Mapping[str, Any], ...]
     results: pd.DataFrame
-    layers: pd.DataFrame = field(default_factory=lambda: _empty(LAYER_COLUMNS))
-    epochs: pd.DataFrame = field(default_factory=lambda: _empty(EPOCH_COLUMNS))
+    layers: pd.DataFrame = field(default_factory=lambda: empty(LAYER_COLUMNS))
+    epochs: pd.DataFrame = field(default_factory=lambda: empty(EPOCH_COLUMNS))
 
 
-def _empty(columns: Iterable[str]) -> pd.DataFrame:
+def empty(columns: Iterable[str]) -> pd.DataFrame:
     return pd.DataFrame({c: pd.Series(dtype=object) for c in columns})
 
 
@@ -167,7 +167,7 @@ def _optional_table(path: Path, columns: Sequence[str], numeric: Sequence[str]) 
     return _with_columns(table, columns, numeric)
 
 
-def _key_value(value: Any) -> Any:
+def key_value(value: Any) -> Any:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return None
     if isinstance(value, float) and value.is_integer():
@@ -177,9 +177,9 @@ def _key_value(value: Any) -> Any:
 
 def _row_key(row: Mapping[str, Any]) -> tuple[Any, ...]:
     if row.get("mode") != "accuracy":
-        return tuple((k, _key_value(row.get(k))) for k in SETTING_KEYS)
-    row = {**row, "world_size": _key_value(row.get("world_size")) or 1}
-    return tuple((k, _key_value(row.get(k))) for k in SETTING_KEYS + ACCURACY_KEYS)
+        return tuple((k, key_value(row.get(k))) for k in SETTING_KEYS)
+    row = {**row, "world_size": key_value(row.get("world_size")) or 1}
+    return tuple((k, key_value(row.get(k))) for k in SETTING_KEYS + ACCURACY_KEYS)
 
 
 def merge_runs(runs: Sequence[Run]) -> Run:
@@ -236,7 +236,7 @@ def merge_runs(runs: Sequence[Run]) -> Run:
     return Run(name=name, metas=metas, results=results, layers=layers, epochs=epochs)
 
 
-def _peaks(meta: Mapping[str, Any], device: str = "cpu") -> dict[str, float]:
+def device_peaks(meta: Mapping[str, Any], device: str = "cpu") -> dict[str, float]:
     """The peaks measured for ``device``, keyed as :data:`PEAK_KINDS`.
 
     In meta.json the CPU's are ``fp32_matmul`` / ``fp32_conv3x3`` / ``bf16_matmul``, another

@@ -10,10 +10,10 @@ from typing import Any
 import pandas as pd
 
 from bench import plots
-from bench.report.document import Block, Heading, Image, Para, _table
-from bench.report.formatting import _duration, _missing, fmt_frac, fmt_int, fmt_num, fmt_pct, fmt_si
-from bench.report.runs import PEAK_KINDS, Run, _key_value, _peaks
-from bench.report.summary import ERROR, _failed, _model_order
+from bench.report.document import Block, Heading, Image, Para, table
+from bench.report.formatting import duration, fmt_frac, fmt_int, fmt_num, fmt_pct, fmt_si, missing
+from bench.report.runs import PEAK_KINDS, Run, device_peaks, key_value
+from bench.report.summary import ERROR, failed_mask, model_order
 
 
 def _shard_text(shard: Any) -> str:
@@ -23,12 +23,12 @@ def _shard_text(shard: Any) -> str:
     return "whole plan"
 
 
-def _header_blocks(run: Run) -> list[Block]:
+def header_blocks(run: Run) -> list[Block]:
     fields: list[tuple[str, Any]] = [
         ("run", lambda m: m.get("run_id")),
         ("started", lambda m: m.get("started")),
         ("finished", lambda m: m.get("finished")),
-        ("duration", lambda m: _duration(m.get("duration_s"))),
+        ("duration", lambda m: duration(m.get("duration_s"))),
         ("plan", lambda m: json.dumps(m.get("plan"), sort_keys=True) if m.get("plan") else ""),
         ("shard", lambda m: _shard_text((m.get("plan") or {}).get("shard"))),
         ("CPU", lambda m: m.get("cpu_model")),
@@ -43,22 +43,22 @@ def _header_blocks(run: Run) -> list[Block]:
     devices = sorted(run.results["device"].dropna().astype(str).unique())
     for device in ["cpu", *(d for d in devices if d != "cpu")]:
         for kind in PEAK_KINDS:
-            if any(_peaks(m, device).get(kind) for m in run.metas):
+            if any(device_peaks(m, device).get(kind) for m in run.metas):
                 fields.append(
                     (
                         f"{device} {kind.replace('_', ' ')} peak (GFLOP/s)",
-                        lambda m, d=device, k=kind: fmt_num(_peaks(m, d).get(k)),
+                        lambda m, d=device, k=kind: fmt_num(device_peaks(m, d).get(k)),
                     )
                 )
     headers = ["", *(str(m.get("run_id")) for m in run.metas)] if len(run.metas) > 1 else ["", ""]
     rows = [
-        (label, *("" if _missing(get(m)) else get(m) for m in run.metas)) for label, get in fields
+        (label, *("" if missing(get(m)) else get(m) for m in run.metas)) for label, get in fields
     ]
     results = run.results
-    n_failed = int(_failed(results).sum())
+    n_failed = int(failed_mask(results).sum())
     return [
         Heading(2, "What was measured where"),
-        _table(headers, rows),
+        table(headers, rows),
         Para(
             f"{len(results)} result rows ({n_failed} with an error), "
             f"{results['model'].nunique()} models, devices: "
@@ -67,7 +67,7 @@ def _header_blocks(run: Run) -> list[Block]:
     ]
 
 
-def _share_blocks(
+def share_blocks(
     shares: pd.DataFrame, layer_figures: Sequence[tuple[str, str]], share_figure: str | None
 ) -> list[Block]:
     if shares.empty:
@@ -94,7 +94,7 @@ def _share_blocks(
             "From layers.jsonl: layers grouped by module type into conv (Conv*), fc (Linear, "
             "and LeNet-5's RBF output) and other (normalisation, pooling, activations)."
         ),
-        _table(
+        table(
             (
                 "model",
                 "params",
@@ -130,8 +130,8 @@ def _share_blocks(
     return blocks
 
 
-def _errors_blocks(results: pd.DataFrame, several_runs: bool) -> list[Block]:
-    failed = results[_failed(results)]
+def errors_blocks(results: pd.DataFrame, several_runs: bool) -> list[Block]:
+    failed = results[failed_mask(results)]
     if failed.empty:
         return [Heading(2, "Errors"), Para("No row failed.")]
     failed = failed.sort_values(
@@ -151,17 +151,17 @@ def _errors_blocks(results: pd.DataFrame, several_runs: bool) -> list[Block]:
             r["mode"],
         ]
         if r["mode"] == "accuracy":
-            cells[-1] = f"accuracy ({r['data']}, seed {_key_value(r['seed'])})"
+            cells[-1] = f"accuracy ({r['data']}, seed {key_value(r['seed'])})"
         cells += [r["run"]] if several_runs else []
         rows.append((*cells, str(r["error"]).splitlines()[0]))
     return [
         Heading(2, "Errors"),
         Para("Rows that did not measure; their numbers are missing above, never dropped."),
-        _table((*headers, "error"), rows),
+        table((*headers, "error"), rows),
     ]
 
 
-def _accuracy_blocks(results: pd.DataFrame, figure: str | None) -> list[Block]:
+def accuracy_blocks(results: pd.DataFrame, figure: str | None) -> list[Block]:
     acc = results[(results["mode"] == "accuracy")].sort_values(
         ["data", "model", "seed"], kind="mergesort"
     )
@@ -177,15 +177,15 @@ def _accuracy_blocks(results: pd.DataFrame, figure: str | None) -> list[Block]:
             _processes_cell(r),
             r["dtype"],
             fmt_int(r["batch_size"]),
-            "" if _missing(r["epochs"]) else f"{float(r['epochs']):.3g}",  # budgeted: 0.038
-            ERROR if _failed(pd.DataFrame([r])).iloc[0] else fmt_frac(r["accuracy"]),
+            "" if missing(r["epochs"]) else f"{float(r['epochs']):.3g}",  # budgeted: 0.038
+            ERROR if failed_mask(pd.DataFrame([r])).iloc[0] else fmt_frac(r["accuracy"]),
             fmt_frac(r["target_acc"]),
-            "not reached" if _missing(r["time_to_target_s"]) else fmt_num(r["time_to_target_s"]),
+            "not reached" if missing(r["time_to_target_s"]) else fmt_num(r["time_to_target_s"]),
             fmt_num(r["budget_s"]),
             fmt_num(r["train_s"]),
             "yes"
             if r["data_loading_in_timing"] is True
-            else ("" if _missing(r["data_loading_in_timing"]) else "no"),
+            else ("" if missing(r["data_loading_in_timing"]) else "no"),
         )
         for _, r in acc.iterrows()
     ]
@@ -195,7 +195,7 @@ def _accuracy_blocks(results: pd.DataFrame, figure: str | None) -> list[Block]:
             "DAWNBench-style: wall-clock time to the first evaluation at or above the target, "
             "with the per-epoch log below."
         ),
-        _table(
+        table(
             (
                 "model",
                 "data",
@@ -230,17 +230,17 @@ def _accuracy_blocks(results: pd.DataFrame, figure: str | None) -> list[Block]:
 
 def _processes_cell(r: pd.Series) -> str:
     """Training processes of an accuracy row: ``1``, or ``2 (gloo)`` under torchrun."""
-    world = 1 if _missing(r.get("world_size")) else int(r["world_size"])
+    world = 1 if missing(r.get("world_size")) else int(r["world_size"])
     return f"{world} ({r['backend']})" if world > 1 else "1"
 
 
-def _measured_blocks(results: pd.DataFrame, metas: Sequence[Mapping[str, Any]]) -> list[Block]:
+def measured_blocks(results: pd.DataFrame, metas: Sequence[Mapping[str, Any]]) -> list[Block]:
     # Every row but accuracy runs (shown in their own table): a mode we do not plot still shows.
     rows_df = results[results["mode"] != "accuracy"].copy()
     if rows_df.empty:
         return []
     with_max_batch = bool(rows_df["max_batch"].notna().any())
-    order = {m: i for i, m in enumerate(_model_order(results))}
+    order = {m: i for i, m in enumerate(model_order(results))}
     rows_df["rank"] = rows_df["model"].map(order)
     rows_df = rows_df.sort_values(
         ["rank", "device", "mode", "dtype", "memory_format", "threads", "batch_size"],
@@ -249,19 +249,19 @@ def _measured_blocks(results: pd.DataFrame, metas: Sequence[Mapping[str, Any]]) 
     meta_by_run = {str(m.get("run_id")): m for m in metas}
     rows = []
     for _, r in rows_df.iterrows():
-        failed = not _missing(r["error"]) and str(r["error"]).strip() != ""
+        failed = not missing(r["error"]) and str(r["error"]).strip() != ""
         ref = plots.reference_peak(
-            _peaks(meta_by_run.get(str(r["run"]), {}), str(r["device"])), str(r["dtype"])
+            device_peaks(meta_by_run.get(str(r["run"]), {}), str(r["device"])), str(r["dtype"])
         )
         peak = ref[1] if ref else None
         gf = r["achieved_gflops"]
 
         def cell(value: Any, failed: bool = failed) -> str:
-            return ERROR if failed and _missing(value) else fmt_num(value)
+            return ERROR if failed and missing(value) else fmt_num(value)
 
         spread = (
             ""
-            if _missing(r["step_ms_p10"]) or _missing(r["step_ms_p90"])
+            if missing(r["step_ms_p10"]) or missing(r["step_ms_p90"])
             else f" ({fmt_num(r['step_ms_p10'], 3)}–{fmt_num(r['step_ms_p90'], 3)})"
         )
         rows.append(
@@ -276,7 +276,7 @@ def _measured_blocks(results: pd.DataFrame, metas: Sequence[Mapping[str, Any]]) 
                 cell(r["step_ms_median"]) + ("" if failed else spread),
                 cell(r["samples_per_s"]),
                 cell(gf),
-                "" if _missing(gf) or not peak else f"{100 * float(gf) / peak:.1f}%",
+                "" if missing(gf) or not peak else f"{100 * float(gf) / peak:.1f}%",
                 cell(r["peak_mem_mib"]),
                 *([fmt_int(r["max_batch"])] if with_max_batch else []),
             )
@@ -291,7 +291,7 @@ def _measured_blocks(results: pd.DataFrame, metas: Sequence[Mapping[str, Any]]) 
             "for the row's dtype (fp32: the faster of a large matmul and a 3×3 convolution)."
             + method_note
         ),
-        _table(
+        table(
             (
                 "model",
                 "device",

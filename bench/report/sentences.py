@@ -8,12 +8,12 @@ from typing import Any
 import pandas as pd
 
 from bench import plots
-from bench.report.formatting import _missing, _ratio, _share, fmt_frac, fmt_num, fmt_pct
-from bench.report.runs import _peaks
-from bench.report.summary import _failed
+from bench.report.formatting import fmt_frac, fmt_num, fmt_pct, missing, ratio, share
+from bench.report.runs import device_peaks
+from bench.report.summary import failed_mask
 
 
-def _sentences(
+def comparison_sentences(
     summary: pd.DataFrame,
     shares: pd.DataFrame,
     results: pd.DataFrame,
@@ -29,13 +29,13 @@ def _sentences(
         if model not in by_model.index:
             return None
         value = by_model.loc[model, column]
-        return None if _missing(value) or isinstance(value, str) else float(value)
+        return None if missing(value) or isinstance(value, str) else float(value)
 
     def fc_clause(model: str) -> str:
-        if model not in share_by.index or _missing(share_by.loc[model, "params_fc_pct"]):
+        if model not in share_by.index or missing(share_by.loc[model, "params_fc_pct"]):
             return ""
         return (
-            f"; {_share(share_by.loc[model, 'params_fc_pct'])} of its parameters are in the "
+            f"; {share(share_by.loc[model, 'params_fc_pct'])} of its parameters are in the "
             "classifier (Linear layers)"
         )
 
@@ -51,8 +51,8 @@ def _sentences(
     if pair:
         a, b = pair
         out.append(
-            f"{a} has {_ratio(number(a, 'params'), number(b, 'params'))} the parameters "
-            f"of {b} and {_ratio(number(a, 'macs'), number(b, 'macs'))} its MACs"
+            f"{a} has {ratio(number(a, 'params'), number(b, 'params'))} the parameters "
+            f"of {b} and {ratio(number(a, 'macs'), number(b, 'macs'))} its MACs"
             f"{fc_clause(a)}."
         )
 
@@ -64,14 +64,14 @@ def _sentences(
             if most["model"] != least["model"]:
                 if not pair or most["model"] != pair[0]:
                     out.append(
-                        f"{most['model']} keeps {_share(most['params_fc_pct'])} of its "
+                        f"{most['model']} keeps {share(most['params_fc_pct'])} of its "
                         "parameters in its fully connected (Linear) layers."
                     )
                 out.append(
-                    f"{least['model']} keeps {_share(least['params_conv_pct'])} of its "
-                    f"parameters in conv layers and only {_share(least['params_fc_pct'])} "
+                    f"{least['model']} keeps {share(least['params_conv_pct'])} of its "
+                    f"parameters in conv layers and only {share(least['params_fc_pct'])} "
                     f"in Linear layers, while its convs do "
-                    f"{_share(least['macs_conv_pct'])} of its MACs."
+                    f"{share(least['macs_conv_pct'])} of its MACs."
                 )
         big = shares.dropna(subset=["largest_layer_params_pct"])
         if not big.empty:
@@ -80,7 +80,7 @@ def _sentences(
             ).iloc[0]
             out.append(
                 f"The single largest layer is {top['model']}'s {top['largest_layer']} "
-                f"({top['largest_layer_type']}): {_share(top['largest_layer_params_pct'])} "
+                f"({top['largest_layer_type']}): {share(top['largest_layer_params_pct'])} "
                 "of that model's parameters."
             )
 
@@ -89,7 +89,7 @@ def _sentences(
             col = f"{device}_{mode}_samples_per_s"
             if col not in summary.columns:
                 continue
-            ok = summary[summary[col].map(lambda v: not _missing(v) and not isinstance(v, str))]
+            ok = summary[summary[col].map(lambda v: not missing(v) and not isinstance(v, str))]
             if len(ok) < 2:
                 continue
             ok = ok.assign(_v=ok[col].astype(float)).sort_values(
@@ -101,12 +101,12 @@ def _sentences(
                 f"samples/s (batch {int(fast[f'{device}_{mode}_batch'])}); "
                 f"{slow['model']} is slowest at {fmt_num(slow['_v'])} samples/s "
                 f"(batch {int(slow[f'{device}_{mode}_batch'])}), "
-                f"{_ratio(fast['_v'], slow['_v'])} fewer."
+                f"{ratio(fast['_v'], slow['_v'])} fewer."
             )
 
     act = summary[
         summary["activations_mib_per_sample"].map(
-            lambda v: not _missing(v) and not isinstance(v, str)
+            lambda v: not missing(v) and not isinstance(v, str)
         )
     ]
     if not act.empty:
@@ -118,7 +118,7 @@ def _sentences(
         weights = top["weights_mib"]
         tail = (
             f", against {fmt_num(weights)} MiB of weights"
-            if not _missing(weights) and not isinstance(weights, str)
+            if not missing(weights) and not isinstance(weights, str)
             else ""
         )
         out.append(
@@ -154,7 +154,7 @@ def _sentences(
             + " (the papers round, and some count only the conv layers; see their notes)."
         )
 
-    failed = _failed(results)
+    failed = failed_mask(results)
     if failed.any():
         dead = sorted(set(results.loc[failed, "model"]) - set(results.loc[~failed, "model"]))
         text = f"{int(failed.sum())} of {len(results)} rows failed (see Errors)"
@@ -169,7 +169,7 @@ def _peak_sentences(
 ) -> list[str]:
     out = []
     ok = results[
-        ~_failed(results)
+        ~failed_mask(results)
         & results["achieved_gflops"].notna()
         & results["mode"].isin(["infer", "train"])
     ]
@@ -187,7 +187,7 @@ def _peak_sentences(
                 kind="mergesort",
             ).iloc[0]
             ref = plots.reference_peak(
-                _peaks(meta_by_run.get(str(best["run"]), {}), device), dtype_name
+                device_peaks(meta_by_run.get(str(best["run"]), {}), device), dtype_name
             )
             if ref is None:
                 continue
@@ -201,7 +201,7 @@ def _peak_sentences(
                 .head(1)
             )
             worst = per_model.sort_values(["achieved_gflops", "model"], kind="mergesort").iloc[0]
-            best_share = _share(100 * best["achieved_gflops"] / peak)
+            best_share = share(100 * best["achieved_gflops"] / peak)
             text = (
                 f"On {device}, the best {best['dtype']} rate is "
                 f"{fmt_num(best['achieved_gflops'])} GFLOP/s ({best['model']}, {best['mode']}, "
@@ -209,7 +209,7 @@ def _peak_sentences(
                 f"{key.replace('_', ' ')} peak of {fmt_num(peak)} GFLOP/s"
             )
             if worst["model"] != best["model"]:
-                worst_share = _share(100 * worst["achieved_gflops"] / peak)
+                worst_share = share(100 * worst["achieved_gflops"] / peak)
                 text += (
                     f"; {worst['model']} reaches {worst_share} at best "
                     f"({worst['mode']}, batch {int(worst['batch_size'])})"
@@ -220,7 +220,7 @@ def _peak_sentences(
 
 def _accuracy_sentences(results: pd.DataFrame) -> list[str]:
     out = []
-    acc = results[(results["mode"] == "accuracy") & ~_failed(results)]
+    acc = results[(results["mode"] == "accuracy") & ~failed_mask(results)]
     for data in sorted(acc["data"].dropna().astype(str).unique()):
         part = acc[acc["data"].astype(str) == data]
         stats = []

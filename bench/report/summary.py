@@ -13,7 +13,7 @@ from typing import Any
 import pandas as pd
 
 from bench import plots
-from bench.report.runs import _empty
+from bench.report.runs import empty
 
 log = logging.getLogger("bench.report")  # one logger for the package, as before the split
 
@@ -40,26 +40,26 @@ def _paper(model: str) -> Any:
         return None
 
 
-def _paper_facts(models: Iterable[str]) -> dict[str, Any]:
+def paper_facts(models: Iterable[str]) -> dict[str, Any]:
     return {m: _paper(m) for m in models}
 
 
 # --------------------------------------------------------------------------- tables
 
 
-def _failed(df: pd.DataFrame) -> pd.Series:
+def failed_mask(df: pd.DataFrame) -> pd.Series:
     return df["error"].notna() & (df["error"].astype(str).str.strip() != "")
 
 
-def _family_rank(family: Any) -> tuple[int, str]:
+def family_rank(family: Any) -> tuple[int, str]:
     return plots._family_rank(family)
 
 
-def _model_order(results: pd.DataFrame) -> list[str]:
+def model_order(results: pd.DataFrame) -> list[str]:
     firsts = results.groupby("model", sort=True).agg(
         family=("family", "first"), params=("params", "max")
     )
-    firsts["rank"] = [_family_rank(f) for f in firsts["family"]]
+    firsts["rank"] = [family_rank(f) for f in firsts["family"]]
     firsts["params_key"] = firsts["params"].fillna(float("inf"))
     firsts = firsts.reset_index().sort_values(["rank", "params_key", "model"])
     return list(firsts["model"])
@@ -80,7 +80,7 @@ def _first_value(rows: pd.DataFrame, column: str) -> float | None:
 
 def _reference_row(rows: pd.DataFrame) -> pd.Series | None:
     """The best-throughput row (ties: smaller batch) at the reference dtype and format."""
-    ok = rows[~_failed(rows) & rows["samples_per_s"].notna()]
+    ok = rows[~failed_mask(rows) & rows["samples_per_s"].notna()]
     if ok.empty:
         return None
     ok = _prefer_reference(ok).sort_values(
@@ -92,7 +92,7 @@ def _reference_row(rows: pd.DataFrame) -> pd.Series | None:
 def memory_rows(results: pd.DataFrame, models: Sequence[str]) -> pd.DataFrame:
     """One train row per model for the memory breakdown: smallest batch, reference settings."""
     train = results[
-        (results["mode"] == "train") & ~_failed(results) & results["activations_mib"].notna()
+        (results["mode"] == "train") & ~failed_mask(results) & results["activations_mib"].notna()
     ]
     picked = []
     for model in models:
@@ -102,7 +102,7 @@ def memory_rows(results: pd.DataFrame, models: Sequence[str]) -> pd.DataFrame:
         row = rows.sort_values(["batch_size", "device"], kind="mergesort").iloc[0]
         picked.append(row)
     if not picked:
-        return _empty(
+        return empty(
             (
                 "model",
                 "label",
@@ -129,9 +129,9 @@ def summary_table(results: pd.DataFrame, paper: Mapping[str, Any] | None = None)
     missing because every row that could give it failed reads ``"error"``.
     """
     paper = dict(paper or {})
-    models = _model_order(results)
+    models = model_order(results)
     devices = sorted(results["device"].dropna().astype(str).unique())
-    failed = _failed(results)
+    failed = failed_mask(results)
     mem = memory_rows(results, models).set_index("model") if models else pd.DataFrame()
     out = []
     for model in models:
@@ -158,7 +158,7 @@ def summary_table(results: pd.DataFrame, paper: Mapping[str, Any] | None = None)
             row["activations_mib_per_sample"] = float(m["activations_mib"]) / float(m["batch_size"])
         else:
             train = rows[rows["mode"] == "train"]
-            row["activations_mib_per_sample"] = ERROR if _failed(train).any() else None
+            row["activations_mib_per_sample"] = ERROR if failed_mask(train).any() else None
         for device in devices:
             for mode in ("infer", "train"):
                 sub = rows[(rows["device"] == device) & (rows["mode"] == mode)]
@@ -171,7 +171,7 @@ def summary_table(results: pd.DataFrame, paper: Mapping[str, Any] | None = None)
                     peak = ref["peak_mem_mib"]
                     row[f"{prefix}_peak_mem_mib"] = float(peak) if pd.notna(peak) else None
                 else:
-                    mark = ERROR if _failed(sub).any() else None
+                    mark = ERROR if failed_mask(sub).any() else None
                     row[f"{prefix}_samples_per_s"] = mark
                     row[f"{prefix}_batch"] = None
                     row[f"{prefix}_dtype"] = None
@@ -224,7 +224,7 @@ def _accuracy_summary(rows: pd.DataFrame) -> dict[str, Any]:
     }
     if acc.empty:
         return blank
-    ok = acc[~_failed(acc) & acc["accuracy"].notna()]
+    ok = acc[~failed_mask(acc) & acc["accuracy"].notna()]
     if ok.empty:
         return {**blank, "accuracy": ERROR}
     data = sorted(ok["data"].astype(str).unique())[0]
