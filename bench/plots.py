@@ -115,7 +115,7 @@ def params_vs_macs(summary: pd.DataFrame, path: Path) -> Path | None:
         return None
     fig = _new_figure(8, 5.5)
     ax = fig.add_subplot()
-    for family in sorted(df["family"].unique(), key=_family_rank):
+    for family in sorted(df["family"].unique(), key=family_rank):
         part = df[df["family"] == family]
         ax.scatter(
             part["macs"], part["params"], s=40, color=_family_color(family), label=family, zorder=3
@@ -174,7 +174,8 @@ def _pad_log_limits(ax: Axes, xs: pd.Series, ys: pd.Series) -> None:
     ax.set_ylim(ys.min() / 3, ys.max() * 3)
 
 
-def _family_rank(family: str) -> tuple[int, str]:
+def family_rank(family: str) -> tuple[int, str]:
+    """Sort key of a family: the zoo's order (LeNet, AlexNet, VGG, ResNet), others after."""
     family = str(family)
     return (FAMILY_ORDER.index(family) if family in FAMILY_ORDER else len(FAMILY_ORDER), family)
 
@@ -269,7 +270,7 @@ def gflops_vs_peak(
     for i, device in enumerate(devices):
         ax = axes[i][0]
         part = best[best["device"] == device].copy()
-        part["rank"] = part["family"].map(_family_rank)
+        part["rank"] = part["family"].map(family_rank)
         # Smallest family and model at the top (barh draws bottom-up).
         part = part.sort_values(["rank", "params", "model", "mode", "dtype"], ascending=False)
         labels = [f"{m} {mo} {d}" for m, mo, d in zip(part["model"], part["mode"], part["dtype"])]

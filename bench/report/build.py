@@ -33,7 +33,6 @@ from bench.report.summary import (
     REFERENCE_DTYPE,
     REFERENCE_FORMAT,
     failed_mask,
-    family_rank,
     layer_shares,
     memory_rows,
     model_order,
@@ -112,7 +111,9 @@ def build_report(results_dirs: Sequence[Path], out_dir: Path | None = None) -> P
         plots.param_share(shares, out / "fig_layer_share.png") if not shares.empty else None,
     )
     layer_figs = []
-    families = sorted(run_data.layers["family"].dropna().astype(str).unique(), key=family_rank)
+    families = sorted(
+        run_data.layers["family"].dropna().astype(str).unique(), key=plots.family_rank
+    )
     for family in families:
         file = f"fig_layers_{re.sub(r'[^A-Za-z0-9_-]', '_', family)}.png"
         if figure(file, plots.layers_by_family(run_data.layers, family, out / file)):

@@ -51,15 +51,11 @@ def failed_mask(df: pd.DataFrame) -> pd.Series:
     return df["error"].notna() & (df["error"].astype(str).str.strip() != "")
 
 
-def family_rank(family: Any) -> tuple[int, str]:
-    return plots._family_rank(family)
-
-
 def model_order(results: pd.DataFrame) -> list[str]:
     firsts = results.groupby("model", sort=True).agg(
         family=("family", "first"), params=("params", "max")
     )
-    firsts["rank"] = [family_rank(f) for f in firsts["family"]]
+    firsts["rank"] = [plots.family_rank(f) for f in firsts["family"]]
     firsts["params_key"] = firsts["params"].fillna(float("inf"))
     firsts = firsts.reset_index().sort_values(["rank", "params_key", "model"])
     return list(firsts["model"])
