@@ -169,7 +169,7 @@ def _label_points(fig: Figure, ax: Axes, points: list[tuple[float, float, str]])
 
 
 def _pad_log_limits(ax: Axes, xs: pd.Series, ys: pd.Series) -> None:
-    # Labels sit right of the points; leave room so they stay inside the axes.
+    # Labels sit beside the points, left or right (_label_points); room for them inside the axes.
     ax.set_xlim(xs.min() / 3, xs.max() * 8)
     ax.set_ylim(ys.min() / 3, ys.max() * 3)
 

@@ -15,13 +15,13 @@ from typing import Any
 
 import pandas as pd
 
-from bench.results import ROW_COLUMNS
+from bench.results import LAYER_COLUMNS, ROW_COLUMNS
 
 log = logging.getLogger("bench.report")  # one logger for the package, as before the split
 
 
-# The columns of results.jsonl are the writer's (bench.results.ROW_COLUMNS); missing ones are
-# added as nulls so a report still renders from an older or partial run.
+# The columns of results.jsonl and layers.jsonl are the writer's (bench.results); missing ones
+# are added as nulls so a report still renders from an older or partial run.
 _NUMERIC_RESULT_COLUMNS = (
     "num_classes",
     "threads",
@@ -50,17 +50,6 @@ _NUMERIC_RESULT_COLUMNS = (
     "train_s",
     "world_size",
     "global_batch",
-)
-LAYER_COLUMNS = (
-    "model",
-    "family",
-    "index",
-    "layer",
-    "type",
-    "output_shape",
-    "params",
-    "macs",
-    "activation_mib",
 )
 EPOCH_COLUMNS = (
     "model",
