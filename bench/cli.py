@@ -111,33 +111,38 @@ def _layers_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _layers_run(args: argparse.Namespace) -> int:
     import zoo
-    from bench.counting import count_model
+    from bench.counting import count_model, uncounted_ops_text
 
     card = zoo.get_card(args.model)
     counts = count_model(zoo.get_model(args.model), card.input_shape)
     width = max([len(layer.layer) for layer in counts.layers] + [5])
     print(
         f"{'#':>3} {'layer':<{width}} {'type':<18} {'output shape':<14} "
-        f"{'params':>12} {'MACs':>15} {'act KiB':>9}"
+        f"{'params':>12} {'MACs':>15} {'new KiB':>9} {'calls':>5}"
     )
     for layer in counts.layers:
         shape = "x".join(str(d) for d in layer.output_shape)
         print(
             f"{layer.index:>3} {layer.layer:<{width}} {layer.type:<18} {shape:<14} "
-            f"{layer.params:>12,} {layer.macs:>15,} {layer.activation_bytes / 1024:>9.1f}"
+            f"{layer.params:>12,} {layer.macs:>15,} {layer.activation_bytes / 1024:>9.1f} "
+            f"{layer.calls:>5}"
         )
+    print(
+        "new KiB: the tensors a layer's own calls create, one sample, fp32 (an in-place ReLU "
+        "or a view creates none; a layer called twice, both calls)"
+    )
     print(
         f"{card.name}: input {'x'.join(map(str, card.input_shape))}; params {counts.params:,} "
         f"trainable ({counts.params_total:,} total); MACs {counts.macs_fvcore:,} per sample "
         f"(fvcore, {counts.macs_by_handles:,} of them by our LRN/RBF handles); "
-        f"FLOPs {counts.flops:,} (FlopCounterMode); activations "
-        f"{counts.activation_bytes / 2**20:.2f} MiB per sample (fp32, all layer outputs)"
+        f"FLOPs {counts.flops:,} (FlopCounterMode); tensors the forward pass creates "
+        f"{counts.activation_bytes / 2**20:.2f} MiB per sample (fp32, each storage once)"
     )
     if counts.skipped_ops:
-        skipped = ", ".join(
-            f"{op.removeprefix('aten::')}×{n}" for op, n in sorted(counts.skipped_ops.items())
+        print(
+            "not counted (elementwise/pooling, fvcore's convention), calls per forward pass: "
+            f"{uncounted_ops_text(counts.skipped_ops)}"
         )
-        print(f"not counted (elementwise/pooling, fvcore's convention): {skipped}")
     return 0
 
 
@@ -277,16 +282,16 @@ def build_plan(args: argparse.Namespace) -> Any:
     preset = RunPlan.full if args.full else RunPlan.short
     plan = preset(models, **overrides)
     if args.min_steps is not None or args.min_time is not None:
+        from dataclasses import replace
 
         def adjust(timer: TimerSettings) -> TimerSettings:
-            return TimerSettings(
-                warmup=timer.warmup,
+            # replace, not a new TimerSettings: the time cap (max_time_s, floor_steps) stays
+            return replace(
+                timer,
                 min_steps=args.min_steps if args.min_steps is not None else timer.min_steps,
                 min_time_s=args.min_time if args.min_time is not None else timer.min_time_s,
                 max_steps=max(timer.max_steps, args.min_steps or 0),
             )
-
-        from dataclasses import replace
 
         plan = replace(plan, timer=adjust(plan.timer), large_timer=adjust(plan.large_timer))
     return plan
@@ -358,9 +363,10 @@ def _row_line(row: dict[str, Any], skipped: bool) -> str:
     if row.get("error"):
         return f"{what}: ERROR {row['error']}"
     gflops = row.get("achieved_gflops")
+    p10, p90 = row.get("step_ms_p10"), row.get("step_ms_p90")
+    spread = "" if p10 is None or p90 is None else f"p10 {p10:.2f}, p90 {p90:.2f}, "
     return (
-        f"{what}: {row['step_ms_median']:.2f} ms/step (p10 {row['step_ms_p10']:.2f}, "
-        f"p90 {row['step_ms_p90']:.2f}, n={row['steps_timed']}), "
+        f"{what}: {row['step_ms_median']:.2f} ms/step ({spread}n={row['steps_timed']}), "
         f"{row['samples_per_s']:.1f} samples/s"
         + (f", {gflops:.1f} GFLOP/s" if gflops is not None else "")
         + f", peak {row['peak_mem_mib']:.0f} MiB"
@@ -438,18 +444,24 @@ def _all_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _accuracy_argv(out: Path, args: argparse.Namespace) -> list[str]:
+    """``accuracy``'s arguments from ``all``'s: every option of ``all`` that concerns training
+    (models, devices, threads, the plan's length, resume, shard) applies to it too."""
+    argv = [str(out)]
+    argv += ["--full"] if args.full else []
+    argv += ["--resume"] if args.resume else []
+    argv += ["--shard", args.shard] if args.shard else []
+    if list(args.models) != ["*"]:
+        argv += ["--models", *_resolve_models(args.models), "--none-ok"]
+    argv += ["--devices", *dict.fromkeys(args.devices)] if args.devices else []
+    argv += ["--threads", str(args.threads)] if args.threads is not None else []
+    return argv
+
+
 # What `all` runs after `run`, in order: (subcommand, its arguments given the results folder
 # and `all`'s own arguments).
 ALL_FOLLOW_UPS: list[tuple[str, Callable[[Path, argparse.Namespace], list[str]]]] = [
-    (
-        "accuracy",
-        lambda out, args: (
-            [str(out)]
-            + (["--full"] if args.full else [])
-            + (["--resume"] if args.resume else [])
-            + (["--shard", args.shard] if args.shard else [])
-        ),
-    ),
+    ("accuracy", _accuracy_argv),
     ("report", lambda out, args: [str(out)]),
 ]
 

@@ -1,12 +1,17 @@
-"""Counting: parameters, MACs (fvcore) and FLOPs (FlopCounterMode), whole model and per layer.
+"""Counting: parameters, MACs (fvcore), FLOPs (FlopCounterMode) and tensor bytes, per layer.
 
 Conventions, per sample, forward pass:
 
 - ``macs_fvcore``: fvcore's ``FlopCountAnalysis`` total, which despite its name counts
-  multiply-accumulates: conv, linear/matmul, and also batch norm (1 per element in eval
-  mode), adaptive average pooling and upsampling. It skips elementwise ops and max pooling.
-  fvcore skips two of our layers entirely or in part, so they are counted by our own
-  module handles (:data:`MODULE_HANDLES`), which replace fvcore's count for that module:
+  multiply-accumulates: conv, linear/matmul, and also batch norm (in eval mode 2 per element
+  with an affine scale and shift, 1 without: fvcore's ``batchnorm_flop_jit``; ResNet-34's
+  3.671 G are 3.664 G of convolutions and fc, 7.5 M of batch norm and 25 k of pooling),
+  adaptive average pooling (1 per input element) and upsampling. It counts nothing for max
+  pooling, additions, ReLU and other elementwise ops: those are listed, with how often the
+  forward pass calls each, as :attr:`Counts.skipped_ops` (the rows' ``uncounted_ops``,
+  :func:`uncounted_ops_text`). fvcore skips two of our layers entirely or in part, so they
+  are counted by our own module handles (:data:`MODULE_HANDLES`), which replace fvcore's
+  count for that module:
 
   - ``nn.LocalResponseNorm`` (AlexNet): ``size`` MACs per output element, the window's sum
     of squares; the scale, power and division are elementwise like ReLU, and not counted.
@@ -16,6 +21,15 @@ Conventions, per sample, forward pass:
 
 - ``flops``: ``torch.utils.flop_counter.FlopCounterMode``: 2 FLOPs per MAC of conv and
   matmul only (no BN, no pooling, no LRN), so ``flops`` is not exactly ``2 × macs_fvcore``.
+- ``train_flops`` (:func:`count_step_flops`): the same counter over one whole training
+  step, backward included: each conv/matmul costs its forward FLOPs again for the weight
+  gradient and again for the input gradient, except where autograd computes no input
+  gradient (the first layer: the batch needs none). Not 3 × ``flops``.
+- Activation bytes (:attr:`Counts.activation_bytes`, :attr:`LayerInfo.activation_bytes`):
+  the bytes of every tensor the forward pass (eval mode, no autograd) creates, each storage
+  once: an in-place op (``ReLU(inplace=True)``) or a view (``flatten``) creates none, a
+  module called twice creates tensors at each call, and an op outside any submodule (a
+  residual ``out + identity``) counts for the module whose ``forward`` runs it.
 
 fvcore traces the model with ``torch.jit.trace``; this works with torch 2.14. Importing
 ``fvcore.nn`` calls the deprecated ``torch.jit.script`` (a ``FutureWarning``); the import
@@ -25,6 +39,7 @@ here silences exactly that message.
 from __future__ import annotations
 
 import logging
+import math
 import warnings
 from collections import Counter
 from collections.abc import Callable
@@ -33,6 +48,8 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
 from torch.utils.flop_counter import FlopCounterMode
 
 __all__ = [
@@ -42,6 +59,8 @@ __all__ = [
     "count_params",
     "count_macs_fvcore",
     "count_flops",
+    "count_step_flops",
+    "uncounted_ops_text",
     "layer_breakdown",
     "count_model",
 ]
@@ -65,6 +84,12 @@ def _rbf_macs(module: nn.Module, inputs: tuple[Any, ...], output: Any) -> int:
     return batch * int(prototypes.numel())
 
 
+# Ops in fvcore's ignore list that compute (not views, copies or constants).
+FVCORE_IGNORED_ARITHMETIC = frozenset(
+    {"aten::relu", "aten::relu_", "aten::clamp", "aten::clamp_", "aten::max", "aten::floor",
+     "aten::floor_divide", "aten::remainder"}
+)  # fmt: skip
+
 # Keyed by class name, so zoo/ needs no import from here (RBFOutput lives in zoo/lenet.py).
 MODULE_HANDLES: dict[str, ModuleHandle] = {
     "LocalResponseNorm": _lrn_macs,
@@ -82,7 +107,10 @@ class LayerInfo:
     output_shape: tuple[int, ...]  # without the batch dimension
     params: int  # the module's own parameters (not its children's)
     macs: int  # the module's own MACs (fvcore, or our handle), children excluded
-    activation_bytes: int  # bytes of its output for one sample
+    # Bytes of the tensors its calls create for one sample (children excluded, each storage
+    # once: 0 for an in-place ReLU), summed over its calls.
+    activation_bytes: int
+    calls: int = 1  # how often the forward pass calls it (ResNet's BasicBlock.relu: 2)
 
     @property
     def activation_mib(self) -> float:
@@ -98,17 +126,21 @@ class Counts:
     macs_fvcore: int  # fvcore + our handles
     macs_by_handles: int  # the part of macs_fvcore our module handles contributed
     flops: int  # FlopCounterMode
-    skipped_ops: dict[str, int]  # ops fvcore skipped (elementwise, pooling, LRN's parts)
+    # Ops fvcore counts as no work (pooling, elementwise, LRN's parts): op -> calls.
+    skipped_ops: dict[str, int]
     layers: tuple[LayerInfo, ...]
+    largest_tensor_bytes: int = 0  # the largest tensor the forward pass creates, one sample
 
     @property
     def activation_bytes(self) -> int:
-        """Sum of every layer's output for one sample (fp32)."""
+        """Bytes of every tensor the forward pass creates for one sample (fp32), each storage
+        once: the sum of the layers' ``activation_bytes``."""
         return sum(layer.activation_bytes for layer in self.layers)
 
     @property
     def largest_activation_bytes(self) -> int:
-        return max((layer.activation_bytes for layer in self.layers), default=0)
+        """The largest single tensor the forward pass creates for one sample (fp32)."""
+        return self.largest_tensor_bytes
 
 
 def count_params(model: nn.Module) -> tuple[int, int]:
@@ -137,9 +169,27 @@ def count_macs_fvcore(
         .unsupported_ops_warnings(False)
         .uncalled_modules_warnings(False)
     )
+    # fvcore ignores these silently (its _IGNORED_OPS); made "unsupported", they are listed
+    # with the other ops it counts as no work. Its MACs do not change.
+    analysis._ignored_ops -= FVCORE_IGNORED_ARITHMETIC
     by_module = {name: int(value) for name, value in analysis.by_module().items()}
     skipped = {op: int(n) for op, n in analysis.unsupported_ops().items()}
     return by_module, skipped
+
+
+def uncounted_ops_text(skipped_ops: dict[str, int]) -> str:
+    """``skipped_ops`` as the rows' ``uncounted_ops``: ``"max_pool2d×2, relu×4"``.
+
+    Sorted by name; ``aten::`` dropped and an in-place op merged with its out-of-place
+    form (``relu_`` is ``relu``); ``""`` when fvcore skipped nothing.
+    """
+    merged: Counter[str] = Counter()
+    for op, calls in skipped_ops.items():
+        name = op.removeprefix("aten::")
+        if name.endswith("_") and not name.endswith("__"):
+            name = name[:-1]
+        merged[name] += calls
+    return ", ".join(f"{name}×{calls}" for name, calls in sorted(merged.items()))
 
 
 def count_flops(model: nn.Module, example: torch.Tensor) -> int:
@@ -149,90 +199,194 @@ def count_flops(model: nn.Module, example: torch.Tensor) -> int:
     return int(counter.get_total_flops())
 
 
+def _conv_backward_flops(
+    grad_out_shape: list[int],
+    x_shape: list[int],
+    w_shape: list[int],
+    _bias: Any,
+    _stride: Any,
+    _padding: Any,
+    _dilation: Any,
+    transposed: bool,
+    _output_padding: Any,
+    _groups: int,
+    output_mask: list[bool],
+    **kwargs: Any,
+) -> int:
+    # Each gradient asked for (input, weight) makes every product of the forward convolution
+    # once more; the bias gradient is a sum, not counted (as the forward bias is not).
+    # torch 2.14's own formula counts a grouped convolution's weight gradient `groups` times
+    # over (pytorch/pytorch#183405): AlexNet's conv2/4/5, LeNet-5's C3.
+    spatial = (x_shape if transposed else grad_out_shape)[2:]
+    forward = 2 * grad_out_shape[0] * math.prod(spatial) * math.prod(w_shape)
+    return forward * (int(bool(output_mask[0])) + int(bool(output_mask[1])))
+
+
+def count_step_flops(step: Callable[[], object]) -> int:
+    """FLOPs of one call of ``step``, backward included (``FlopCounterMode``: conv and matmul).
+
+    For a training step this counts what autograd actually computes: no input gradient for
+    the first layer, none for frozen weights. Runs ``step`` once, for real (an optimizer step
+    updates the weights).
+    """
+    mapping = {torch.ops.aten.convolution_backward: _conv_backward_flops}
+    with FlopCounterMode(display=False, custom_mapping=mapping) as counter:
+        step()
+    return int(counter.get_total_flops())
+
+
 @dataclass
 class _Call:
-    order: int
+    order: int  # when its first call returned
     module: nn.Module
-    output_shape: tuple[int, ...]
-    output_bytes: int
-    handle_macs: int | None
+    output_shape: tuple[int, ...]  # of its first call
+    handle_macs: int | None  # summed over its calls
+    calls: int = 1
 
 
-def _record_calls(model: nn.Module, example: torch.Tensor) -> dict[str, _Call]:
-    """Run one forward pass with hooks on every module; first call of each module."""
+# The layer name of the model's own forward code, outside any submodule (LeNet-5's squash).
+TOP_LEVEL = "(top level)"
+
+
+class _CreatedTensors(TorchDispatchMode):
+    """Records each new storage an op returns, with the module whose own code ran the op.
+
+    Views and in-place ops return a storage already seen, so they add nothing.
+    """
+
+    def __init__(self, known: list[torch.Tensor], stack: list[str]) -> None:
+        super().__init__()
+        self.seen = {tensor.untyped_storage().data_ptr() for tensor in known}
+        self.alive: list[torch.Tensor] = []  # held, so no freed address is handed out again
+        self.created: list[tuple[str, int]] = []  # (module path, bytes), in creation order
+        self.stack = stack
+
+    def __torch_dispatch__(
+        self,
+        func: Any,
+        types: Any,
+        args: tuple[Any, ...] = (),
+        kwargs: dict[str, Any] | None = None,
+    ) -> Any:
+        out = func(*args, **(kwargs or {}))
+        for leaf in tree_leaves(out):
+            if not isinstance(leaf, torch.Tensor):
+                continue
+            storage = leaf.untyped_storage()
+            if storage.nbytes() and storage.data_ptr() not in self.seen:
+                self.seen.add(storage.data_ptr())
+                self.alive.append(leaf)
+                self.created.append((self.stack[-1] if self.stack else "", storage.nbytes()))
+        return out
+
+
+def _record_calls(
+    model: nn.Module, example: torch.Tensor
+) -> tuple[dict[str, _Call], list[tuple[str, int]]]:
+    """One forward pass with hooks on every module: every call of each module, and the
+    (module path, bytes) of every tensor created, in order."""
     calls: dict[str, _Call] = {}
+    stack: list[str] = []
     hooks = []
+
+    def make_pre_hook(name: str) -> Callable[[nn.Module, tuple[Any, ...]], None]:
+        def pre_hook(module: nn.Module, inputs: tuple[Any, ...]) -> None:
+            stack.append(name)
+
+        return pre_hook
 
     def make_hook(name: str) -> Callable[[nn.Module, tuple[Any, ...], Any], None]:
         def hook(module: nn.Module, inputs: tuple[Any, ...], output: Any) -> None:
-            if name in calls:
-                return
+            stack.pop()
             handle = MODULE_HANDLES.get(type(module).__name__)
-            if isinstance(output, torch.Tensor):
-                shape = tuple(output.shape[1:])
-                nbytes = output.numel() * output.element_size() // max(1, output.shape[0])
-            else:
-                shape, nbytes = (), 0
-            calls[name] = _Call(
-                len(calls),
-                module,
-                shape,
-                int(nbytes),
-                handle(module, inputs, output) if handle is not None else None,
-            )
+            macs = handle(module, inputs, output) if handle is not None else None
+            call = calls.get(name)
+            if call is not None:
+                call.calls += 1
+                if macs is not None:
+                    call.handle_macs = (call.handle_macs or 0) + macs
+                return
+            shape = tuple(output.shape[1:]) if isinstance(output, torch.Tensor) else ()
+            calls[name] = _Call(len(calls), module, shape, macs)
 
         return hook
 
     for name, module in model.named_modules():
+        hooks.append(module.register_forward_pre_hook(make_pre_hook(name)))
         hooks.append(module.register_forward_hook(make_hook(name)))
+    recorder = _CreatedTensors([example, *model.parameters(), *model.buffers()], stack)
     try:
-        with torch.no_grad():
+        with torch.no_grad(), recorder:
             model(example)
     finally:
         for hook in hooks:
             hook.remove()
-    return calls
+    return calls, recorder.created
+
+
+def _record_per_sample(
+    model: nn.Module, example: torch.Tensor
+) -> tuple[dict[str, _Call], list[tuple[str, int]]]:
+    """:func:`_record_calls` at ``example``'s batch, with each created tensor's bytes for one
+    sample: what doubling the batch adds, over the batch (a tensor that does not grow with
+    the batch, such as LeNet-5's |w|², counts 0)."""
+    batch = int(example.shape[0])
+    calls, first = _record_calls(model, example)
+    _, second = _record_calls(model, torch.cat([example, example]))
+    if [owner for owner, _ in first] == [owner for owner, _ in second]:
+        created = [(owner, (b2 - b1) // batch) for (owner, b1), (_, b2) in zip(first, second)]
+    else:  # a pass whose tensors depend on the batch size: share of the doubled batch
+        created = [(owner, b2 // (2 * batch)) for owner, b2 in second]
+    return calls, created
 
 
 def layer_breakdown(
     model: nn.Module, example: torch.Tensor, by_module: dict[str, int]
 ) -> tuple[LayerInfo, ...]:
-    """Per-layer rows: leaf modules, plus any module with its own MACs, parameters or handle.
+    """Per-layer rows: leaf modules, plus any module with its own MACs, parameters, handle
+    or created tensors (:data:`TOP_LEVEL` for the model's own ``forward`` code).
 
     ``by_module`` is fvcore's per-module count (children included); a module's own MACs are
     its count minus its direct children's, or its handle's count where one applies.
     """
-    return _layers_from_calls(model, _record_calls(model, example), by_module)
+    calls, created = _record_per_sample(model, example)
+    return _layers_from_calls(model, calls, by_module, created)
 
 
 def _layers_from_calls(
-    model: nn.Module, calls: dict[str, _Call], by_module: dict[str, int]
+    model: nn.Module,
+    calls: dict[str, _Call],
+    by_module: dict[str, int],
+    created: list[tuple[str, int]],
 ) -> tuple[LayerInfo, ...]:
     children = {
         name: [f"{name}.{child}" if name else child for child, _ in module.named_children()]
         for name, module in model.named_modules()
     }
+    own_bytes: Counter[str] = Counter()
+    for owner, nbytes in created:
+        own_bytes[owner] += nbytes
     rows: list[LayerInfo] = []
     for name, call in sorted(calls.items(), key=lambda item: item[1].order):
-        if name == "":
-            continue
         if call.handle_macs is not None:
             own_macs = call.handle_macs
         else:
             own_macs = by_module.get(name, 0) - sum(by_module.get(c, 0) for c in children[name])
         own_params = sum(p.numel() for p in call.module.parameters(recurse=False))
         is_leaf = not children[name]
-        if not (is_leaf or own_macs or own_params or call.handle_macs is not None):
+        has_own = own_macs or own_params or own_bytes[name] or call.handle_macs is not None
+        if not (has_own or (is_leaf and name)):
             continue
         rows.append(
             LayerInfo(
                 index=len(rows),
-                layer=name,
+                layer=name or TOP_LEVEL,
                 type=type(call.module).__name__,
                 output_shape=call.output_shape,
                 params=own_params,
                 macs=int(own_macs),
-                activation_bytes=call.output_bytes,
+                activation_bytes=own_bytes[name],
+                calls=call.calls,
             )
         )
     return tuple(rows)
@@ -244,7 +398,7 @@ def count_model(model: nn.Module, input_shape: tuple[int, int, int]) -> Counts:
     example = torch.randn(1, *input_shape)
     trainable, total = count_params(model)
     by_module, skipped = count_macs_fvcore(model, example)
-    calls = _record_calls(model, example)
+    calls, created = _record_per_sample(model, example)
     macs = by_module.get("", 0)
     by_handles = 0
     handled_ops: Counter[str] = Counter()
@@ -254,7 +408,7 @@ def count_model(model: nn.Module, input_shape: tuple[int, int, int]) -> Counts:
         # Replace fvcore's count of this module (and its children) with our handle's.
         macs += call.handle_macs - by_module.get(name, 0)
         by_handles += call.handle_macs
-        handled_ops[type(call.module).__name__] += 1
+        handled_ops[type(call.module).__name__] += call.calls
     if handled_ops:
         log.debug("counted by our module handles: %s", dict(handled_ops))
     if skipped:
@@ -266,5 +420,6 @@ def count_model(model: nn.Module, input_shape: tuple[int, int, int]) -> Counts:
         macs_by_handles=int(by_handles),
         flops=count_flops(model, example),
         skipped_ops=skipped,
-        layers=_layers_from_calls(model, calls, by_module),
+        layers=_layers_from_calls(model, calls, by_module, created),
+        largest_tensor_bytes=max((nbytes for _, nbytes in created), default=0),
     )

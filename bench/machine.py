@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import socket
 import subprocess
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -15,10 +18,15 @@ __all__ = [
     "Machine",
     "cpu_model",
     "cpu_flags",
+    "native_bf16",
+    "NATIVE_BF16_FLAGS",
     "gpu_name",
     "git_commit",
     "load_average",
     "matmul_gflops",
+    "conv3x3_gflops",
+    "cuda_tf32",
+    "row_tf32",
     "describe",
 ]
 
@@ -33,7 +41,11 @@ RELEVANT_FLAGS = (
     "amx_tile",
     "amx_int8",
 )
+# CPU flags with native bf16 arithmetic; without them torch emulates bf16 (a 512×512 matmul
+# ran at 0.8 GFLOP/s on the lab's AVX2-only VM, against ~30-160 GFLOP/s in fp32).
+NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 REPO_ROOT = Path(__file__).resolve().parent.parent
+FLAGS_OVERRIDE = "CNN_ZOO_CPU_FLAGS"
 
 
 @dataclass(frozen=True)
@@ -49,6 +61,10 @@ class Machine:
     git_commit: str
     hostname: str
     peak_gflops: dict[str, float]
+    # Peaks left unmeasured, with the reason (bf16 where it would only be emulated).
+    peak_gflops_skipped: dict[str, str] = field(default_factory=dict)
+    # :func:`cuda_tf32` when CUDA is measured, else None.
+    cuda_tf32: dict[str, bool] | None = None
 
 
 def _cpuinfo() -> str:
@@ -67,12 +83,35 @@ def cpu_model() -> str:
 
 
 def cpu_flags() -> tuple[str, ...]:
-    """The relevant SIMD/matrix flags the CPU reports (avx2, avx512f, avx512_bf16, amx_*)."""
+    """The relevant SIMD/matrix flags the CPU reports (avx2, avx512f, avx512_bf16, amx_*).
+
+    ``CNN_ZOO_CPU_FLAGS`` (comma-separated, e.g. ``avx2,fma``) stands in for the CPU's own
+    flags: the test suite runs the other machine's branches with it
+    (``CNN_ZOO_CPU_FLAGS=avx2,fma nox -s tests`` behaves as on an AVX2-only CPU).
+    """
+    forced = os.environ.get(FLAGS_OVERRIDE)
+    if forced is not None:
+        given = {flag.strip() for flag in forced.split(",")}
+        return tuple(flag for flag in RELEVANT_FLAGS if flag in given)
     for line in _cpuinfo().splitlines():
         if line.startswith("flags"):
             present = set(line.split(":", 1)[1].split())
             return tuple(flag for flag in RELEVANT_FLAGS if flag in present)
     return ()
+
+
+def native_bf16(device: torch.device | str = "cpu") -> bool:
+    """Whether ``device`` has native bf16 arithmetic: the one detector of the harness and the
+    training loop.
+
+    CPU: ``avx512_bf16`` or ``amx_bf16`` among the CPU's flags. oneDNN's own check
+    (``torch.ops.mkldnn._is_mkldnn_bf16_supported``) says yes on any AVX-512 CPU, where bf16 is
+    emulated, so it is not asked. CUDA: ``torch.cuda.is_bf16_supported()``.
+    """
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    return bool(set(NATIVE_BF16_FLAGS) & set(cpu_flags()))
 
 
 def load_average() -> float | None:
@@ -91,6 +130,45 @@ def load_average() -> float | None:
 def gpu_name() -> str | None:
     """The first CUDA device's name, or ``None`` without one."""
     return torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+
+
+def cuda_tf32() -> dict[str, bool]:
+    """Whether CUDA may run fp32 work as TF32: ``matmul`` (cuBLAS: matmul, linear layers) and
+    ``cudnn_conv`` (cuDNN convolutions). torch's defaults are no and yes. Only GPUs with TF32
+    (Ampere and later) act on it. Reads settings only: no GPU needed.
+    """
+    backends = torch.backends
+    return {
+        "matmul": _tf32_allowed(
+            lambda: backends.cuda.matmul.allow_tf32,
+            (backends.cuda.matmul, backends.cudnn, backends),
+        ),
+        "cudnn_conv": _tf32_allowed(
+            lambda: backends.cudnn.allow_tf32, (backends.cudnn.conv, backends.cudnn, backends)
+        ),
+    }
+
+
+def _tf32_allowed(legacy: Callable[[], bool], scopes: tuple[Any, ...]) -> bool:
+    try:
+        return bool(legacy())
+    except RuntimeError:
+        # Once the fp32_precision API was used, torch refuses to read allow_tf32. Then the
+        # narrowest scope (op, CUDA, all backends) whose fp32_precision is set decides.
+        for scope in scopes:
+            precision = scope.fp32_precision
+            if precision != "none":
+                return precision == "tf32"
+        return False
+
+
+def row_tf32(device: str, dtype: str) -> bool | None:
+    """A row's ``tf32``: on a CUDA fp32 row, whether TF32 was allowed for its matmuls or its
+    convolutions (:func:`cuda_tf32` says which); None on CPU rows and bf16 rows, whose
+    convolutions and matmuls do not run in fp32."""
+    if torch.device(device).type != "cuda" or dtype != "fp32":
+        return None
+    return any(cuda_tf32().values())
 
 
 def git_commit() -> str:
@@ -148,8 +226,10 @@ def matmul_gflops(
     return 2 * n**3 / best / 1e9
 
 
-def conv3x3_gflops(device: torch.device | str = "cpu", seconds: float = 0.5) -> float:
-    """Measured fp32 throughput (GFLOP/s) of a channels_last 3×3 convolution, 128 → 128
+def conv3x3_gflops(
+    device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32, seconds: float = 0.5
+) -> float:
+    """Measured throughput (GFLOP/s) of a channels_last 3×3 convolution in ``dtype``, 128 → 128
     channels on 28×28 (a VGG/ResNet middle layer), forward only.
 
     Convolution kernels (oneDNN, cuDNN) can outrun the BLAS matmul on the same machine (on an
@@ -158,7 +238,7 @@ def conv3x3_gflops(device: torch.device | str = "cpu", seconds: float = 0.5) -> 
     (or reaches 64), then the best call within ``seconds``.
     """
     device = torch.device(device)
-    conv = torch.nn.Conv2d(128, 128, 3, padding=1, bias=False).to(device)
+    conv = torch.nn.Conv2d(128, 128, 3, padding=1, bias=False).to(device, dtype)
     conv = conv.to(memory_format=torch.channels_last)
 
     def once(x: torch.Tensor) -> float:
@@ -173,7 +253,7 @@ def conv3x3_gflops(device: torch.device | str = "cpu", seconds: float = 0.5) -> 
     batch = 1
     with torch.inference_mode():
         while True:
-            x = torch.randn(batch, 128, 28, 28, device=device)
+            x = torch.randn(batch, 128, 28, 28, device=device).to(dtype)
             x = x.contiguous(memory_format=torch.channels_last)
             once(x)  # warm-up: kernel selection
             best = once(x)
@@ -187,23 +267,35 @@ def conv3x3_gflops(device: torch.device | str = "cpu", seconds: float = 0.5) -> 
 
 
 def describe(devices: tuple[str, ...], threads: int, measure_peak: bool = True) -> Machine:
-    """Everything ``meta.json`` needs; measures the peaks (about 2-3 s) when asked.
+    """Everything ``meta.json`` needs; measures the peaks (about 2-4 s) when asked.
 
-    Keys of ``peak_gflops``: ``fp32_matmul`` / ``fp32_conv3x3`` / ``bf16_matmul`` for the CPU,
-    and the same with a ``cuda_`` prefix when CUDA is measured.
+    Keys of ``peak_gflops``: ``fp32_matmul`` / ``fp32_conv3x3`` / ``bf16_matmul`` /
+    ``bf16_conv3x3`` for the CPU, and the same with a ``cuda_`` prefix when CUDA is measured.
+    The bf16 peaks are measured only where bf16 is native (:func:`native_bf16`); emulated bf16
+    would cost seconds for a number no row is judged by. ``peak_gflops_skipped`` names the
+    peaks left out and why.
     """
     import torchvision
 
+    cuda = "cuda" in devices and torch.cuda.is_available()
     peaks: dict[str, float] = {}
+    skipped: dict[str, str] = {}
     if measure_peak:
-        peaks["fp32_matmul"] = round(matmul_gflops("cpu", torch.float32), 1)
-        peaks["fp32_conv3x3"] = round(conv3x3_gflops("cpu"), 1)
-        peaks["bf16_matmul"] = round(matmul_gflops("cpu", torch.bfloat16), 1)
-        if "cuda" in devices and torch.cuda.is_available():
-            peaks["cuda_fp32_matmul"] = round(matmul_gflops("cuda", torch.float32), 1)
-            peaks["cuda_fp32_conv3x3"] = round(conv3x3_gflops("cuda"), 1)
-            if torch.cuda.is_bf16_supported():
-                peaks["cuda_bf16_matmul"] = round(matmul_gflops("cuda", torch.bfloat16), 1)
+        targets = [("cpu", "")] + ([("cuda", "cuda_")] if cuda else [])
+        for device, prefix in targets:
+            peaks[f"{prefix}fp32_matmul"] = round(matmul_gflops(device, torch.float32), 1)
+            peaks[f"{prefix}fp32_conv3x3"] = round(conv3x3_gflops(device, torch.float32), 1)
+            bf16 = (f"{prefix}bf16_matmul", f"{prefix}bf16_conv3x3")
+            if native_bf16(device):
+                peaks[bf16[0]] = round(matmul_gflops(device, torch.bfloat16), 1)
+                peaks[bf16[1]] = round(conv3x3_gflops(device, torch.bfloat16), 1)
+            else:
+                reason = (
+                    "no native bf16 on this CPU (no avx512_bf16/amx_bf16): emulated, not measured"
+                    if device == "cpu"
+                    else "this GPU has no bf16 support: not measured"
+                )
+                skipped.update(dict.fromkeys(bf16, reason))
     return Machine(
         cpu_model=cpu_model(),
         cpu_flags=cpu_flags(),
@@ -214,4 +306,6 @@ def describe(devices: tuple[str, ...], threads: int, measure_peak: bool = True) 
         git_commit=git_commit(),
         hostname=socket.gethostname(),
         peak_gflops=peaks,
+        peak_gflops_skipped=skipped,
+        cuda_tf32=cuda_tf32() if cuda else None,
     )

@@ -3,7 +3,8 @@
 - Weights, gradients and optimizer state: the bytes of the tensors themselves.
 - Activations saved for backward: measured during a real training step with
   ``torch.autograd.graph.saved_tensors_hooks``, counting each storage once and leaving out
-  the parameters and buffers (autograd saves weights too, but they are not activations).
+  the parameters and buffers and the copies cast from them (autograd saves weights too, and
+  under autocast the bf16 copy of each weight, but they are not activations).
 - Peak memory of one step:
   - CUDA: ``torch.cuda.max_memory_allocated`` after ``reset_peak_memory_stats`` (the caching
     allocator's high-water mark of tensor bytes, weights and inputs included).
@@ -17,6 +18,7 @@
     (a lower bound: a spike shorter than that can be missed); ``PeakMemory.method`` says which.
 - CPU refusal: :func:`estimate_peak_bytes` from the layer outputs of one sample, checked
   against ``MemAvailable`` before a batch runs, so the kernel's OOM killer never gets there.
+  The row keeps it as ``peak_mem_estimate_mib``, beside the measured ``peak_mem_mib``.
 """
 
 from __future__ import annotations
@@ -27,9 +29,12 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
+from torch.multiprocessing.reductions import StorageWeakRef
+from torch.utils._python_dispatch import TorchDispatchMode
 
 __all__ = [
     "MIB",
@@ -50,6 +55,9 @@ MIB = 2**20
 # Fraction of MemAvailable a CPU batch may plan to use: the estimate is rough and others share
 # the machine.
 CPU_MEMORY_HEADROOM = 0.7
+# What a step allocates besides tensors (oneDNN primitives, autograd's graph, Python objects):
+# a LeNet-5 training step's whole rise on CPU, activations included, measured 0.7-1.5 MiB.
+STEP_OVERHEAD_BYTES = 4 * MIB
 
 
 @dataclass(frozen=True)
@@ -93,24 +101,60 @@ def optimizer_bytes(optimizer: torch.optim.Optimizer) -> int:
 
 
 def saved_activation_bytes(model: nn.Module, step: Callable[[], object]) -> int:
-    """Bytes autograd saves for backward during one call of ``step`` (a training step).
+    """Bytes of activations autograd saves for backward during one call of ``step`` (a
+    training step).
 
-    Each storage is counted once (views and tensors saved twice share one), at its full size;
-    parameters and buffers are left out.
+    Each storage is counted once (views and tensors saved twice share one), at its full size.
+    Left out: parameters and buffers, and copies cast from them (``aten._to_copy`` of a
+    parameter, a buffer or such a copy: autocast saves the bf16 copy of each weight it casts,
+    a weight, not an activation).
     """
     own = {t.untyped_storage().data_ptr() for t in [*model.parameters(), *model.buffers()]}
+    casts = _WeightCasts(own)
     seen: dict[int, int] = {}
 
     def pack(tensor: torch.Tensor) -> torch.Tensor:
         storage = tensor.untyped_storage()
-        pointer = storage.data_ptr()
-        if pointer not in own:
+        if not casts.holds_weights(storage):
+            pointer = storage.data_ptr()
             seen[pointer] = max(seen.get(pointer, 0), storage.nbytes())
         return tensor  # keep autograd's own behaviour: we only look
 
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+    with casts, torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
         step()
     return sum(seen.values())
+
+
+class _WeightCasts(TorchDispatchMode):
+    """Records the storages of ``aten._to_copy`` results whose input's storage is a
+    parameter's or buffer's (``own``: their data pointers) or another such copy's.
+
+    It keeps weak references only, so the copies are freed when the step frees them (the peak
+    is not changed), and a weak reference keeps its storage's identity from being reused, so a
+    new activation at a freed copy's address is not mistaken for it.
+    """
+
+    def __init__(self, own: set[int]) -> None:
+        super().__init__()
+        self._own = own
+        self._copies: set[StorageWeakRef] = set()
+
+    def holds_weights(self, storage: torch.UntypedStorage) -> bool:
+        return storage.data_ptr() in self._own or StorageWeakRef(storage) in self._copies
+
+    def __torch_dispatch__(
+        self,
+        func: torch._ops.OpOverload,
+        types: object,
+        args: tuple[Any, ...] = (),
+        kwargs: dict[str, Any] | None = None,
+    ) -> Any:
+        out = func(*args, **(kwargs or {}))
+        if func is torch.ops.aten._to_copy.default and self.holds_weights(
+            args[0].untyped_storage()
+        ):
+            self._copies.add(StorageWeakRef(out.untyped_storage()))
+        return out
 
 
 def resident_tensor_bytes(
@@ -182,15 +226,21 @@ def estimate_peak_bytes(
     Training keeps every output for backward and needs about as much again for their
     gradients (×2), plus gradients and momentum (2 × trainable). Inference holds at most a
     layer's input and output (2 × the largest). ``element_scale`` is 0.5 for bf16 tensors.
+    Beyond the tensors it adds weight-sized scratch (training 3 × weights, inference 1 ×) and
+    :data:`STEP_OVERHEAD_BYTES`. The scratch: oneDNN copies a layer's weights (and weight
+    gradient) into its own layout at every call, gradients are reallocated while the allocator
+    still holds the pages of the freed ones, autocast holds bf16 copies of the weights through
+    backward. A CPU training step was measured up to about 2 × the weights above its tensors
+    (``lab_cnn`` under bf16 autocast), an inference step up to about ½ ×.
     """
     per_sample = input_bytes_per_sample * element_scale
     if mode == "train":
         per_sample += 2 * activation_bytes_per_sample * element_scale
-        fixed = weight_bytes + 2 * trainable_bytes
+        fixed = weight_bytes + 2 * trainable_bytes + 3 * weight_bytes
     else:
         per_sample += 2 * largest_activation_per_sample * element_scale
-        fixed = weight_bytes
-    return int(fixed + per_sample * batch_size)
+        fixed = weight_bytes + weight_bytes
+    return int(fixed + STEP_OVERHEAD_BYTES + per_sample * batch_size)
 
 
 class MemoryRefused(RuntimeError):

@@ -6,8 +6,9 @@ CPU batch refused by the memory estimate) becomes that row's ``error``; the run 
 Ctrl-C (``KeyboardInterrupt``) stops the loop between two writes: every finished row is on
 disk and ``meta.json`` records ``interrupted: true``.
 
-``achieved_gflops`` = ``flops`` × batch / step time, with a training step counted as 3 ×
-the forward FLOPs (backward ≈ 2 × forward: gradients of inputs and of weights).
+``achieved_gflops`` = FLOPs per sample × batch / median step time: ``flops`` (forward) for an
+inference row, ``train_flops`` for a training row, counted on the row's own training step
+(forward and backward as autograd runs them: the first layer computes no input gradient).
 """
 
 from __future__ import annotations
@@ -29,8 +30,9 @@ from torch import nn
 import zoo
 from bench import memory
 from bench.config import RunPlan, TimerSettings
-from bench.counting import Counts, count_model
-from bench.machine import Machine, describe, load_average
+from bench.counting import Counts, count_model, count_step_flops, uncounted_ops_text
+from bench.machine import Machine, describe, load_average, row_tf32
+from bench.recipes import loss_fn, recipe_for
 from bench.results import ACCURACY_COLUMNS, ResultsWriter, row_key
 from bench.steps import make_workload
 from bench.timing import Timing, time_steps, time_steps_cuda
@@ -48,7 +50,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-TRAIN_FLOPS_FACTOR = 3  # forward + backward ≈ 3 × forward
 MAX_BATCH_LIMIT = 65_536  # --max-batch stops doubling here
 
 
@@ -124,22 +125,27 @@ def base_row(
         "params_total": counts.params_total if counts else None,
         "macs_fvcore": counts.macs_fvcore if counts else None,
         "flops": counts.flops if counts else None,
+        "train_flops": None,
+        "uncounted_ops": uncounted_ops_text(counts.skipped_ops) if counts else None,
         "weights_mib": None,
         "grads_mib": None,
         "optimizer_mib": None,
         "activations_mib": None,
         "peak_mem_mib": None,
         "peak_mem_method": None,
+        "peak_mem_estimate_mib": None,
         "step_ms_median": None,
         "step_ms_p10": None,
         "step_ms_p90": None,
         "steps_timed": None,
         "samples_per_s": None,
         "achieved_gflops": None,
+        "tf32": row_tf32(spec.device, spec.dtype),
         # The largest batch that fits, on a --max-batch row only (0 until found).
         "max_batch": 0 if spec.max_batch else None,
         "torch_version": machine.torch_version,
         "git_commit": machine.git_commit,
+        "session": None,
         "timestamp": _now(),
         "error": None,
         **dict.fromkeys(ACCURACY_COLUMNS),
@@ -163,18 +169,21 @@ def measure_row(
     if device.type == "cpu" and counts is not None:
         element_scale = 0.5 if spec.dtype == "bf16" else 1.0
         sizes = memory.model_bytes(model)
-        memory.check_fits_cpu(
-            memory.estimate_peak_bytes(
-                weight_bytes=int(sizes.weights * element_scale),
-                trainable_bytes=int(sizes.trainable * element_scale),
-                activation_bytes_per_sample=counts.activation_bytes,
-                largest_activation_per_sample=counts.largest_activation_bytes,
-                input_bytes_per_sample=4 * _numel(card.input_shape),
-                batch_size=spec.batch_size,
-                mode=spec.mode,
-                element_scale=element_scale,
-            )
+        # A model an earlier row of this placement ran is already bf16: do not halve it twice.
+        already_cast = any(p.dtype == torch.bfloat16 for p in model.parameters())
+        weight_scale = 1.0 if already_cast else element_scale
+        estimate = memory.estimate_peak_bytes(
+            weight_bytes=int(sizes.weights * weight_scale),
+            trainable_bytes=int(sizes.trainable * weight_scale),
+            activation_bytes_per_sample=counts.activation_bytes,
+            largest_activation_per_sample=counts.largest_activation_bytes,
+            input_bytes_per_sample=4 * _numel(card.input_shape),
+            batch_size=spec.batch_size,
+            mode=spec.mode,
+            element_scale=element_scale,
         )
+        row["peak_mem_estimate_mib"] = estimate / memory.MIB  # also on a refused row
+        memory.check_fits_cpu(estimate)
     work = make_workload(
         model,
         input_shape=card.input_shape,
@@ -184,10 +193,15 @@ def measure_row(
         dtype=spec.dtype,
         memory_format=spec.memory_format,
         mode=spec.mode,
+        loss=loss_fn(recipe_for(spec.model)),
     )
     step = work.train if spec.mode == "train" else work.infer
+    train_flops: int | None = None
     try:
-        for _ in range(timer.warmup):
+        if spec.mode == "train":
+            # The first warm-up step also counts the FLOPs of the step timed (untimed itself).
+            train_flops = count_step_flops(step) // spec.batch_size
+        for _ in range(timer.warmup - (spec.mode == "train")):
             step()
         # One untimed step after the warm-up measures memory: its peak and, when training,
         # the activations autograd saves (the hooks only look, so they do not change the peak).
@@ -231,10 +245,10 @@ def measure_row(
     row["step_ms_p90"] = timing.p90_ms
     row["steps_timed"] = timing.steps
     row["samples_per_s"] = timing.samples_per_s(spec.batch_size)
-    if counts is not None:
-        factor = TRAIN_FLOPS_FACTOR if spec.mode == "train" else 1
-        flop = counts.flops * spec.batch_size * factor
-        row["achieved_gflops"] = flop / (timing.median_ms / 1e3) / 1e9
+    row["train_flops"] = train_flops
+    per_sample = train_flops if spec.mode == "train" else (counts.flops if counts else None)
+    if per_sample is not None:
+        row["achieved_gflops"] = per_sample * spec.batch_size / (timing.median_ms / 1e3) / 1e9
     return row
 
 
@@ -270,6 +284,7 @@ def _cuda_fits(model: nn.Module, spec: RowSpec, batch: int) -> bool:
             model, input_shape=card.input_shape, num_classes=card.num_classes,
             batch_size=batch, device=spec.device, dtype=spec.dtype,
             memory_format=spec.memory_format, mode=spec.mode,
+            loss=loss_fn(recipe_for(spec.model)),
         )  # fmt: skip
         step = work.train if spec.mode == "train" else work.infer
         step()
@@ -319,7 +334,7 @@ def run_plan(
     previous = writer.read_meta() if resume else None
     meta: dict[str, Any] = {
         "run_id": out.name,
-        "started": (previous or {}).get("started") or _now(),
+        "started": _now(),
         "finished": None,
         "duration_s": None,
         "interrupted": None,
@@ -332,9 +347,21 @@ def run_plan(
         "torchvision_version": machine.torchvision_version,
         "git_commit": machine.git_commit,
         "peak_gflops": machine.peak_gflops,
+        "peak_gflops_skipped": machine.peak_gflops_skipped,
+        "cuda_tf32": machine.cuda_tf32,
         "hostname": machine.hostname,
         "load_average_1m": load_average(),  # at the start: above the core count, others compete
     }
+    # Each run_plan call is a session with its own machine facts; rows name theirs. The
+    # top-level keys stay the first session's (readers from before sessions existed).
+    sessions = _earlier_sessions(previous)
+    number = 1 + max((s["session"] for s in sessions), default=0)
+    session = {"session": number, **{k: v for k, v in meta.items() if k != "run_id"}}
+    sessions.append(session)
+    if previous:
+        meta = {**previous, "run_id": out.name}
+    meta["sessions"] = sessions
+    writer.session = number
     writer.write_meta(meta)
     interrupted = True
     try:
@@ -343,14 +370,25 @@ def run_plan(
         interrupted = False
     finally:
         # Also on KeyboardInterrupt: the rows are already on disk; say how the run ended.
-        meta["finished"] = _now()
-        meta["duration_s"] = round(
-            time.time() - started + ((previous or {}).get("duration_s") or 0.0), 1
-        )
-        meta["interrupted"] = interrupted
+        session["finished"] = meta["finished"] = _now()
+        session["duration_s"] = round(time.time() - started, 1)
+        meta["duration_s"] = round(sum(s.get("duration_s") or 0.0 for s in sessions), 1)
+        session["interrupted"] = meta["interrupted"] = interrupted
         writer.write_meta(meta)
         writer.write_csv()
     return out
+
+
+def _earlier_sessions(previous: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The sessions ``meta.json`` lists; a folder written before sessions existed is one."""
+    if not previous:
+        return []
+    listed = previous.get("sessions")
+    if isinstance(listed, list):
+        return [
+            dict(s) for s in listed if isinstance(s, dict) and isinstance(s.get("session"), int)
+        ]
+    return [{"session": 1, **{k: v for k, v in previous.items() if k != "run_id"}}]
 
 
 def _run_model(
@@ -442,7 +480,7 @@ def _run_model(
 _MEASURED = (
     "weights_mib", "grads_mib", "optimizer_mib", "activations_mib", "peak_mem_mib",
     "peak_mem_method", "step_ms_median", "step_ms_p10", "step_ms_p90", "steps_timed",
-    "samples_per_s", "achieved_gflops",
+    "samples_per_s", "achieved_gflops", "train_flops",
 )  # fmt: skip
 
 

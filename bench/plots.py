@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -238,22 +238,28 @@ def throughput_vs_batch(rows: pd.DataFrame, path: Path) -> Path | None:
 
 
 def reference_peak(peaks: Mapping[str, float], dtype: str) -> tuple[str, float] | None:
-    """The peak a row of ``dtype`` is judged against, as ``(kind, GFLOP/s)``: bf16 rows the bf16
-    matmul; fp32 rows the faster of the fp32 matmul and the 3×3 convolution (on some CPUs the
+    """The peak a row of ``dtype`` is judged against, as ``(kind, GFLOP/s)``: the faster of the
+    matmul and the 3×3 convolution of the row's precision, bf16 or fp32 (on some CPUs the
     convolution kernels outrun the matmul library). None if nothing was measured."""
-    kinds = ("bf16_matmul",) if "bf16" in str(dtype) else ("fp32_matmul", "fp32_conv3x3")
+    precision = "bf16" if "bf16" in str(dtype) else "fp32"
+    kinds = (f"{precision}_matmul", f"{precision}_conv3x3")
     measured = [(kind, peaks[kind]) for kind in kinds if peaks.get(kind)]
     return max(measured, key=lambda item: item[1]) if measured else None
 
 
 def gflops_vs_peak(
-    rows: pd.DataFrame, peaks: Mapping[str, Mapping[str, float]], path: Path
+    rows: pd.DataFrame,
+    peaks: Mapping[str, Mapping[str, float]],
+    path: Path,
+    row_peaks: Callable[[Mapping[str, Any]], Mapping[str, float]] | None = None,
 ) -> Path | None:
     """Best achieved GFLOP/s per model, mode and dtype, against the measured peaks.
 
     ``rows``: error-free infer/train rows with ``achieved_gflops``; ``peaks``: per device,
-    ``{"fp32_matmul": x, "fp32_conv3x3": y, "bf16_matmul": z}`` (any may be missing); the share
-    written beside each bar is of :func:`reference_peak`.
+    ``{"fp32_matmul": x, "fp32_conv3x3": y, "bf16_matmul": z, "bf16_conv3x3": w}`` (any may be
+    missing), drawn as lines; the share written beside each bar is of :func:`reference_peak` of
+    ``row_peaks(row)`` (the peaks of the session that measured the row), by default of the
+    device's ``peaks``.
     """
     df = rows[rows["mode"].isin(["infer", "train"]) & rows["achieved_gflops"].notna()]
     if df.empty:
@@ -283,7 +289,12 @@ def gflops_vs_peak(
         )
         ax.set_yticks(list(ys), labels, fontsize=8)
         device_peaks = peaks.get(device, {})
-        for key, style in (("fp32_matmul", "--"), ("fp32_conv3x3", "-."), ("bf16_matmul", ":")):
+        for key, style in (
+            ("fp32_matmul", "--"),
+            ("fp32_conv3x3", "-."),
+            ("bf16_matmul", ":"),
+            ("bf16_conv3x3", (0, (3, 1, 1, 1, 1, 1))),  # dash-dot-dot
+        ):
             value = device_peaks.get(key)
             if value:
                 ax.axvline(
@@ -293,8 +304,9 @@ def gflops_vs_peak(
                     linewidth=1.2,
                     label=f"{key.replace('_', ' ')} peak: {value:,.0f} GFLOP/s",
                 )
-        for y, (gf, dtype) in enumerate(zip(part["achieved_gflops"], part["dtype"])):
-            ref = reference_peak(device_peaks, dtype)
+        for y, row in enumerate(part.to_dict("records")):
+            gf, dtype = row["achieved_gflops"], row["dtype"]
+            ref = reference_peak(row_peaks(row) if row_peaks else device_peaks, dtype)
             share = f" ({100 * gf / ref[1]:.0f}% of {ref[0].replace('_', ' ')})" if ref else ""
             text = f"{gf:,.1f}{share}"
             ax.annotate(
@@ -355,42 +367,42 @@ def memory_breakdown(rows: pd.DataFrame, path: Path) -> Path | None:
 
 
 def time_to_accuracy(epochs: pd.DataFrame, targets: Mapping[str, float], path: Path) -> Path | None:
-    """Test accuracy against wall-clock training time, one line per model and seed.
+    """Test accuracy against wall-clock training time, one line per training run.
 
-    ``epochs``: the per-epoch log; ``targets``: target accuracy (fraction) per data set.
-    One panel per data set.
+    ``epochs``: the per-epoch log (curves: :func:`bench.report.runs.epoch_curves`); ``targets``:
+    target accuracy (fraction) per data set. One panel per data set.
     """
-    df = epochs[epochs["test_accuracy"].notna() & epochs["wall_s"].notna()]
-    if df.empty:
+    from bench.report.runs import epoch_curves
+
+    curves = epoch_curves(epochs)
+    if not curves:
         return None
-    datasets = sorted(df["data"].astype(str).unique())
-    models = sorted(df["model"].unique())
+    datasets = sorted({c.data for c in curves})
+    models = sorted({c.model for c in curves})
     colors = _model_colors(models)
     fig = _new_figure(8, 4.8 * len(datasets))
     axes = fig.subplots(len(datasets), 1, squeeze=False)
     for i, data in enumerate(datasets):
         ax = axes[i][0]
-        part = df[df["data"].astype(str) == data]
-        procs = (
-            part["world_size"].fillna(1).astype(int)
-            if "world_size" in part.columns
-            else pd.Series(1, index=part.index)
-        )
         for model in models:
-            mine = part["model"] == model
-            runs = sorted(
-                {(s, int(w)) for s, w in zip(part.loc[mine, "seed"], procs[mine])}, key=str
-            )
-            for k, (seed, world) in enumerate(runs):
-                line = part[mine & (part["seed"] == seed) & (procs == world)].sort_values("wall_s")
+            mine = [c for c in curves if c.data == data and c.model == model]
+            labels = [
+                f"{model} (seed {c.seed}"
+                + (f", {c.device}" if c.device not in (None, "cpu") else "")
+                + (f", {c.world_size} processes" if c.world_size > 1 else "")
+                for c in mine
+            ]
+            for k, (curve, label) in enumerate(zip(mine, labels)):
+                if labels.count(label) > 1:  # the same settings trained twice: name the run
+                    label += f", run {curve.run}"
                 ax.plot(
-                    line["wall_s"],
-                    100 * line["test_accuracy"],
+                    curve.points["wall_s"],
+                    100 * curve.points["test_accuracy"],
                     color=colors[model],
                     linestyle=_LINESTYLES[k % len(_LINESTYLES)],
                     marker="o",
                     markersize=3,
-                    label=f"{model} (seed {seed}" + (f", {world} processes)" if world > 1 else ")"),
+                    label=label + ")",
                 )
         target = targets.get(data)
         if target is not None and not math.isnan(target):
@@ -401,7 +413,7 @@ def time_to_accuracy(epochs: pd.DataFrame, targets: Mapping[str, float], path: P
                 linewidth=1,
                 label=f"target {100 * target:.2f}%",
             )
-        ax.set_xlabel("wall-clock training time (s, data loading included)")
+        ax.set_xlabel("wall-clock training time (s, evaluation excluded)")
         ax.set_ylabel("test accuracy (%)")
         ax.set_title(f"Time to accuracy on {data}")
         ax.set_xlim(left=0)

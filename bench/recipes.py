@@ -7,11 +7,16 @@ written by the training loop carries the recipe's ``describe()`` string.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import partial
 
 import torch
+import torch.nn.functional as F
 
 import zoo
+from bench import machine
+from zoo.lenet import map_loss
 
 __all__ = [
     "Recipe",
@@ -19,8 +24,9 @@ __all__ = [
     "LAB_RECIPE",
     "recipe_for",
     "lr_factor",
-    "fast_bf16",
     "resolve_dtype",
+    "LOSSES",
+    "loss_fn",
 ]
 
 
@@ -130,18 +136,27 @@ def recipe_for(model: str) -> Recipe:
     return RECIPES.get(model, _MODERN)
 
 
-def fast_bf16(device: str) -> bool:
-    """Whether ``device`` has native bf16 kernels (detected, never assumed)."""
-    if torch.device(device).type == "cuda":
-        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-
-
 def resolve_dtype(dtype: str, device: str) -> str:
-    """``"auto"`` made concrete for ``device``; any other dtype unchanged."""
+    """``"auto"`` made concrete for ``device``: bf16 autocast where it has native bf16
+    (:func:`bench.machine.native_bf16`, the harness's detector too), else fp32."""
     if dtype != "auto":
         return dtype
-    return "bf16_autocast" if fast_bf16(device) else "fp32"
+    return "bf16_autocast" if machine.native_bf16(device) else "fp32"
+
+
+# The criteria a recipe names: scores and targets -> the mean loss of the batch.
+LOSSES: dict[str, Callable[..., torch.Tensor]] = {
+    "cross_entropy": F.cross_entropy,
+    "map": map_loss,  # LeNet-5's MAP criterion on its RBF scores (Sec. II.C)
+}
+
+
+def loss_fn(recipe: Recipe) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """The criterion ``recipe`` trains with (the harness's timed step uses it too)."""
+    loss = LOSSES[recipe.loss]
+    if recipe.label_smoothing:
+        return partial(loss, label_smoothing=recipe.label_smoothing)
+    return loss
 
 
 def lr_factor(recipe: Recipe, progress: float, epoch: int) -> float:

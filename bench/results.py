@@ -13,6 +13,7 @@ import csv
 import json
 import math
 import os
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ __all__ = [
     "ROW_COLUMNS",
     "ACCURACY_COLUMNS",
     "LAYER_COLUMNS",
+    "EPOCH_COLUMNS",
     "KEY_COLUMNS",
     "row_key",
     "read_jsonl",
@@ -31,21 +33,29 @@ __all__ = [
 ROW_COLUMNS = (
     "model", "family", "input_shape", "num_classes", "device", "device_name", "dtype",
     "memory_format", "threads", "batch_size", "mode", "params", "params_total", "macs_fvcore",
-    "flops", "weights_mib", "grads_mib", "optimizer_mib", "activations_mib", "peak_mem_mib",
-    "peak_mem_method", "step_ms_median", "step_ms_p10", "step_ms_p90", "steps_timed",
-    "samples_per_s", "achieved_gflops", "max_batch", "torch_version", "git_commit",
+    "flops", "train_flops", "uncounted_ops", "weights_mib", "grads_mib", "optimizer_mib",
+    "activations_mib", "peak_mem_mib", "peak_mem_method", "peak_mem_estimate_mib",
+    "step_ms_median", "step_ms_p10", "step_ms_p90", "steps_timed", "samples_per_s",
+    "achieved_gflops", "tf32", "max_batch", "torch_version", "git_commit", "session",
     "timestamp", "error",
 ) + (
     # Accuracy rows (mode "accuracy", bench.accuracy); null on the harness's rows.
     "data", "accuracy", "target_acc", "time_to_target_s", "budget_s", "epochs", "seed",
-    "recipe", "data_loading_in_timing", "train_s", "test_samples",
+    "recipe", "data_loading_in_timing", "data_on_clock", "data_setup_s", "train_s",
+    "test_samples", "eval_dtype", "run",
     # Training processes (torchrun): world_size 1 and backend null for one process.
     "world_size", "backend", "global_batch",
 )  # fmt: skip
 ACCURACY_COLUMNS = ROW_COLUMNS[ROW_COLUMNS.index("data") :]
 LAYER_COLUMNS = (
     "model", "family", "index", "layer", "type", "output_shape", "params", "macs",
-    "activation_mib",
+    "activation_mib", "layer_count",
+)  # fmt: skip
+# epochs.jsonl: one line per evaluation during training; ``run`` names the training run (the
+# ``run`` column of its results row), so each run is one curve however many share a folder.
+EPOCH_COLUMNS = (
+    "run", "model", "data", "seed", "world_size", "device", "epoch", "wall_s", "train_loss",
+    "test_accuracy", "samples_per_s",
 )  # fmt: skip
 # The settings that identify a row: --resume skips a row whose key is already written.
 KEY_COLUMNS = (
@@ -96,6 +106,23 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
+def _complete_models(layers: Iterable[Mapping[str, Any]]) -> set[str]:
+    """The models whose breakdown is whole: indexes 0..n-1 once each, n being every line's
+    ``layer_count`` (lines written before that column: the indexes alone)."""
+    by_model: dict[str, list[Mapping[str, Any]]] = {}
+    for line in layers:
+        by_model.setdefault(line["model"], []).append(line)
+    complete = set()
+    for model, lines in by_model.items():
+        indexes = [line.get("index") for line in lines]
+        counts = {line.get("layer_count") for line in lines}
+        if not all(isinstance(i, int) for i in indexes):
+            continue
+        if sorted(indexes) == list(range(len(lines))) and counts in ({None}, {len(lines)}):
+            complete.add(model)
+    return complete
+
+
 def _clean(value: Any) -> Any:
     # JSON has no NaN/inf; a number we could not measure is null.
     if isinstance(value, float) and not math.isfinite(value):
@@ -104,25 +131,37 @@ def _clean(value: Any) -> Any:
 
 
 class ResultsWriter:
-    """Appends rows to ``results.jsonl`` and layers to ``layers.jsonl`` in ``folder``."""
+    """Appends rows to ``results.jsonl`` and layers to ``layers.jsonl`` in ``folder``.
 
-    def __init__(self, folder: Path) -> None:
+    ``session``: the number of the meta.json session writing (``sessions`` there); a row whose
+    ``session`` is null is written with it.
+    """
+
+    def __init__(self, folder: Path, session: int | None = None) -> None:
+        self.session = session
         self.folder = Path(folder)
+        if self.folder.exists() and not self.folder.is_dir():
+            raise ValueError(
+                f"{self.folder} is a file, not a results folder: give a folder (new or existing)"
+            )
         self.folder.mkdir(parents=True, exist_ok=True)
         self.results_path = self.folder / "results.jsonl"
         self.layers_path = self.folder / "layers.jsonl"
+        self.epochs_path = self.folder / "epochs.jsonl"
         self.csv_path = self.folder / "results.csv"
         self.meta_path = self.folder / "meta.json"
         self._repair_tail(self.results_path)
         self._repair_tail(self.layers_path)
+        self._repair_tail(self.epochs_path)
         self._done = {row_key(row) for row in read_jsonl(self.results_path)}
-        self._layer_models = {row["model"] for row in read_jsonl(self.layers_path)}
+        self._layer_models = _complete_models(read_jsonl(self.layers_path))
 
     def has_row(self, key: tuple[Any, ...]) -> bool:
         """True if a row with these settings (:func:`row_key`) is already written."""
         return key in self._done
 
     def has_layers(self, model: str) -> bool:
+        """True if ``model``'s whole breakdown is written (not a batch a kill cut short)."""
         return model in self._layer_models
 
     def write_row(self, row: Mapping[str, Any]) -> None:
@@ -134,15 +173,56 @@ class ResultsWriter:
                 f"row columns differ: missing {sorted(missing)}, extra {sorted(extra)}"
             )
         ordered = {column: _clean(row[column]) for column in ROW_COLUMNS}
+        if ordered["session"] is None:
+            ordered["session"] = self.session
         self._append(self.results_path, [ordered])
         self._done.add(row_key(ordered))
         self.write_csv()
 
     def write_layers(self, rows: Iterable[Mapping[str, Any]]) -> None:
-        """Append a model's per-layer breakdown."""
-        ordered = [{column: _clean(row[column]) for column in LAYER_COLUMNS} for row in rows]
+        """Append a model's per-layer breakdown, in one write; ``layer_count`` is filled in.
+
+        Lines already in layers.jsonl for the same model (a batch a kill cut short) are
+        removed first, so a model's breakdown is never partial or repeated.
+        """
+        rows = list(rows)
+        lines_per_model = Counter(row["model"] for row in rows)
+        ordered = [
+            {
+                column: lines_per_model[row["model"]]
+                if column == "layer_count"
+                else _clean(row[column])
+                for column in LAYER_COLUMNS
+            }
+            for row in rows
+        ]
+        self._drop_layers(set(lines_per_model))
         self._append(self.layers_path, ordered)
-        self._layer_models.update(row["model"] for row in ordered)
+        self._layer_models.update(lines_per_model)
+
+    def _drop_layers(self, models: set[str]) -> None:
+        if not self.layers_path.exists():
+            return
+        lines = self.layers_path.read_text(encoding="utf-8").splitlines(keepends=True)
+        kept = [line for line in lines if line.strip() and json.loads(line)["model"] not in models]
+        if len(kept) == len(lines):
+            return
+        temporary = self.layers_path.with_suffix(".jsonl.tmp")
+        with temporary.open("w", encoding="utf-8") as handle:
+            handle.write("".join(kept))
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, self.layers_path)
+
+    def write_epoch(self, line: Mapping[str, Any]) -> None:
+        """Append one evaluation of a training run (every column of :data:`EPOCH_COLUMNS`)."""
+        missing = set(EPOCH_COLUMNS) - set(line)
+        extra = set(line) - set(EPOCH_COLUMNS)
+        if missing or extra:
+            raise ValueError(
+                f"epoch columns differ: missing {sorted(missing)}, extra {sorted(extra)}"
+            )
+        self._append(self.epochs_path, [{c: _clean(line[c]) for c in EPOCH_COLUMNS}])
 
     def write_csv(self) -> None:
         """Rewrite results.csv from results.jsonl (atomically)."""

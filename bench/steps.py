@@ -9,20 +9,22 @@ dtype conventions (the ``dtype`` column):
 - ``bf16``: weights and inputs cast to bf16 once; training updates bf16 weights directly
   (pure-bf16 SGD, no fp32 master copy).
 
-A training step is ``zero_grad`` → forward → cross-entropy → backward → SGD(momentum 0.9)
+A training step is ``zero_grad`` → forward → the recipe's loss (cross-entropy; MAP for
+LeNet-5) → backward → SGD(momentum 0.9)
 step, the papers' optimizer. Inputs are random: timing does not depend on their values.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from bench import machine
 
 __all__ = ["TORCH_DTYPES", "Workload", "make_workload", "autocast_context", "check_dtype"]
 
@@ -47,29 +49,17 @@ class Workload:
     train: Callable[[], torch.Tensor]
 
 
-# CPU flags with native bf16 arithmetic; without them torch emulates bf16 (a 512×512 matmul
-# ran at 0.8 GFLOP/s on the lab's AVX2-only VM, against ~30-160 GFLOP/s in fp32).
-NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
-
-
 def check_dtype(dtype: str, device: torch.device) -> None:
     """Raise a one-line ``RuntimeError`` if ``device`` cannot run ``dtype`` (natively)."""
     if dtype == "fp32":
         return
-    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+    if device.type == "cuda" and not machine.native_bf16(device):
         raise RuntimeError(f"{torch.cuda.get_device_name(device)} does not support bf16")
-    if device.type == "cpu" and not set(NATIVE_BF16_FLAGS) & set(_cpu_flags()):
+    if device.type == "cpu" and not machine.native_bf16(device):
         raise RuntimeError(
             "this CPU has no native bf16 (no avx512_bf16/amx_bf16): torch would emulate it "
             "at ~1% of fp32 speed, so bf16 is not measured here"
         )
-
-
-@functools.lru_cache(maxsize=1)
-def _cpu_flags() -> tuple[str, ...]:
-    from bench.machine import cpu_flags
-
-    return cpu_flags()
 
 
 @contextlib.contextmanager
@@ -93,10 +83,12 @@ def make_workload(
     memory_format: str,
     mode: str,
     seed: int = 0,
+    loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = F.cross_entropy,
 ) -> Workload:
     """Place ``model`` and a random batch on ``device`` and build its step callables.
 
-    ``mode`` is ``"infer"`` (model in eval mode) or ``"train"`` (train mode, SGD optimizer).
+    ``mode`` is ``"infer"`` (model in eval mode) or ``"train"`` (train mode, SGD optimizer);
+    ``loss`` is the training step's criterion (the model's recipe's: LeNet-5 trains with MAP).
     The model is moved/cast in place, once.
     """
     device = torch.device(device)
@@ -123,9 +115,9 @@ def make_workload(
         assert optimizer is not None, "train step built without an optimizer"
         optimizer.zero_grad(set_to_none=True)
         with autocast_context(dtype, device):
-            loss = F.cross_entropy(model(inputs), targets)
-        loss.backward()
+            value = loss(model(inputs), targets)
+        value.backward()
         optimizer.step()
-        return loss.detach()
+        return value.detach()
 
     return Workload(model, inputs, targets, device, dtype, optimizer, infer, train)

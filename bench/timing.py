@@ -3,7 +3,9 @@
 On CPU each step is timed with ``time.perf_counter``; on CUDA with a pair of CUDA events per
 step, read after one synchronisation at the end (so the host never waits inside the loop).
 Statistics are over per-step times: median, 10th and 90th percentile (linear interpolation,
-numpy's default), and the number of timed steps, so a reader can judge the spread.
+numpy's default), and the number of timed steps, so a reader can judge the spread. Below
+``MIN_STEPS_FOR_SPREAD`` timed steps there is no spread: p10/p90 of 3 steps would only be
+interpolations between the minimum, the median and the maximum.
 """
 
 from __future__ import annotations
@@ -16,7 +18,11 @@ import torch
 
 from bench.config import TimerSettings
 
-__all__ = ["Timing", "summarise", "time_steps", "time_steps_cuda"]
+__all__ = ["MIN_STEPS_FOR_SPREAD", "Timing", "summarise", "time_steps", "time_steps_cuda"]
+
+# Timed steps from which p10/p90 are given; from fewer they would mostly restate the fastest
+# and the slowest step (of 3 steps: interpolations between minimum, median and maximum).
+MIN_STEPS_FOR_SPREAD = 10
 
 
 @dataclass(frozen=True)
@@ -24,8 +30,8 @@ class Timing:
     """Per-step wall time of a timed run, in milliseconds."""
 
     median_ms: float
-    p10_ms: float
-    p90_ms: float
+    p10_ms: float | None  # None below MIN_STEPS_FOR_SPREAD steps
+    p90_ms: float | None
     steps: int
     total_s: float  # sum of the timed steps
 
@@ -35,14 +41,16 @@ class Timing:
 
 
 def summarise(step_seconds: Sequence[float]) -> Timing:
-    """Median, p10, p90 (linear interpolation between order statistics) of step times."""
+    """Median, p10, p90 (linear interpolation between order statistics) of step times; p10 and
+    p90 are None below :data:`MIN_STEPS_FOR_SPREAD` steps."""
     if not step_seconds:
         raise ValueError("no timed steps to summarise")
     ordered = sorted(step_seconds)
+    spread = len(ordered) >= MIN_STEPS_FOR_SPREAD
     return Timing(
         median_ms=_quantile(ordered, 0.5) * 1e3,
-        p10_ms=_quantile(ordered, 0.1) * 1e3,
-        p90_ms=_quantile(ordered, 0.9) * 1e3,
+        p10_ms=_quantile(ordered, 0.1) * 1e3 if spread else None,
+        p90_ms=_quantile(ordered, 0.9) * 1e3 if spread else None,
         steps=len(ordered),
         total_s=sum(ordered),
     )

@@ -17,13 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 import zoo
 from bench.distributed import ONE_PROCESS, World
-from bench.recipes import Recipe, lr_factor, resolve_dtype
-from zoo.lenet import map_loss
+from bench.recipes import Recipe, loss_fn, lr_factor, resolve_dtype
 
 __all__ = [
     "TrainSettings",
@@ -33,11 +31,15 @@ __all__ = [
     "evaluate",
     "save_weights",
     "load_weights",
+    "EVAL_DTYPE",
 ]
 
 log = logging.getLogger(__name__)
 
 TRAIN_DTYPES = ("auto", "fp32", "bf16_autocast")
+# Evaluations during training run in fp32 whatever the training dtype, so that accuracies
+# compare across machines (``auto`` trains in bf16 only where the CPU has it natively).
+EVAL_DTYPE = "fp32"
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,8 @@ class TrainSettings:
             )
         if self.eval_limit is not None and self.eval_limit < 1:
             raise ValueError(f"--eval-limit must be at least 1, got {self.eval_limit}")
+        if self.seed < 0:
+            raise ValueError(f"--seed must be 0 or more, got {self.seed}")
         if self.evals_per_epoch < 1:
             raise ValueError(f"--evals-per-epoch must be at least 1, got {self.evals_per_epoch}")
 
@@ -105,17 +109,19 @@ class TrainOutcome:
     model: nn.Module | None = None
 
 
+def _clock(device: torch.device | str) -> float:
+    """The training clock's reading: on CUDA after the queued steps have run, so their time is
+    on the clock and not in the evaluation that follows."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter()
+
+
 def _autocast(device: str, dtype: str):
     if dtype == "bf16_autocast":
         return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)
     return nullcontext()
-
-
-def _loss_fn(recipe: Recipe) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    if recipe.loss == "map":
-        return map_loss
-    smoothing = recipe.label_smoothing
-    return lambda scores, y: F.cross_entropy(scores, y, label_smoothing=smoothing)
 
 
 def _optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
@@ -198,14 +204,14 @@ def train(
     net.train()
     model = world.wrap(net, device)  # DDP under several processes; net itself otherwise
     optimizer = _optimizer(net, recipe)
-    loss_fn = _loss_fn(recipe)
+    criterion = loss_fn(recipe)
     steps_per_epoch = len(splits.train) // batch_size  # the last short batch is dropped
     total_steps = steps_per_epoch * epochs
     eval_every = max(1, math.ceil(steps_per_epoch / settings.evals_per_epoch))
     generator = torch.Generator().manual_seed(settings.seed)
     evaluate_kw = dict(
         device=device,
-        dtype=dtype,
+        dtype=EVAL_DTYPE,
         channels_last=recipe.channels_last,
         limit=settings.eval_limit,
         world=world,
@@ -230,7 +236,7 @@ def train(
             leave=False,
             unit="step",
         )
-        started = time.perf_counter()
+        started = _clock(device)
         # One generator for the run: a new order every epoch, the same orders for the same seed.
         for x, y in splits.train.batches(
             local_batch,
@@ -249,7 +255,7 @@ def train(
             if recipe.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             with _autocast(device, dtype):
-                loss = loss_fn(model(x).float(), y)
+                loss = criterion(model(x).float(), y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -257,7 +263,7 @@ def train(
             loss_count += 1
             samples_since += y.numel() * world.world_size
             step += 1
-            now = time.perf_counter()
+            now = _clock(device)
             train_s += now - started
             started = now
             bar.update(1)
@@ -291,7 +297,7 @@ def train(
                 loss_sum.zero_()
                 loss_count = samples_since = 0
                 clock_at_last_eval = train_s
-                started = time.perf_counter()  # the evaluation is off the clock
+                started = _clock(device)  # the evaluation is off the clock
                 stop = out_of_time or (reached and settings.stop_at_target)
                 if stop:
                     break

@@ -55,6 +55,7 @@ BadFiles = Literal["error", "skip"]
 DEFAULT_CACHE_LIMIT_BYTES = 512 * 2**20  # decoded uint8 bytes: 60,000 × 3×32×32 is 177 MiB
 STATS_SAMPLE = 2000  # images a streamed tree's mean/std are estimated from (seeded sample)
 _PAIR_NAMES = (("train", "val"), ("train", "test"))
+SKIP_HINT = "skip such files (--skip-bad-files; bad_files='skip' from Python)"
 
 
 @dataclass(frozen=True)
@@ -105,7 +106,7 @@ def _bad_file(path: Path, why: str, bad_files: BadFiles) -> None:
     if bad_files == "skip":
         log.warning("skipping %s: %s", path, why)
         return
-    raise ImageFolderError(f"{path} {why}; remove it, or pass bad_files='skip' to skip such files")
+    raise ImageFolderError(f"{path} {why}; remove it, or {SKIP_HINT}")
 
 
 def decode_image(path: str | os.PathLike[str], input_shape: tuple[int, int, int]) -> torch.Tensor:
@@ -129,8 +130,7 @@ def decode_image(path: str | os.PathLike[str], input_shape: tuple[int, int, int]
             array = np.array(img, dtype=np.uint8)  # a writable copy for torch
     except (UnidentifiedImageError, OSError, ValueError) as exc:
         raise ImageFolderError(
-            f"{path} is not a readable image ({type(exc).__name__}); remove it, or pass "
-            "bad_files='skip'"
+            f"{path} is not a readable image ({type(exc).__name__}); remove it, or {SKIP_HINT}"
         ) from exc
     if array.ndim == 2:
         array = array[None]  # (H, W) -> (1, H, W)
@@ -487,8 +487,10 @@ def load_imagefolder(
                 "folders"
             )
         trees = [train_tree, val_tree]
+        _check_classes(train_tree)
     else:
         tree = scan_tree(root, bad_files=bad_files)
+        _check_classes(tree)
         train_idx, val_idx = _split_tree(tree, val_fraction, seed)
         trees = [tree]
     classes = trees[0].classes
@@ -555,6 +557,14 @@ def load_imagefolder(
         bad_files=bad_files,
     )
     return StreamingSplit(train_samples, **kw), StreamingSplit(val_samples, **kw)  # type: ignore[arg-type]
+
+
+def _check_classes(tree: Tree) -> None:
+    if len(tree.classes) < 2:
+        raise ImageFolderError(
+            f"ImageFolder {tree.root} has one class folder ({tree.classes[0]}); classification "
+            f"needs at least 2 classes: add a folder per class under {tree.root}"
+        )
 
 
 def _log_stats(root: Path, norm: Normalisation) -> None:

@@ -90,6 +90,29 @@ def test_full_plan_and_overrides() -> None:
     assert set(plan.dtypes) == {"fp32", "bf16_autocast", "bf16"}
 
 
+def test_min_steps_keeps_the_time_cap_of_the_short_plan() -> None:
+    parser = cli.build_parser(["run"])
+    plan = cli.build_plan(parser.parse_args(["run", "--models", "vgg16", "--min-steps", "7"]))
+    # RunPlan.short's timer: max_time_s=3.0, floor_steps=3 (bench/config.py)
+    assert plan.timer.min_steps == 7 and plan.timer.max_time_s == 3.0
+    assert plan.timer.floor_steps == 3 and plan.timer.warmup == 1
+    plan = cli.build_plan(parser.parse_args(["run", "--models", "vgg16", "--min-time", "1.5"]))
+    assert plan.timer.min_time_s == 1.5 and plan.timer.max_time_s == 3.0
+
+
+def test_a_row_line_without_spread_gives_median_and_count() -> None:
+    row = {
+        "model": "vgg16", "device": "cpu", "dtype": "fp32", "memory_format": "contiguous",
+        "mode": "train", "batch_size": 1, "max_batch": None, "error": None,
+        "step_ms_median": 1500.0, "step_ms_p10": None, "step_ms_p90": None, "steps_timed": 3,
+        "samples_per_s": 0.67, "achieved_gflops": 61.9, "peak_mem_mib": 2048.0,
+    }  # fmt: skip
+    line = cli._row_line(row, skipped=False)
+    assert "1500.00 ms/step (n=3)" in line and "p10" not in line
+    spread = cli._row_line({**row, "step_ms_p10": 1400.0, "step_ms_p90": 1600.0}, skipped=False)
+    assert "(p10 1400.00, p90 1600.00, n=3)" in spread
+
+
 def test_list_and_layers_print_tables(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run_cli(["list", "lenet*"], capsys)
     assert code == 0 and "lenet5_modern" in out and "vgg16" not in out

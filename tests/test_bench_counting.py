@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from test_bench_helpers import TinyNet
@@ -103,3 +105,150 @@ def test_count_params_separates_frozen_parameters() -> None:
 def test_flop_counter_scales_with_the_batch(batch: int) -> None:
     flops = count_flops(nn.Linear(16, 8).eval(), torch.randn(batch, 16))
     assert flops == 2 * batch * 16 * 8
+
+
+# --- training FLOPs (the step actually timed), activation bytes, uncounted ops --------------
+
+
+def linear_macs(n_in: int, n_out: int) -> int:
+    return n_in * n_out
+
+
+# lenet5_modern (1x32x32): conv 1→6 5x5 → 28x28, pool → 14x14, conv 6→16 5x5 → 10x10, pool → 5x5,
+# fc 400→120→84→10.
+LENET5_MODERN_CONV1 = conv_macs(1, 6, 5, 28, 28)  # 117,600
+LENET5_MODERN_MACS = (
+    LENET5_MODERN_CONV1
+    + conv_macs(6, 16, 5, 10, 10)
+    + linear_macs(400, 120)
+    + linear_macs(120, 84)
+    + linear_macs(84, 10)
+)
+# Forward 2·MACs, weight gradients 2·MACs, input gradients 2·MACs for all but the first layer.
+LENET5_MODERN_TRAIN_FLOPS = 3 * 2 * LENET5_MODERN_MACS - 2 * LENET5_MODERN_CONV1  # 2,263,920
+
+
+@pytest.fixture(scope="module")
+def lenet5_modern_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from test_bench_helpers import FAKE_MACHINE
+
+    from bench.config import RunPlan, TimerSettings
+    from bench.orchestrate import run_plan
+
+    fast = TimerSettings(warmup=1, min_steps=2, min_time_s=0.0)
+    plan = RunPlan(
+        models=("lenet5_modern",), batch_sizes=(2,), threads=1, timer=fast, large_timer=fast,
+        devices=("cpu",), dtypes=("fp32",),
+    )  # fmt: skip
+    out = tmp_path_factory.mktemp("lenet5_modern_run")
+    run_plan(plan, out, machine=FAKE_MACHINE)
+    return out
+
+
+def _rows(folder: Path) -> dict[str, dict]:
+    from bench.results import read_jsonl
+
+    return {row["mode"]: row for row in read_jsonl(folder / "results.jsonl")}
+
+
+def test_train_row_counts_the_flops_of_its_training_step(lenet5_modern_run: Path) -> None:
+    rows = _rows(lenet5_modern_run)
+    assert rows["train"]["error"] is None
+    assert rows["train"]["train_flops"] == LENET5_MODERN_TRAIN_FLOPS
+    assert rows["train"]["flops"] == 2 * LENET5_MODERN_MACS
+    assert rows["infer"]["train_flops"] is None
+
+
+def test_achieved_gflops_uses_train_flops_on_train_rows(lenet5_modern_run: Path) -> None:
+    rows = _rows(lenet5_modern_run)
+    train, infer = rows["train"], rows["infer"]
+    assert train["achieved_gflops"] == pytest.approx(
+        LENET5_MODERN_TRAIN_FLOPS * 2 / (train["step_ms_median"] / 1e3) / 1e9
+    )
+    assert infer["achieved_gflops"] == pytest.approx(
+        2 * LENET5_MODERN_MACS * 2 / (infer["step_ms_median"] / 1e3) / 1e9
+    )
+
+
+def test_grouped_convolution_weight_gradient_is_counted_once() -> None:
+    from bench.counting import count_step_flops
+
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(4, 4, 3, groups=2),  # 4x6x6 -> 4x4x4
+        nn.Conv2d(4, 6, 3, groups=2),  # -> 6x2x2
+    ).float()
+    x = torch.randn(1, 4, 6, 6, dtype=torch.float32)
+    first = conv_macs(4, 4, 3, 4, 4, groups=2)  # 1,152
+    second = conv_macs(4, 6, 3, 2, 2, groups=2)  # 432
+    expected = 2 * (first + second) + 2 * (first + second) + 2 * second
+    assert count_step_flops(lambda: model(x).sum().backward()) == expected  # 7,200
+
+
+class Reuse(nn.Module):
+    """conv (called twice) and an in-place ReLU (called twice), a residual add, fc."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(2, 2, 3, padding=1, bias=False)  # (B, 2, 4, 4)
+        self.relu = nn.ReLU(inplace=True)
+        self.fc = nn.Linear(32, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.relu(self.conv(x))
+        z = self.relu(self.conv(y) + y)
+        return self.fc(z.flatten(1))
+
+
+def test_activation_bytes_count_each_storage_once_and_every_call() -> None:
+    counts = count_model(Reuse(), (2, 4, 4))
+    map_bytes = 2 * 4 * 4 * 4  # one (2, 4, 4) fp32 map: 128
+    rows = {layer.layer: layer for layer in counts.layers}
+    assert rows["conv"].calls == 2 and rows["conv"].activation_bytes == 2 * map_bytes
+    assert rows["relu"].calls == 2 and rows["relu"].activation_bytes == 0  # in place
+    assert rows["(top level)"].activation_bytes == map_bytes  # conv(y) + y
+    assert rows["fc"].activation_bytes == 3 * 4
+    # 2 conv outputs + the add + fc's output; the old sum (first call of each layer: conv,
+    # relu, fc) was 128 + 128 + 12 = 268.
+    assert counts.activation_bytes == 3 * map_bytes + 12 == 396
+    assert counts.largest_activation_bytes == map_bytes
+
+
+def test_resnet34_mnist_activation_bytes_match_a_hand_count() -> None:
+    card = zoo.get_card("resnet34_mnist")
+    counts = count_model(zoo.get_model("resnet34_mnist"), card.input_shape)
+    stem = 64 * 28 * 28
+    elements = 2 * stem  # conv1, bn1 (relu in place; maxpool is Identity)
+    # Each BasicBlock: conv1, bn1, conv2, bn2 and the residual add (relu in place, twice);
+    # the first block of stages 2-4 also a projection conv and its bn.
+    for channels, size, blocks in ((64, 28, 3), (128, 14, 4), (256, 7, 6), (512, 4, 3)):
+        maps = channels * size * size
+        elements += blocks * 5 * maps + (2 * maps if channels != 64 else 0)
+    elements += 512 + 10  # avgpool, fc
+    assert counts.activation_bytes == 4 * elements == 7_784_488
+    # The old sum (first call of each layer's output) added the stem's in-place ReLU and
+    # Identity (2 stem maps) and missed the adds while counting each block's ReLU once.
+    assert 4 * (elements + 2 * stem) == 8_185_896 != counts.activation_bytes
+    relus = [layer for layer in counts.layers if layer.layer.endswith(".relu")]
+    assert len(relus) == 16 and {layer.calls for layer in relus} == {2}
+    assert {layer.activation_bytes for layer in relus} == {0}
+    blocks = [layer for layer in counts.layers if layer.type == "BasicBlock"]
+    assert blocks[0].activation_bytes == 4 * stem  # its add
+
+
+def test_lenet5_modern_uncounted_ops_are_listed() -> None:
+    counts = count_model(zoo.get_model("lenet5_modern"), (1, 32, 32))
+    # Two in-place ReLUs after the convs, two after the hidden fc layers; two max-pools.
+    assert counts.skipped_ops == {"aten::relu_": 4, "aten::max_pool2d": 2}
+    from bench.counting import uncounted_ops_text
+
+    assert uncounted_ops_text(counts.skipped_ops) == "max_pool2d×2, relu×4"
+
+
+def test_rows_and_report_carry_the_uncounted_ops(lenet5_modern_run: Path, tmp_path: Path) -> None:
+    from bench import report
+
+    rows = _rows(lenet5_modern_run)
+    assert {row["uncounted_ops"] for row in rows.values()} == {"max_pool2d×2, relu×4"}
+    built = report.build_report([lenet5_modern_run], tmp_path / "report")
+    assert "lenet5_modern: max_pool2d×2, relu×4" in (built / "report.md").read_text()

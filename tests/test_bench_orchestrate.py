@@ -9,6 +9,7 @@ import pytest
 import torch
 from test_bench_helpers import FAKE_MACHINE, TinyNet, card, register_test_models
 
+import zoo
 from bench.config import RunPlan, TimerSettings
 from bench.orchestrate import find_max_batch, plan_rows, run_plan
 from bench.results import ROW_COLUMNS, read_jsonl
@@ -34,7 +35,8 @@ def test_rows_are_measured_and_written(tmp_path: Path, monkeypatch: pytest.Monke
         assert list(row) == list(ROW_COLUMNS)
         assert row["error"] is None
         assert row["steps_timed"] == 2
-        assert row["step_ms_p10"] <= row["step_ms_median"] <= row["step_ms_p90"]
+        assert row["step_ms_median"] > 0
+        assert row["step_ms_p10"] is None and row["step_ms_p90"] is None  # 2 steps: no spread
         assert row["samples_per_s"] == pytest.approx(2 / (row["step_ms_median"] / 1e3))
         assert row["peak_mem_mib"] > 0 and row["peak_mem_method"] == "cpu_vmhwm"
         assert row["input_shape"] == "3x8x8" and row["threads"] == 1
@@ -42,9 +44,16 @@ def test_rows_are_measured_and_written(tmp_path: Path, monkeypatch: pytest.Monke
     assert infer["activations_mib"] == 0.0
     assert train["activations_mib"] > 0
     assert train["grads_mib"] == train["optimizer_mib"] == pytest.approx(train["weights_mib"])
-    # achieved GFLOP/s: forward FLOPs × batch (× 3 for training) / median step time
+    # Training step: forward, weight gradients, and the input gradient of the fc only (the
+    # conv is the first layer): conv 3→4 3x3 on 8x8 = 6,912 MACs, fc 4→3 = 12.
+    assert infer["train_flops"] is None
+    assert train["train_flops"] == 2 * (6_912 + 12) * 2 + 2 * 12
+    # achieved GFLOP/s: FLOPs per sample of the step × batch / median step time
     assert train["achieved_gflops"] == pytest.approx(
-        train["flops"] * 2 * 3 / (train["step_ms_median"] / 1e3) / 1e9
+        train["train_flops"] * 2 / (train["step_ms_median"] / 1e3) / 1e9
+    )
+    assert infer["achieved_gflops"] == pytest.approx(
+        infer["flops"] * 2 / (infer["step_ms_median"] / 1e3) / 1e9
     )
     layers = read_jsonl(tmp_path / "layers.jsonl")
     assert [layer["layer"] for layer in layers] == ["conv", "relu", "pool", "fc"]
@@ -163,7 +172,7 @@ def test_a_dtype_the_device_cannot_run_is_an_error_row(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     register_test_models(monkeypatch)
-    monkeypatch.setattr("bench.steps._cpu_flags", lambda: ("avx2",))
+    monkeypatch.setattr("bench.machine.cpu_flags", lambda: ("avx2",))
     run_plan(
         plan(("tiny_net",), dtypes=("bf16", "fp32"), modes=("infer",)), tmp_path,
         machine=FAKE_MACHINE,
@@ -171,3 +180,39 @@ def test_a_dtype_the_device_cannot_run_is_an_error_row(
     bf16, fp32 = read_jsonl(tmp_path / "results.jsonl")
     assert bf16["dtype"] == "bf16" and bf16["error"].startswith("RuntimeError: this CPU has no")
     assert fp32["error"] is None
+
+
+def test_lenet5s_timed_training_step_uses_the_map_criterion_it_trains_with(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bench import recipes
+    from zoo.lenet import map_loss
+
+    scored: list[str] = []
+
+    def spy(name: str):
+        real = recipes.LOSSES[name]
+
+        def loss(scores: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+            scored.append(name)
+            return real(scores, target)
+
+        return loss
+
+    for name in ("map", "cross_entropy"):
+        monkeypatch.setitem(recipes.LOSSES, name, spy(name))
+    run_plan(plan(("lenet5",), modes=("train",)), tmp_path, machine=FAKE_MACHINE)
+    (row,) = read_jsonl(tmp_path / "results.jsonl")
+    assert row["error"] is None
+    assert scored and set(scored) == {"map"}  # every step, warm-up and timed, scored by MAP
+    # The step's returned loss is the MAP criterion of the model's scores before its update.
+    from bench.steps import make_workload
+
+    model = zoo.get_model("lenet5")
+    work = make_workload(
+        model, input_shape=(1, 32, 32), num_classes=10, batch_size=4, device="cpu",
+        dtype="fp32", memory_format="contiguous", mode="train", loss=map_loss,
+    )  # fmt: skip
+    with torch.no_grad():
+        expected = map_loss(model(work.inputs), work.targets)
+    torch.testing.assert_close(work.train(), expected)

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from bench.config import TimerSettings
-from bench.timing import summarise, time_steps, time_steps_cuda
+from bench.timing import MIN_STEPS_FOR_SPREAD, summarise, time_steps, time_steps_cuda
 
 
 class FakeClock:
@@ -27,14 +27,34 @@ class FakeClock:
 
 
 def test_summarise_matches_numpy_percentiles() -> None:
-    times = [0.010, 0.012, 0.011, 0.050, 0.009, 0.010, 0.013]
+    times = [0.010, 0.012, 0.011, 0.050, 0.009, 0.010, 0.013, 0.014, 0.008, 0.011, 0.030]
     timing = summarise(times)
-    assert timing.steps == 7
+    assert timing.steps == 11
     assert timing.median_ms == pytest.approx(np.percentile(times, 50) * 1e3)
     assert timing.p10_ms == pytest.approx(np.percentile(times, 10) * 1e3)
     assert timing.p90_ms == pytest.approx(np.percentile(times, 90) * 1e3)
     assert timing.total_s == pytest.approx(sum(times))
     assert timing.samples_per_s(32) == pytest.approx(32 / np.median(times))
+
+
+def test_summarise_of_3_steps_gives_median_but_no_spread() -> None:
+    # The large-model timer may stop after 3 steps: p10/p90 would be interpolated min/median/max.
+    timing = summarise([0.030, 0.010, 0.020])
+    assert timing.median_ms == pytest.approx(20.0)
+    assert timing.steps == 3
+    assert timing.p10_ms is None and timing.p90_ms is None
+    assert summarise([0.001 * (i + 1) for i in range(MIN_STEPS_FOR_SPREAD - 1)]).p10_ms is None
+
+
+def test_summarise_of_10_steps_gives_the_spread() -> None:
+    # Sorted, in ms: 1 2 3 4 5 6 7 9 12 20. Linear interpolation at q * (n - 1):
+    # p10 at 0.9 -> 1 + 0.9 * (2 - 1) = 1.9; median at 4.5 -> 5.5; p90 at 8.1 -> 12 + 0.1 * 8 = 12.8
+    times = [0.004, 0.001, 0.012, 0.003, 0.007, 0.002, 0.020, 0.005, 0.009, 0.006]
+    timing = summarise(times)
+    assert MIN_STEPS_FOR_SPREAD == 10 and timing.steps == 10
+    assert timing.p10_ms == pytest.approx(1.9)
+    assert timing.median_ms == pytest.approx(5.5)
+    assert timing.p90_ms == pytest.approx(12.8)
 
 
 def test_summarise_refuses_no_steps() -> None:
@@ -90,8 +110,8 @@ def test_bad_timer_settings_are_refused(kwargs: dict[str, float]) -> None:
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 def test_cuda_timer_times_with_events() -> None:
     a = torch.randn(512, 512, device="cuda")
-    timing = time_steps_cuda(lambda: a @ a, TimerSettings(warmup=1, min_steps=4, min_time_s=0.0))
-    assert timing.steps >= 4
+    timing = time_steps_cuda(lambda: a @ a, TimerSettings(warmup=1, min_steps=10, min_time_s=0.0))
+    assert timing.steps >= 10
     assert 0 < timing.p10_ms <= timing.median_ms <= timing.p90_ms
 
 

@@ -159,8 +159,10 @@ def test_ddp_under_torchrun_equals_one_process_at_the_global_batch(
     """`torchrun -m bench train` unchanged: the same parameters as one process at batch 16, for
     an ImageFolder cached as a tensor (the fast path's shards) and one streamed from its files
     (DistributedSampler)."""
+    # fp32 pinned: the comparison is at float32 tolerances, and `--dtype auto` would train in
+    # bf16 autocast on a CPU with native bf16.
     argv = ["train", "lab_cnn", "--data", str(gray_folder), "--batch-size", "16", "--epochs", "1"]
-    argv += loading
+    argv += ["--dtype", "fp32", *loading]
     torchrun(["-m", "bench", *argv, "--out", str(tmp_path / "ddp")], tmp_path)
     monkeypatch.setenv("CNN_ZOO_DATA", str(tmp_path / "data-root"))
     assert exit_code([*argv, "--out", str(tmp_path / "one")]) == 0

@@ -312,6 +312,38 @@ def test_a_conv_peak_in_meta_is_the_yardstick_of_the_report(tmp_path: Path) -> N
     assert share in _section(markdown, "All measured rows")
 
 
+@pytest.mark.parametrize("dtype", ["bf16_autocast", "bf16"])
+def test_bf16_rows_are_judged_against_the_faster_of_bf16_matmul_and_conv(dtype: str) -> None:
+    fp32 = {"fp32_matmul": 93.0, "fp32_conv3x3": 150.0}
+    conv_faster = {**fp32, "bf16_matmul": 300.0, "bf16_conv3x3": 450.0}
+    assert plots.reference_peak(conv_faster, dtype) == ("bf16_conv3x3", 450.0)
+    matmul_faster = {**fp32, "bf16_matmul": 500.0, "bf16_conv3x3": 450.0}
+    assert plots.reference_peak(matmul_faster, dtype) == ("bf16_matmul", 500.0)
+    assert plots.reference_peak({**fp32, "bf16_conv3x3": 450.0}, dtype) == ("bf16_conv3x3", 450.0)
+    assert plots.reference_peak(fp32, dtype) is None  # bf16 peaks skipped: no share, not fp32's
+    # fp32 rows never take a bf16 peak, however fast
+    assert plots.reference_peak(conv_faster, "fp32") == ("fp32_conv3x3", 150.0)
+
+
+def test_the_bf16_conv_peak_is_read_per_device() -> None:
+    meta = {"peak_gflops": {"bf16_conv3x3": 400.0, "cuda_bf16_conv3x3": 9e5}}
+    assert device_peaks(meta, "cpu") == {"bf16_conv3x3": 400.0}
+    assert device_peaks(meta, "cuda") == {"bf16_conv3x3": 9e5}
+
+
+def test_a_bf16_conv_peak_in_meta_is_the_yardstick_of_bf16_rows(tmp_path: Path) -> None:
+    run = _copy_fixture(tmp_path / "run", "with-bf16-conv-peak")
+    meta = json.loads((run / "meta.json").read_text())
+    bf16 = meta["peak_gflops"]["bf16_matmul"]
+    meta["peak_gflops"]["bf16_conv3x3"] = 2 * bf16
+    (run / "meta.json").write_text(json.dumps(meta))
+    markdown = (report.build_report([run], tmp_path / "out") / "report.md").read_text()
+    assert "bf16 conv3x3 peak" in markdown
+    row = next(r for r in ROWS if _ok(r) and "bf16" in r["dtype"] and r["achieved_gflops"])
+    share = f"{100 * row['achieved_gflops'] / (2 * bf16):.1f}%"
+    assert share in _section(markdown, "All measured rows")
+
+
 def test_a_torn_last_line_is_skipped(tmp_path: Path) -> None:
     run = _copy_fixture(tmp_path / "run", "torn")
     with open(run / "results.jsonl", "a") as f:

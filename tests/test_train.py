@@ -16,7 +16,7 @@ from PIL import Image
 
 from bench.cli import main
 from bench.recipes import LENET5_SGD_SCALE, RECIPES, Recipe, lr_factor, recipe_for, resolve_dtype
-from bench.train import TrainSettings, load_weights, save_weights, train
+from bench.train import TrainSettings, _clock, load_weights, save_weights, train
 from data.batches import TensorSplit
 from data.normalise import Normalisation
 from data.splits import Splits
@@ -80,10 +80,34 @@ def test_lenet5_recipe_is_the_papers_schedule():
     assert "stands in" in recipe.describe()  # the SGD stand-in is said in every row
 
 
-def test_auto_dtype_is_detected_not_assumed():
-    expected = "bf16_autocast" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "fp32"
+@pytest.mark.parametrize(
+    "flags, expected",
+    [
+        (("avx2", "fma"), "fp32"),
+        # An AVX-512 CPU without avx512_bf16: oneDNN would say yes, but bf16 is emulated there.
+        (("avx2", "avx512f", "avx512_vnni"), "fp32"),
+        (("avx2", "avx512f", "avx512_bf16"), "bf16_autocast"),
+        (("avx2", "amx_bf16", "amx_tile"), "bf16_autocast"),
+    ],
+)
+def test_auto_dtype_is_detected_from_the_cpu_flags(monkeypatch, flags, expected):
+    monkeypatch.setattr("bench.machine.cpu_flags", lambda: flags)
     assert resolve_dtype("auto", "cpu") == expected
     assert resolve_dtype("fp32", "cpu") == "fp32"
+
+
+@pytest.mark.parametrize("native", [False, True])
+def test_harness_and_training_loop_share_one_bf16_detector(monkeypatch, native):
+    from bench.steps import check_dtype
+
+    monkeypatch.setattr("bench.machine.cpu_flags", lambda: ("avx512_bf16",) if native else ())
+    trains_bf16 = resolve_dtype("auto", "cpu") == "bf16_autocast"
+    try:
+        check_dtype("bf16_autocast", torch.device("cpu"))
+        harness_runs_bf16 = True
+    except RuntimeError:
+        harness_runs_bf16 = False
+    assert trains_bf16 == harness_runs_bf16 == native
 
 
 def test_every_model_has_a_recipe():
@@ -116,6 +140,33 @@ def test_stop_at_target_and_budget(splits):
     )
     assert tiny.epochs == pytest.approx(1 / 20)  # one step, then the budget is spent
     assert len(tiny.history) == 1
+
+
+def test_the_training_clock_waits_for_queued_cuda_work(monkeypatch):
+    synced = []
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: synced.append(device))
+    assert isinstance(_clock("cpu"), float) and synced == []
+    _clock("cuda")
+    _clock(torch.device("cuda", 1))
+    assert synced == [torch.device("cuda"), torch.device("cuda", 1)]
+
+
+def test_training_time_is_read_from_the_clock_function(splits, monkeypatch):
+    readings = []
+
+    def one_second_per_reading(device):
+        readings.append(torch.device(device))
+        return float(len(readings))
+
+    monkeypatch.setattr("bench.train._clock", one_second_per_reading)
+    settings = TrainSettings("lenet5_mnist", epochs=1, evals_per_epoch=2)
+    outcome = train(settings, splits, QUICK, progress=False)
+    # 640 samples / batch 32 = 20 steps, evaluated after steps 10 and 20. Readings: one at the
+    # start, one after each step, one after each evaluation (which restarts the clock): each
+    # step is 1 s on the clock, the evaluations none.
+    assert len(readings) == 1 + 20 + 2 and set(readings) == {torch.device("cpu")}
+    assert outcome.train_s == 20.0
+    assert [p.wall_s for p in outcome.history] == [10.0, 20.0]
 
 
 def test_same_seed_same_result(splits):
@@ -202,7 +253,7 @@ def test_train_and_eval_an_imagefolder_with_no_other_flag(
         assert main(["train", model, "--data", str(gray_folder), "--out", str(out)]) == 0
         rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
         assert len(rows) == 1 and rows[0]["mode"] == "accuracy" and rows[0]["error"] is None
-        assert 0.0 <= rows[0]["accuracy"] <= 1.0 and rows[0]["data_loading_in_timing"] is True
+        assert 0.0 <= rows[0]["accuracy"] <= 1.0 and rows[0]["data_loading_in_timing"] is False
         assert rows[0]["num_classes"] == 10 and rows[0]["recipe"]
         epochs = (out / "epochs.jsonl").read_text().splitlines()
         assert len(epochs) >= 1
@@ -242,3 +293,14 @@ def test_num_classes_mismatch_and_bad_weights(gray_folder, tmp_path, capsys, mon
     (tmp_path / "bad.pt.sha256").write_text("0" * 64 + "  bad.pt\n")
     assert main(["eval", "lenet5_mnist", "--weights", str(bad), "--data", str(gray_folder)]) == 2
     assert "SHA-256" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "forced, native", [("avx2,fma", False), ("avx2,avx512f,avx512_bf16", True)]
+)
+def test_the_cpu_flags_can_be_forced_for_the_whole_suite(monkeypatch, forced, native):
+    from bench import machine
+
+    monkeypatch.setenv("CNN_ZOO_CPU_FLAGS", forced)
+    assert set(machine.cpu_flags()) == set(forced.split(","))
+    assert machine.native_bf16("cpu") is native

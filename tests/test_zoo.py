@@ -252,6 +252,37 @@ def test_alexnet_lrn_is_the_papers_formula():
     torch.testing.assert_close(got, torch.tensor(expected))
 
 
+@pytest.mark.parametrize(
+    "name, drops",
+    [("alexnet_mnist", "outputs"), ("alexnet_cifar", "outputs"), ("alexnet_owt", "inputs")],
+)
+def test_alexnet_dropout_acts_where_the_paper_puts_it(name, drops):
+    """Sec. 4.2: "dropout in the first two fully-connected layers", on the outputs of fc6 and
+    fc7; torchvision's one-weird-trick AlexNet drops their inputs instead."""
+    torch.manual_seed(0)
+    model = zoo.get_model(name).train()
+    card = zoo.get_card(name)
+    fc6, fc7, fc8 = [m for m in model.classifier if isinstance(m, nn.Linear)]
+    seen: dict[nn.Module, torch.Tensor] = {}
+    for fc in (fc6, fc7, fc8):
+        fc.register_forward_pre_hook(lambda m, args: seen.__setitem__(m, args[0].clone()))
+    x = torch.randn(2, *card.input_shape)
+    with torch.no_grad():
+        features = torch.flatten(model.avgpool(model.features(x)), 1)
+        model(x)
+        fc7_out = torch.relu(fc7(seen[fc7]))  # what fc8 reads without dropout after fc7
+    # Dropout zeroes about half of its inputs and doubles the rest.
+    fc6_reads_features_unchanged = torch.equal(seen[fc6], features)
+    kept = seen[fc8] != 0
+    fc8_reads_dropped_fc7_outputs = bool(
+        (fc7_out[~kept] > 0).any() and torch.allclose(seen[fc8][kept], 2 * fc7_out[kept])
+    )
+    if drops == "outputs":
+        assert fc6_reads_features_unchanged and fc8_reads_dropped_fc7_outputs
+    else:
+        assert not fc6_reads_features_unchanged and torch.equal(seen[fc8], fc7_out)
+
+
 # --- Parity with torchvision: same state dict, same outputs -----------------------------------
 
 

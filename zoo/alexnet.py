@@ -2,10 +2,12 @@
 
 * ``alexnet``: A. Krizhevsky, I. Sutskever, G. E. Hinton, "ImageNet classification with deep
   convolutional neural networks", NIPS 2012: 96/256/384/384/256 channels, conv2/4/5 split in two
-  groups (the paper's two GPUs), local response normalisation after conv1 and conv2.
+  groups (the paper's two GPUs), local response normalisation after conv1 and conv2, dropout
+  on the outputs of fc6 and fc7 (Sec. 4.2).
 * ``alexnet_owt``: A. Krizhevsky, "One weird trick for parallelizing convolutional neural
   networks", arXiv:1404.5997, 2014, as torchvision builds it (64/192/384/256/256, no LRN, no
-  groups); state-dict compatible with ``torchvision.models.alexnet``.
+  groups, dropout on the inputs of fc6 and fc7); state-dict compatible with
+  ``torchvision.models.alexnet``.
 * ``alexnet_cifar``, ``alexnet_mnist``: the 2012 network adapted to small inputs.
 
 Variants are rows of ``CONFIGS``; one class, :class:`AlexNet`, reads them.
@@ -53,6 +55,9 @@ class AlexNetConfig:
     pooled_size: int  # side of the last feature map, which the classifier flattens
     hidden: int = 4096  # width of the two hidden fully connected layers
     adaptive_pool: bool = False  # torchvision's AdaptiveAvgPool2d((6, 6)) before the classifier
+    # Where dropout acts: "outputs" of fc6 and fc7 (the 2012 paper, Sec. 4.2: "dropout in the
+    # first two fully-connected layers"), or their "inputs" (torchvision's placement).
+    dropout_on: str = "outputs"
 
 
 def paper_lrn() -> nn.LocalResponseNorm:
@@ -93,6 +98,7 @@ CONFIGS: dict[str, AlexNetConfig] = {
         input_size=224,
         pooled_size=6,
         adaptive_pool=True,
+        dropout_on="inputs",
     ),
     # 32 -> conv1 32 -> pool 15 -> conv2 15 -> pool 7 -> conv3-5 7 -> pool 3: 256x3x3 = 2304.
     "alexnet_cifar": AlexNetConfig(
@@ -134,15 +140,12 @@ class AlexNet(nn.Module):
         side = config.pooled_size
         self.avgpool = nn.AdaptiveAvgPool2d((side, side)) if config.adaptive_pool else nn.Identity()
         flat = in_channels * side * side  # 9216 for the ImageNet models
-        self.classifier = nn.Sequential(
-            nn.Dropout(p=dropout),
-            nn.Linear(flat, config.hidden),
-            nn.ReLU(inplace=True),
-            nn.Dropout(p=dropout),
-            nn.Linear(config.hidden, config.hidden),
-            nn.ReLU(inplace=True),
-            nn.Linear(config.hidden, num_classes),
-        )
+        hidden: list[nn.Module] = []
+        for width_in in (flat, config.hidden):
+            fc = [nn.Linear(width_in, config.hidden), nn.ReLU(inplace=True)]
+            drop = [nn.Dropout(p=dropout)]
+            hidden += drop + fc if config.dropout_on == "inputs" else fc + drop
+        self.classifier = nn.Sequential(*hidden, nn.Linear(config.hidden, num_classes))
         self._init_weights()
 
     def _init_weights(self) -> None:

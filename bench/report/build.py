@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from bench import plots
 from bench.report.document import (
@@ -20,7 +21,7 @@ from bench.report.document import (
 )
 from bench.report.formatting import missing
 from bench.report.glance import glance_blocks, paper_blocks
-from bench.report.runs import device_peaks, load_run, merge_runs
+from bench.report.runs import device_peaks, load_run, merge_runs, session_meta
 from bench.report.sections import (
     accuracy_blocks,
     errors_blocks,
@@ -46,7 +47,9 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def _default_out_dir(name: str) -> Path:
-    safe = re.sub(r"[^A-Za-z0-9._+-]", "_", name)
+    """``reports/<name>``, ``name`` made one safe folder name: a run id read from meta.json
+    (``..``, ``a/b``, ``/abs``) cannot place the report elsewhere, or in a hidden folder."""
+    safe = re.sub(r"[^A-Za-z0-9._+-]", "_", name).lstrip(".") or "run"
     return REPO_ROOT / "reports" / safe
 
 
@@ -90,9 +93,16 @@ def build_report(results_dirs: Sequence[Path], out_dir: Path | None = None) -> P
         "fig_throughput_vs_batch.png",
         plots.throughput_vs_batch(ok, out / "fig_throughput_vs_batch.png"),
     )
-    peaks = {d: device_peaks(run_data.metas[0], d) for d in devices}
+    peaks = {d: device_peaks(session_meta(run_data.metas[0]), d) for d in devices}
+    meta_by_run = {str(m.get("run_id")): m for m in run_data.metas}
+
+    def row_peaks(row: Mapping[str, Any]) -> dict[str, float]:
+        meta = session_meta(meta_by_run.get(str(row["run"]), {}), row["session"])
+        return device_peaks(meta, str(row["device"]))
+
     figure(
-        "fig_gflops_vs_peak.png", plots.gflops_vs_peak(ok, peaks, out / "fig_gflops_vs_peak.png")
+        "fig_gflops_vs_peak.png",
+        plots.gflops_vs_peak(ok, peaks, out / "fig_gflops_vs_peak.png", row_peaks),
     )
     mem = memory_rows(results, models)
     figure("fig_memory.png", plots.memory_breakdown(mem, out / "fig_memory.png"))

@@ -81,6 +81,7 @@ def glance_blocks(summary: pd.DataFrame, devices: Sequence[str]) -> list[Block]:
             "MAC of conv/matmul). Activations are the tensors saved for backward, per sample."
         ),
         size,
+        *_uncounted_blocks(summary),
         Para(
             f"Speed and memory at {REFERENCE_DTYPE}, {REFERENCE_FORMAT}: the best samples/s "
             "over the batch sizes measured (batch in brackets), and the peak memory of that "
@@ -89,6 +90,24 @@ def glance_blocks(summary: pd.DataFrame, devices: Sequence[str]) -> list[Block]:
             "number every attempt at failed (see Errors)."
         ),
         speed,
+    ]
+
+
+def _uncounted_blocks(summary: pd.DataFrame) -> list[Block]:
+    if "uncounted_ops" not in summary.columns:
+        return []
+    listed = [
+        f"{r['model']}: {r['uncounted_ops']}"
+        for _, r in summary.iterrows()
+        if isinstance(r["uncounted_ops"], str) and r["uncounted_ops"]
+    ]
+    if not listed:
+        return []
+    return [
+        Para(
+            "Not in the MACs: ops fvcore counts as no work (pooling, additions, activations), "
+            "with how often one forward pass calls each. " + "; ".join(listed) + "."
+        )
     ]
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-from bench.results import LAYER_COLUMNS, ROW_COLUMNS
+from bench.results import EPOCH_COLUMNS, LAYER_COLUMNS, ROW_COLUMNS
 
 log = logging.getLogger("bench.report")  # one logger for the package, as before the split
 
@@ -30,11 +30,13 @@ _NUMERIC_RESULT_COLUMNS = (
     "params_total",
     "macs_fvcore",
     "flops",
+    "train_flops",
     "weights_mib",
     "grads_mib",
     "optimizer_mib",
     "activations_mib",
     "peak_mem_mib",
+    "peak_mem_estimate_mib",
     "step_ms_median",
     "step_ms_p10",
     "step_ms_p90",
@@ -51,22 +53,11 @@ _NUMERIC_RESULT_COLUMNS = (
     "world_size",
     "global_batch",
 )
-EPOCH_COLUMNS = (
-    "model",
-    "data",
-    "seed",
-    "world_size",
-    "epoch",
-    "wall_s",
-    "train_loss",
-    "test_accuracy",
-    "samples_per_s",
-)
 # Two rows measure the same thing when these agree (accuracy rows also need data, seed and the
 # number of training processes; rows written before that column existed ran one process).
 SETTING_KEYS = ("model", "device", "dtype", "memory_format", "batch_size", "mode", "threads")
 ACCURACY_KEYS = ("data", "seed", "world_size")
-PEAK_KINDS = ("fp32_matmul", "fp32_conv3x3", "bf16_matmul")
+PEAK_KINDS = ("fp32_matmul", "fp32_conv3x3", "bf16_matmul", "bf16_conv3x3")
 
 
 @dataclass(frozen=True)
@@ -139,6 +130,8 @@ def load_run(path: Path) -> Run:
     name = str(meta.get("run_id") or path.name)
     meta = {**meta, "run_id": name}
     results = _with_columns(results, ROW_COLUMNS, _NUMERIC_RESULT_COLUMNS)
+    # In the report "run" is the folder (meta.json's run_id); a row's own training run id moves.
+    results["training_run"] = results["run"]
     results["run"] = name
     layers = _optional_table(
         path / "layers.jsonl", LAYER_COLUMNS, ("index", "params", "macs", "activation_mib")
@@ -148,6 +141,7 @@ def load_run(path: Path) -> Run:
         EPOCH_COLUMNS,
         ("world_size", "epoch", "wall_s", "train_loss", "test_accuracy", "samples_per_s"),
     )
+    epochs["folder"] = name
     return Run(name=name, metas=(meta,), results=results, layers=layers, epochs=epochs)
 
 
@@ -216,10 +210,6 @@ def merge_runs(runs: Sequence[Run]) -> Run:
             ignore_index=True,
         )
     epochs = pd.concat([r.epochs for r in runs], ignore_index=True)
-    if not epochs.empty:
-        epochs = epochs.drop_duplicates(
-            subset=["model", "data", "seed", "world_size", "epoch"], keep="first"
-        )
     name = runs[0].name if len(runs) == 1 else f"{runs[0].name}+{len(runs) - 1}"
     metas = tuple(m for r in runs for m in r.metas)
     return Run(name=name, metas=metas, results=results, layers=layers, epochs=epochs)
@@ -228,8 +218,9 @@ def merge_runs(runs: Sequence[Run]) -> Run:
 def device_peaks(meta: Mapping[str, Any], device: str = "cpu") -> dict[str, float]:
     """The peaks measured for ``device``, keyed as :data:`PEAK_KINDS`.
 
-    In meta.json the CPU's are ``fp32_matmul`` / ``fp32_conv3x3`` / ``bf16_matmul``, another
-    device's carry its name as a prefix (``cuda_fp32_matmul``), as bench.machine writes them.
+    In meta.json the CPU's are ``fp32_matmul`` / ``fp32_conv3x3`` / ``bf16_matmul`` /
+    ``bf16_conv3x3``, another device's carry its name as a prefix (``cuda_fp32_matmul``), as
+    bench.machine writes them.
     """
     raw = meta.get("peak_gflops") or {}
     prefix = "" if device == "cpu" else f"{device}_"
@@ -239,3 +230,80 @@ def device_peaks(meta: Mapping[str, Any], device: str = "cpu") -> dict[str, floa
         if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
             peaks[kind] = float(value)
     return peaks
+
+
+def session_meta(meta: Mapping[str, Any], session: Any = None) -> Mapping[str, Any]:
+    """The meta records of the session that measured a row (``session``: the row's column).
+
+    meta.json's ``sessions`` entry over its top-level keys; a folder without ``sessions`` is one
+    session, and a row without a session belongs to the first. A session meta.json does not
+    list gives the top-level keys without the peaks: no row is judged against another's.
+    """
+    sessions = meta.get("sessions")
+    if not isinstance(sessions, list) or not sessions:
+        return meta
+    number = key_value(session) or 1
+    for entry in sessions:
+        if isinstance(entry, Mapping) and key_value(entry.get("session")) == number:
+            return {**meta, **entry}
+    return {k: v for k, v in meta.items() if k != "peak_gflops"}
+
+
+def split_sessions(meta: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """One meta per session (run id ``<run_id> session N``), or ``[meta]`` for a single one."""
+    sessions = meta.get("sessions")
+    if not isinstance(sessions, list) or len(sessions) < 2:
+        return [meta]
+    return [
+        {**meta, **entry, "run_id": f"{meta.get('run_id')} session {entry.get('session')}"}
+        for entry in sessions
+        if isinstance(entry, Mapping)
+    ]
+
+
+@dataclass(frozen=True)
+class Curve:
+    """One training run's evaluations (epochs.jsonl lines), in training-clock order."""
+
+    folder: str
+    run: str
+    model: str
+    data: str
+    seed: Any
+    world_size: int
+    device: str | None
+    points: pd.DataFrame
+
+
+def epoch_curves(epochs: pd.DataFrame) -> list[Curve]:
+    """Split the per-epoch log into one :class:`Curve` per training run (folder and ``run``).
+
+    Lines written before ``run`` existed carry none: there a curve is a folder's model, data,
+    seed and process count, as those lines could tell runs apart.
+    """
+    df = epochs[epochs["test_accuracy"].notna() & epochs["wall_s"].notna()].copy()
+    if df.empty:
+        return []
+    df["folder"] = df["folder"].fillna("") if "folder" in df.columns else ""
+    world = df["world_size"].map(key_value).fillna(1).astype(int)
+    legacy = df["model"].astype(str) + "-seed" + df["seed"].astype(str) + "-" + world.astype(str)
+    run = df["run"] if "run" in df.columns else pd.Series(None, index=df.index, dtype=object)
+    df["run"] = run.where(run.notna(), legacy)
+    df["world_size"] = world
+    curves = []
+    for (folder, run_id), points in df.groupby(["folder", "run"], sort=True, dropna=False):
+        first = points.iloc[0]
+        device = first.get("device")
+        curves.append(
+            Curve(
+                folder=str(folder),
+                run=str(run_id),
+                model=str(first["model"]),
+                data=str(first["data"]),
+                seed=key_value(first["seed"]),
+                world_size=int(first["world_size"]),
+                device=None if device is None or key_value(device) is None else str(device),
+                points=points.sort_values(["wall_s", "epoch"], kind="mergesort"),
+            )
+        )
+    return curves

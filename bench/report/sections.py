@@ -12,7 +12,14 @@ import pandas as pd
 from bench import plots
 from bench.report.document import Block, Heading, Image, Para, table
 from bench.report.formatting import duration, fmt_frac, fmt_int, fmt_num, fmt_pct, fmt_si, missing
-from bench.report.runs import PEAK_KINDS, Run, device_peaks, key_value
+from bench.report.runs import (
+    PEAK_KINDS,
+    Run,
+    device_peaks,
+    key_value,
+    session_meta,
+    split_sessions,
+)
 from bench.report.summary import ERROR, failed_mask, model_order
 
 
@@ -24,6 +31,7 @@ def _shard_text(shard: Any) -> str:
 
 
 def header_blocks(run: Run) -> list[Block]:
+    metas = [m for meta in run.metas for m in split_sessions(meta)]  # a column per session
     fields: list[tuple[str, Any]] = [
         ("run", lambda m: m.get("run_id")),
         ("started", lambda m: m.get("started")),
@@ -43,17 +51,15 @@ def header_blocks(run: Run) -> list[Block]:
     devices = sorted(run.results["device"].dropna().astype(str).unique())
     for device in ["cpu", *(d for d in devices if d != "cpu")]:
         for kind in PEAK_KINDS:
-            if any(device_peaks(m, device).get(kind) for m in run.metas):
+            if any(device_peaks(m, device).get(kind) for m in metas):
                 fields.append(
                     (
                         f"{device} {kind.replace('_', ' ')} peak (GFLOP/s)",
                         lambda m, d=device, k=kind: fmt_num(device_peaks(m, d).get(k)),
                     )
                 )
-    headers = ["", *(str(m.get("run_id")) for m in run.metas)] if len(run.metas) > 1 else ["", ""]
-    rows = [
-        (label, *("" if missing(get(m)) else get(m) for m in run.metas)) for label, get in fields
-    ]
+    headers = ["", *(str(m.get("run_id")) for m in metas)] if len(metas) > 1 else ["", ""]
+    rows = [(label, *("" if missing(get(m)) else get(m) for m in metas)) for label, get in fields]
     results = run.results
     n_failed = int(failed_mask(results).sum())
     return [
@@ -161,6 +167,13 @@ def errors_blocks(results: pd.DataFrame, several_runs: bool) -> list[Block]:
     ]
 
 
+def _data_on_clock_cell(row: pd.Series) -> str:
+    if not missing(row.get("data_on_clock")):
+        return str(row["data_on_clock"])
+    # Rows from before data_on_clock: data_loading_in_timing was written true on every row.
+    return "" if missing(row.get("data_loading_in_timing")) else "data loading (unspecified)"
+
+
 def accuracy_blocks(results: pd.DataFrame, figure: str | None) -> list[Block]:
     acc = results[(results["mode"] == "accuracy")].sort_values(
         ["data", "model", "seed"], kind="mergesort"
@@ -183,9 +196,7 @@ def accuracy_blocks(results: pd.DataFrame, figure: str | None) -> list[Block]:
             "not reached" if missing(r["time_to_target_s"]) else fmt_num(r["time_to_target_s"]),
             fmt_num(r["budget_s"]),
             fmt_num(r["train_s"]),
-            "yes"
-            if r["data_loading_in_timing"] is True
-            else ("" if missing(r["data_loading_in_timing"]) else "no"),
+            _data_on_clock_cell(r),
         )
         for _, r in acc.iterrows()
     ]
@@ -211,7 +222,7 @@ def accuracy_blocks(results: pd.DataFrame, figure: str | None) -> list[Block]:
                 "time to target (s)",
                 "budget (s)",
                 "train (s)",
-                "data loading timed",
+                "data on the clock",
             ),
             rows,
             (False,) * 5 + (True,) + (False,) + (True,) * 7 + (False,),
@@ -221,8 +232,8 @@ def accuracy_blocks(results: pd.DataFrame, figure: str | None) -> list[Block]:
         blocks.append(
             Image(
                 figure,
-                "Test accuracy against wall-clock training time, per model "
-                "and seed (epochs.jsonl); dashed line: the target.",
+                "Test accuracy against wall-clock training time, one line per training run "
+                "(epochs.jsonl); dashed line: the target.",
             )
         )
     return blocks
@@ -250,9 +261,8 @@ def measured_blocks(results: pd.DataFrame, metas: Sequence[Mapping[str, Any]]) -
     rows = []
     for _, r in rows_df.iterrows():
         failed = not missing(r["error"]) and str(r["error"]).strip() != ""
-        ref = plots.reference_peak(
-            device_peaks(meta_by_run.get(str(r["run"]), {}), str(r["device"])), str(r["dtype"])
-        )
+        meta = session_meta(meta_by_run.get(str(r["run"]), {}), r["session"])
+        ref = plots.reference_peak(device_peaks(meta, str(r["device"])), str(r["dtype"]))
         peak = ref[1] if ref else None
         gf = r["achieved_gflops"]
 
@@ -278,6 +288,7 @@ def measured_blocks(results: pd.DataFrame, metas: Sequence[Mapping[str, Any]]) -
                 cell(gf),
                 "" if missing(gf) or not peak else f"{100 * float(gf) / peak:.1f}%",
                 cell(r["peak_mem_mib"]),
+                fmt_num(r["peak_mem_estimate_mib"]),
                 *([fmt_int(r["max_batch"])] if with_max_batch else []),
             )
         )
@@ -287,9 +298,11 @@ def measured_blocks(results: pd.DataFrame, metas: Sequence[Mapping[str, Any]]) -
         Heading(2, "All measured rows"),
         Para(
             "Every row but the accuracy runs, failed ones included; step time is the median "
-            "with the 10th–90th percentiles in brackets; % of peak is against the peak measured "
-            "for the row's dtype (fp32: the faster of a large matmul and a 3×3 convolution)."
-            + method_note
+            "with the 10th–90th percentiles in brackets (rows of at least 10 timed steps); % of "
+            "peak is against the faster of a large matmul and a 3×3 convolution measured in the "
+            "row's precision (fp32, or bf16 for both bf16 dtypes). Estimated peak: what the "
+            "CPU memory guard planned for before the row ran (CPU rows only; it refuses a batch "
+            "whose estimate exceeds 70% of the available memory)." + method_note
         ),
         table(
             (
@@ -304,10 +317,11 @@ def measured_blocks(results: pd.DataFrame, metas: Sequence[Mapping[str, Any]]) -
                 "samples/s",
                 "GFLOP/s",
                 "% of peak",
-                "peak MiB",
+                "measured peak MiB",
+                "estimated peak MiB",
                 *(["largest batch that fits"] if with_max_batch else []),
             ),
             rows,
-            (False,) * 4 + (True, True, False) + (True,) * (5 + with_max_batch),
+            (False,) * 4 + (True, True, False) + (True,) * (6 + with_max_batch),
         ),
     ]

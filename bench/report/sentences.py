@@ -9,7 +9,7 @@ import pandas as pd
 
 from bench import plots
 from bench.report.formatting import fmt_frac, fmt_num, fmt_pct, missing, ratio, share
-from bench.report.runs import device_peaks
+from bench.report.runs import device_peaks, session_meta
 from bench.report.summary import failed_mask
 
 
@@ -186,9 +186,8 @@ def _peak_sentences(
                 ascending=[False, True, True],
                 kind="mergesort",
             ).iloc[0]
-            ref = plots.reference_peak(
-                device_peaks(meta_by_run.get(str(best["run"]), {}), device), dtype_name
-            )
+            meta = session_meta(meta_by_run.get(str(best["run"]), {}), best["session"])
+            ref = plots.reference_peak(device_peaks(meta, device), dtype_name)
             if ref is None:
                 continue
             key, peak = ref
@@ -208,7 +207,9 @@ def _peak_sentences(
                 f"batch {int(best['batch_size'])}): {best_share} of the measured "
                 f"{key.replace('_', ' ')} peak of {fmt_num(peak)} GFLOP/s"
             )
-            if worst["model"] != best["model"]:
+            worst_meta = session_meta(meta_by_run.get(str(worst["run"]), {}), worst["session"])
+            worst_ref = plots.reference_peak(device_peaks(worst_meta, device), dtype_name)
+            if worst["model"] != best["model"] and worst_ref == ref:  # judged by the same peak
                 worst_share = share(100 * worst["achieved_gflops"] / peak)
                 text += (
                     f"; {worst['model']} reaches {worst_share} at best "

@@ -149,6 +149,9 @@ def summary_table(results: pd.DataFrame, paper: Mapping[str, Any] | None = None)
         ):
             value = _first_value(rows, source)
             row[column] = value if value is not None else (ERROR if model_failed.any() else None)
+        # The ops fvcore counts as no work, e.g. "max_pool2d×2, relu×4" (null: not counted).
+        ops = rows["uncounted_ops"].dropna() if "uncounted_ops" in rows else pd.Series(dtype=object)
+        row["uncounted_ops"] = str(ops.iloc[0]) if not ops.empty else None
         if model in mem.index:
             m = mem.loc[model]
             row["activations_mib_per_sample"] = float(m["activations_mib"]) / float(m["batch_size"])

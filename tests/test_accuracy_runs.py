@@ -1,0 +1,242 @@
+"""Accuracy runs (issue 12): run ids and curves, fp32 evaluation, what is on the training clock,
+`bench all`'s options reaching the accuracy step, and bad input refused in one line.
+
+Everything trains a LeNet for one epoch on a 200-image synthetic ImageFolder: a second or two.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+from test_train import exit_code, gray_folder  # noqa: F401  (gray_folder is a fixture)
+
+import zoo
+from bench import cli
+from bench.accuracy import ON_CLOCK_STREAMED, ON_CLOCK_TENSOR
+from bench.cli import main
+from bench.report.runs import epoch_curves, load_run
+from bench.results import EPOCH_COLUMNS, read_jsonl
+
+TINY = ["--epochs", "1", "--evals-per-epoch", "2", "--no-save"]
+
+
+@pytest.fixture(autouse=True)
+def data_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CNN_ZOO_DATA", str(tmp_path / "data-root"))
+
+
+def _train(folder: Path, out: Path, *extra: str) -> list[dict[str, Any]]:
+    argv = ["train", "lenet5_mnist", "--data", str(folder), "--dtype", "fp32", "--out", str(out)]
+    assert main([*argv, *TINY, *extra]) == 0
+    return read_jsonl(out / "results.jsonl")
+
+
+# --- item 5: each training run has an id; the report draws one curve per run ----------------
+
+
+def test_two_runs_of_one_model_and_seed_in_one_folder_are_two_curves(gray_folder, tmp_path):  # noqa: F811
+    out = tmp_path / "r"
+    _train(gray_folder, out)
+    rows = _train(gray_folder, out)
+    assert len(rows) == 2 and rows[0]["run"] and rows[0]["run"] != rows[1]["run"]
+    lines = read_jsonl(out / "epochs.jsonl")
+    assert all(list(line) == list(EPOCH_COLUMNS) for line in lines)
+    assert [line["run"] for line in lines] == [rows[0]["run"]] * 2 + [rows[1]["run"]] * 2
+
+    curves = epoch_curves(load_run(out).epochs)
+    assert sorted(c.run for c in curves) == sorted(r["run"] for r in rows)
+    assert {(c.model, c.seed, c.device, len(c.points)) for c in curves} == {
+        ("lenet5_mnist", 0, "cpu", 2)
+    }
+    assert all(list(c.points["epoch"]) == [0.5, 1.0] for c in curves)
+
+
+def test_lines_without_a_run_id_are_one_curve_per_folder_model_and_seed():
+    legacy = pd.DataFrame(
+        {
+            "folder": ["a", "a", "a", "a", "b", "b"],
+            "model": ["lenet5"] * 4 + ["lenet5"] * 2,
+            "data": ["mnist"] * 6,
+            "seed": [0, 0, 1, 1, 0, 0],
+            "world_size": [None] * 6,
+            "epoch": [1.0, 0.5, 0.5, 1.0, 0.5, 1.0],
+            "wall_s": [2.0, 1.0, 1.0, 2.0, 1.0, 2.0],
+            "test_accuracy": [0.9, 0.8, 0.8, 0.9, 0.8, 0.9],
+        }
+    )
+    curves = epoch_curves(legacy)
+    assert [(c.folder, c.seed, list(c.points["epoch"])) for c in curves] == [
+        ("a", 0, [0.5, 1.0]),
+        ("a", 1, [0.5, 1.0]),
+        ("b", 0, [0.5, 1.0]),
+    ]
+
+
+def test_a_torn_last_epochs_line_is_repaired_before_the_next_run(gray_folder, tmp_path):  # noqa: F811
+    out = tmp_path / "r"
+    out.mkdir()
+    whole = json.dumps(dict.fromkeys(EPOCH_COLUMNS, 1))
+    (out / "epochs.jsonl").write_text(whole + "\n" + '{"run": "killed-mid-wr')
+    _train(gray_folder, out)
+    lines = (out / "epochs.jsonl").read_text().splitlines()
+    parsed = [json.loads(line) for line in lines]  # every line is whole JSON
+    assert len(parsed) == 3 and parsed[0] == json.loads(whole)
+
+
+# --- item 12: evaluation in fp32 whatever the training dtype --------------------------------
+
+
+def test_auto_trains_in_bf16_but_evaluates_in_fp32(gray_folder, tmp_path, monkeypatch, capsys):  # noqa: F811
+    monkeypatch.setattr("bench.machine.cpu_flags", lambda: ("avx512_bf16",))
+    forwards: list[tuple[bool, bool]] = []  # (training mode, autocast on) of every forward
+    get_model = zoo.get_model
+
+    def spied(*args: Any, **kwargs: Any) -> torch.nn.Module:
+        model = get_model(*args, **kwargs)
+        model.register_forward_hook(
+            lambda m, i, o: forwards.append((m.training, torch.is_autocast_enabled("cpu")))
+        )
+        return model
+
+    monkeypatch.setattr(zoo, "get_model", spied)
+    out = tmp_path / "r"
+    argv = ["train", "lenet5_mnist", "--data", str(gray_folder), "--dtype", "auto"]
+    assert main([*argv, "--epochs", "1", "--out", str(out)]) == 0
+    (row,) = read_jsonl(out / "results.jsonl")
+    assert row["dtype"] == "bf16_autocast" and row["eval_dtype"] == "fp32"
+    assert (True, True) in forwards  # the training steps ran under bf16 autocast
+    assert (False, False) in forwards and (False, True) not in forwards  # evaluation did not
+
+    weights = out / "weights" / "lenet5_mnist-seed0.pt"
+    forwards.clear()
+    evaluation = ["eval", "lenet5_mnist", "--weights", str(weights), "--data", str(gray_folder)]
+    assert main(evaluation) == 0
+    assert forwards and not any(autocast for _, autocast in forwards)
+    assert "fp32" in capsys.readouterr().out
+
+
+# --- item 13: what is on the training clock -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "flags, on_clock, decoding_timed",
+    [
+        ([], ON_CLOCK_TENSOR, False),  # small: decoded once, before training
+        (["--cache-limit-mb", "0", "--workers", "0"], ON_CLOCK_STREAMED, True),
+    ],
+    ids=["cached", "streamed"],
+)
+def test_rows_say_what_data_work_is_on_the_clock(
+    gray_folder,  # noqa: F811
+    tmp_path,
+    flags,
+    on_clock,
+    decoding_timed,  # noqa: F811
+):
+    (row,) = _train(gray_folder, tmp_path / "r", *flags)
+    assert row["data_on_clock"] == on_clock
+    assert row["data_loading_in_timing"] is decoding_timed
+    assert isinstance(row["data_setup_s"], float) and row["data_setup_s"] > 0
+
+
+# --- item 8: `bench all` passes its options to the accuracy step ----------------------------
+
+
+@pytest.mark.parametrize(
+    "models, expected",
+    [(["lenet5_mnist"], ["lenet5_mnist"]), (["lenet5*"], ["lenet5", "lenet5_modern"])],
+)
+def test_all_gives_the_accuracy_step_its_models_devices_and_threads(
+    tmp_path, monkeypatch, capsys, models, expected
+):
+    from bench.accuracy import add_plan_arguments
+
+    seen: dict[str, argparse.Namespace] = {}
+
+    def fake_run(args: argparse.Namespace) -> int:
+        args.resolved_out = tmp_path / "r"
+        return 0
+
+    def capture(name: str) -> cli.Subcommand:
+        def run(args: argparse.Namespace) -> int:
+            seen[name] = args
+            return 0
+
+        return cli.Subcommand(name, add_plan_arguments if name == "accuracy" else _folder, run)
+
+    monkeypatch.setattr(cli, "_run_run", fake_run)
+    monkeypatch.setitem(cli.SUBCOMMANDS, "accuracy", capture("accuracy"))
+    monkeypatch.setitem(cli.SUBCOMMANDS, "report", capture("report"))
+    argv = ["all", "--models", *models, "--devices", "cpu", "--threads", "1"]
+    assert main(argv) == 0, capsys.readouterr().err
+    step = seen["accuracy"]
+    assert set(expected) <= set(step.models) and all(m.startswith("lenet5") for m in step.models)
+    assert step.devices == ["cpu"] and step.threads == 1 and step.out == tmp_path / "r"
+
+
+def _folder(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("folder", type=Path)
+
+
+def test_the_accuracy_step_with_no_matching_model_is_skipped_under_all(tmp_path, capsys):
+    out = tmp_path / "r"
+    assert main(["accuracy", str(out), "--models", "alexnet", "--none-ok"]) == 0
+    assert "no run of the plan matches alexnet" in capsys.readouterr().out
+    assert exit_code(["accuracy", str(out), "--models", "alexnet"]) == 2
+
+
+# --- bad input: one line, exit 2 ------------------------------------------------------------
+
+
+def _png_tree(root: Path, classes: int, per_class: int = 12) -> Path:
+    for c in range(classes):
+        (root / f"c{c}").mkdir(parents=True)
+        for i in range(per_class):
+            Image.new("L", (28, 28), 20 * c + i).save(root / f"c{c}" / f"{i}.png")
+    return root
+
+
+def _one_line_error(capsys: pytest.CaptureFixture[str], *needles: str) -> None:
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error:"), err
+    assert all(n in err for n in needles), err
+
+
+def test_accuracy_into_a_file_is_refused_before_any_work(tmp_path, monkeypatch, capsys):
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("training started")
+
+    monkeypatch.setattr("bench.accuracy.run_accuracy", refuse)
+    afile = tmp_path / "notes.txt"
+    afile.write_text("not a folder")
+    assert exit_code(["accuracy", str(afile), "--models", "lenet5_mnist"]) == 2
+    _one_line_error(capsys, str(afile), "is a file", "folder")
+    assert exit_code(["train", "lenet5_mnist", "--out", str(afile)]) == 2
+    _one_line_error(capsys, str(afile), "is a file")
+
+
+def test_an_imagefolder_with_one_class_is_refused_for_that(tmp_path, capsys):
+    root = _png_tree(tmp_path / "one", classes=1)
+    assert exit_code(["train", "lenet5_mnist", "--data", str(root), "--batch-size", "4"]) == 2
+    _one_line_error(capsys, "one class folder", "needs at least 2 classes")
+
+
+def test_a_stray_file_names_the_flag_that_skips_it(tmp_path, capsys):
+    root = _png_tree(tmp_path / "two", classes=2)
+    (root / "c0" / "notes.txt").write_text("hello")
+    argv = ["train", "lenet5_mnist", "--data", str(root), "--batch-size", "4", *TINY]
+    assert exit_code([*argv, "--out", str(tmp_path / "a")]) == 2
+    _one_line_error(capsys, "notes.txt has no image extension", "--skip-bad-files")
+    assert exit_code([*argv, "--out", str(tmp_path / "b"), "--skip-bad-files"]) == 0
+
+
+def test_a_negative_seed_names_the_option(gray_folder, capsys):  # noqa: F811
+    assert exit_code(["train", "lenet5_mnist", "--data", str(gray_folder), "--seed", "-1"]) == 2
+    _one_line_error(capsys, "--seed", "0 or more")
