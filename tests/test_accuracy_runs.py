@@ -21,7 +21,7 @@ import zoo
 from bench import cli
 from bench.accuracy import ON_CLOCK_STREAMED, ON_CLOCK_TENSOR
 from bench.cli import main
-from bench.report.runs import epoch_curves, load_run
+from bench.report.runs import epoch_curves, load_run, merge_runs
 from bench.results import EPOCH_COLUMNS, read_jsonl
 
 TINY = ["--epochs", "1", "--evals-per-epoch", "2", "--no-save"]
@@ -56,6 +56,9 @@ def test_two_runs_of_one_model_and_seed_in_one_folder_are_two_curves(gray_folder
         ("lenet5_mnist", 0, "cpu", 2)
     }
     assert all(list(c.points["epoch"]) == [0.5, 1.0] for c in curves)
+    # Each run is its own row of the report too, not a retry of the other.
+    merged = merge_runs([load_run(out)])
+    assert sorted(merged.results["training_run"]) == sorted(r["run"] for r in rows)
 
 
 def test_lines_without_a_run_id_are_one_curve_per_folder_model_and_seed():

@@ -162,7 +162,10 @@ def _row_key(row: Mapping[str, Any]) -> tuple[Any, ...]:
     if row.get("mode") != "accuracy":
         return tuple((k, key_value(row.get(k))) for k in SETTING_KEYS)
     row = {**row, "world_size": key_value(row.get("world_size")) or 1}
-    return tuple((k, key_value(row.get(k))) for k in SETTING_KEYS + ACCURACY_KEYS)
+    # Each training run is its own row (a re-run, a budgeted and a full run of one model);
+    # rows from before run ids existed (null) fall back to their settings.
+    keys = SETTING_KEYS + ACCURACY_KEYS + ("training_run",)
+    return tuple((k, key_value(row.get(k))) for k in keys)
 
 
 def merge_runs(runs: Sequence[Run]) -> Run:
