@@ -52,9 +52,9 @@ class Register(Protocol):
 SUBCOMMANDS: dict[str, Subcommand] = {}
 # Subcommands defined elsewhere: name -> module with a register_cli(register) function.
 LAZY_SUBCOMMANDS: dict[str, str] = {
-    "train": "bench.accuracy",
-    "eval": "bench.accuracy",
-    "accuracy": "bench.accuracy",
+    "train": "bench.training.runs",
+    "eval": "bench.training.runs",
+    "accuracy": "bench.training.runs",
     "report": "bench.report",
 }
 
@@ -111,7 +111,7 @@ def _layers_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _layers_run(args: argparse.Namespace) -> int:
     import zoo
-    from bench.counting import count_model, uncounted_ops_text
+    from bench.measure.counting import count_model, uncounted_ops_text
 
     card = zoo.get_card(args.model)
     counts = count_model(zoo.get_model(args.model), card.input_shape)
@@ -151,7 +151,7 @@ def _layers_run(args: argparse.Namespace) -> int:
 
 
 def _run_arguments(parser: argparse.ArgumentParser) -> None:
-    from bench.config import DTYPES, MEMORY_FORMATS, MODES
+    from bench.sweep.plan import DTYPES, MEMORY_FORMATS, MODES
 
     parser.add_argument(
         "--models",
@@ -252,10 +252,11 @@ def _resolve_models(patterns: Sequence[str]) -> tuple[str, ...]:
 
 
 def build_plan(args: argparse.Namespace) -> Any:
-    """The :class:`bench.config.RunPlan` of ``run``'s arguments; ``ValueError`` on bad input."""
+    """The :class:`bench.sweep.plan.RunPlan` of ``run``'s arguments; ``ValueError`` on bad input."""
     import torch
 
-    from bench.config import RunPlan, TimerSettings, parse_batch_size
+    from bench.measure.timing import TimerSettings
+    from bench.sweep.plan import RunPlan, parse_batch_size
 
     models = _resolve_models(args.models)
     cuda = torch.cuda.is_available()
@@ -276,7 +277,7 @@ def build_plan(args: argparse.Namespace) -> Any:
     if args.threads is not None:
         overrides["threads"] = args.threads
     if args.shard is not None:
-        from bench.sharding import Shard
+        from bench.sweep.shards import Shard
 
         overrides["shard"] = Shard.parse(args.shard)
     preset = RunPlan.full if args.full else RunPlan.short
@@ -298,7 +299,7 @@ def build_plan(args: argparse.Namespace) -> Any:
 
 
 def _resolve_out(args: argparse.Namespace) -> Path:
-    from bench.orchestrate import new_run_dir
+    from bench.sweep.loop import new_run_dir
 
     if not args.resume:
         if args.out is not None:
@@ -322,7 +323,7 @@ def _resolve_out(args: argparse.Namespace) -> Path:
 def _shard_suffix(args: argparse.Namespace) -> str:
     if args.shard is None:
         return ""
-    from bench.sharding import Shard
+    from bench.sweep.shards import Shard
 
     shard = Shard.parse(args.shard)
     return f"-shard{shard.index}of{shard.count}"
@@ -378,7 +379,7 @@ def _run_run(args: argparse.Namespace) -> int:
 
     import torch
 
-    from bench.orchestrate import run_plan
+    from bench.sweep.loop import run_plan
 
     plan = build_plan(args)
     out = _resolve_out(args)
@@ -393,14 +394,14 @@ def _run_run(args: argparse.Namespace) -> int:
     if plan.shard is not None:
         from dataclasses import replace
 
-        from bench.orchestrate import plan_rows
+        from bench.sweep.loop import plan_rows
 
         whole = replace(plan, shard=None)
         total = sum(len(plan_rows(whole, m)) for m in plan.models)
         mine = sum(len(plan_rows(plan, m)) for m in plan.models)
         print(f"shard {plan.shard}: {mine} of the plan's {total} rows", file=sys.stderr)
-    from bench.config import default_threads
-    from bench.machine import load_average
+    from bench.measure.machine import load_average
+    from bench.sweep.plan import default_threads
 
     load, cores = load_average(), default_threads()
     if load is not None and plan.threads > 1 and load + plan.threads > cores + 0.5:

@@ -14,9 +14,9 @@ from pathlib import Path
 import torch
 
 import zoo
-from bench import distributed
-from bench.recipes import Recipe
-from bench.train import TrainSettings, evaluate, train
+from bench.training import distributed
+from bench.training.loop import TrainSettings, evaluate, train
+from bench.training.recipes import Recipe
 from data.batches import TensorSplit
 from data.normalise import Normalisation
 from data.splits import Splits

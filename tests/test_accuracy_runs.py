@@ -19,10 +19,10 @@ from test_train import exit_code, gray_folder  # noqa: F401  (gray_folder is a f
 
 import zoo
 from bench import cli
-from bench.accuracy import ON_CLOCK_STREAMED, ON_CLOCK_TENSOR
 from bench.cli import main
 from bench.report.runs import epoch_curves, load_run, merge_runs
-from bench.results import EPOCH_COLUMNS, read_jsonl
+from bench.schema import EPOCH_COLUMNS, read_jsonl
+from bench.training.runs import ON_CLOCK_STREAMED, ON_CLOCK_TENSOR
 
 TINY = ["--epochs", "1", "--evals-per-epoch", "2", "--no-save"]
 
@@ -97,7 +97,7 @@ def test_a_torn_last_epochs_line_is_repaired_before_the_next_run(gray_folder, tm
 
 
 def test_auto_trains_in_bf16_but_evaluates_in_fp32(gray_folder, tmp_path, monkeypatch, capsys):  # noqa: F811
-    monkeypatch.setattr("bench.machine.cpu_flags", lambda: ("avx512_bf16",))
+    monkeypatch.setattr("bench.measure.machine.cpu_flags", lambda: ("avx512_bf16",))
     forwards: list[tuple[bool, bool]] = []  # (training mode, autocast on) of every forward
     get_model = zoo.get_model
 
@@ -159,7 +159,7 @@ def test_rows_say_what_data_work_is_on_the_clock(
 def test_all_gives_the_accuracy_step_its_models_devices_and_threads(
     tmp_path, monkeypatch, capsys, models, expected
 ):
-    from bench.accuracy import add_plan_arguments
+    from bench.training.runs import add_plan_arguments
 
     seen: dict[str, argparse.Namespace] = {}
 
@@ -216,7 +216,7 @@ def test_accuracy_into_a_file_is_refused_before_any_work(tmp_path, monkeypatch, 
     def refuse(*args: Any, **kwargs: Any) -> None:
         raise AssertionError("training started")
 
-    monkeypatch.setattr("bench.accuracy.run_accuracy", refuse)
+    monkeypatch.setattr("bench.training.runs.run_accuracy", refuse)
     afile = tmp_path / "notes.txt"
     afile.write_text("not a folder")
     assert exit_code(["accuracy", str(afile), "--models", "lenet5_mnist"]) == 2

@@ -12,7 +12,7 @@ import torch
 from test_bench_helpers import FAKE_MACHINE, register_test_models
 
 from bench import cli
-from bench.results import read_jsonl
+from bench.schema import read_jsonl
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -33,7 +33,7 @@ def no_work(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(*args: object, **kwargs: object) -> None:
         raise AssertionError("run_plan was called")
 
-    monkeypatch.setattr("bench.orchestrate.run_plan", refuse)
+    monkeypatch.setattr("bench.sweep.loop.run_plan", refuse)
 
 
 BAD = {
@@ -93,7 +93,7 @@ def test_full_plan_and_overrides() -> None:
 def test_min_steps_keeps_the_time_cap_of_the_short_plan() -> None:
     parser = cli.build_parser(["run"])
     plan = cli.build_plan(parser.parse_args(["run", "--models", "vgg16", "--min-steps", "7"]))
-    # RunPlan.short's timer: max_time_s=3.0, floor_steps=3 (bench/config.py)
+    # RunPlan.short's timer: max_time_s=3.0, floor_steps=3 (bench/sweep/plan.py)
     assert plan.timer.min_steps == 7 and plan.timer.max_time_s == 3.0
     assert plan.timer.floor_steps == 3 and plan.timer.warmup == 1
     plan = cli.build_plan(parser.parse_args(["run", "--models", "vgg16", "--min-time", "1.5"]))
@@ -125,7 +125,7 @@ def test_run_writes_rows_for_a_registered_model(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     register_test_models(monkeypatch)
-    monkeypatch.setattr("bench.orchestrate.describe", lambda *a, **k: FAKE_MACHINE)
+    monkeypatch.setattr("bench.sweep.loop.describe", lambda *a, **k: FAKE_MACHINE)
     args = ["run", "--models", "tiny_net", "--batch-sizes", "2", "--threads", "1",
             "--min-steps", "2", "--min-time", "0", "--out", str(tmp_path / "run")]  # fmt: skip
     code, out, err = run_cli(args, capsys)
@@ -169,7 +169,7 @@ def test_all_runs_the_plan_then_its_follow_ups(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     register_test_models(monkeypatch)
-    monkeypatch.setattr("bench.orchestrate.describe", lambda *a, **k: FAKE_MACHINE)
+    monkeypatch.setattr("bench.sweep.loop.describe", lambda *a, **k: FAKE_MACHINE)
     seen: list[Path] = []
 
     def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -211,7 +211,7 @@ def test_impossible_shards_are_one_line_and_exit_2(
 
 
 def _plan_keys(args: list[str]) -> list[tuple[object, ...]]:
-    from bench.orchestrate import plan_rows
+    from bench.sweep.loop import plan_rows
 
     plan = cli.build_plan(cli.build_parser(["run"]).parse_args(["run", *args]))
     return [spec.key(plan.threads) for m in plan.models for spec in plan_rows(plan, m)]
@@ -237,7 +237,7 @@ def test_shards_run_on_two_machines_merge_into_the_whole_sweep(
     from bench.report import build_report, load_run, merge_runs
 
     register_test_models(monkeypatch)
-    monkeypatch.setattr("bench.orchestrate.describe", lambda *a, **k: FAKE_MACHINE)
+    monkeypatch.setattr("bench.sweep.loop.describe", lambda *a, **k: FAKE_MACHINE)
     sweep = ["run", "--models", "tiny_net", "--batch-sizes", "1", "2", "3", "4", "--threads",
              "1", "--min-steps", "1", "--min-time", "0"]  # fmt: skip
     folders = []

@@ -10,7 +10,7 @@ from test_bench_helpers import TinyNet
 from torch import nn
 
 import zoo
-from bench.counting import count_flops, count_model, count_params
+from bench.measure.counting import count_flops, count_model, count_params
 from zoo.lenet import RBFOutput
 
 
@@ -132,8 +132,9 @@ LENET5_MODERN_TRAIN_FLOPS = 3 * 2 * LENET5_MODERN_MACS - 2 * LENET5_MODERN_CONV1
 def lenet5_modern_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from test_bench_helpers import FAKE_MACHINE
 
-    from bench.config import RunPlan, TimerSettings
-    from bench.orchestrate import run_plan
+    from bench.measure.timing import TimerSettings
+    from bench.sweep.loop import run_plan
+    from bench.sweep.plan import RunPlan
 
     fast = TimerSettings(warmup=1, min_steps=2, min_time_s=0.0)
     plan = RunPlan(
@@ -146,7 +147,7 @@ def lenet5_modern_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _rows(folder: Path) -> dict[str, dict]:
-    from bench.results import read_jsonl
+    from bench.schema import read_jsonl
 
     return {row["mode"]: row for row in read_jsonl(folder / "results.jsonl")}
 
@@ -171,7 +172,7 @@ def test_achieved_gflops_uses_train_flops_on_train_rows(lenet5_modern_run: Path)
 
 
 def test_grouped_convolution_weight_gradient_is_counted_once() -> None:
-    from bench.counting import count_step_flops
+    from bench.measure.counting import count_step_flops
 
     torch.manual_seed(0)
     model = nn.Sequential(
@@ -240,7 +241,7 @@ def test_lenet5_modern_uncounted_ops_are_listed() -> None:
     counts = count_model(zoo.get_model("lenet5_modern"), (1, 32, 32))
     # Two in-place ReLUs after the convs, two after the hidden fc layers; two max-pools.
     assert counts.skipped_ops == {"aten::relu_": 4, "aten::max_pool2d": 2}
-    from bench.counting import uncounted_ops_text
+    from bench.measure.counting import uncounted_ops_text
 
     assert uncounted_ops_text(counts.skipped_ops) == "max_pool2d×2, relu×4"
 

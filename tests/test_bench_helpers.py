@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 import zoo
-from bench.machine import Machine
+from bench.measure.machine import Machine
 from zoo.registry import _REGISTRY, ModelCard
 
 FAKE_MACHINE = Machine(
@@ -67,6 +67,6 @@ def test_tiny_net_runs() -> None:
 
 
 def test_the_conv_peak_is_measured_on_this_machine() -> None:
-    from bench.machine import conv3x3_gflops
+    from bench.measure.machine import conv3x3_gflops
 
     assert conv3x3_gflops("cpu", seconds=0.05) > 0

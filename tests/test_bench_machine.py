@@ -12,11 +12,12 @@ import pytest
 import torch
 from test_bench_helpers import FAKE_MACHINE, register_test_models
 
-from bench import machine
-from bench.config import RunPlan, TimerSettings
-from bench.machine import cuda_tf32, describe, row_tf32
-from bench.orchestrate import RowSpec, base_row, run_plan
-from bench.results import read_jsonl
+from bench.measure import machine
+from bench.measure.machine import cuda_tf32, describe, row_tf32
+from bench.measure.timing import TimerSettings
+from bench.schema import read_jsonl
+from bench.sweep.loop import RowSpec, base_row, run_plan
+from bench.sweep.plan import RunPlan
 
 Call = tuple[str, str, torch.dtype]
 SetPrecision = Callable[[str, str], None]
@@ -65,7 +66,9 @@ def measured(monkeypatch: pytest.MonkeyPatch) -> list[Call]:
 def test_bf16_peaks_are_measured_where_bf16_is_native(
     measured: list[Call], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("bench.machine.cpu_flags", lambda: ("avx2", "avx512f", "avx512_bf16"))
+    monkeypatch.setattr(
+        "bench.measure.machine.cpu_flags", lambda: ("avx2", "avx512f", "avx512_bf16")
+    )
     found = describe(("cpu",), threads=1)
     assert found.peak_gflops == {
         "fp32_matmul": 100.0,
@@ -82,7 +85,7 @@ def test_bf16_peaks_are_skipped_and_said_so_without_native_bf16(
     measured: list[Call], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # AVX-512 without avx512_bf16: oneDNN runs bf16 there, emulated.
-    monkeypatch.setattr("bench.machine.cpu_flags", lambda: ("avx2", "fma", "avx512f"))
+    monkeypatch.setattr("bench.measure.machine.cpu_flags", lambda: ("avx2", "fma", "avx512f"))
     found = describe(("cpu",), threads=1)
     assert found.peak_gflops == {"fp32_matmul": 100.0, "fp32_conv3x3": 200.0}
     assert all(dtype == torch.float32 for _, _, dtype in measured)
@@ -94,7 +97,7 @@ def test_bf16_peaks_are_skipped_and_said_so_without_native_bf16(
 def test_cuda_peaks_and_tf32_settings_are_described(
     measured: list[Call], monkeypatch: pytest.MonkeyPatch, precision: SetPrecision, gpu_bf16: bool
 ) -> None:
-    monkeypatch.setattr("bench.machine.cpu_flags", lambda: ("avx2",))
+    monkeypatch.setattr("bench.measure.machine.cpu_flags", lambda: ("avx2",))
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: gpu_bf16)
     monkeypatch.setattr(machine, "gpu_name", lambda: "fake GPU")

@@ -9,15 +9,16 @@ import torch
 from test_bench_helpers import FAKE_MACHINE, register_test_models
 from torch import nn
 
-from bench import memory
-from bench.config import RunPlan, TimerSettings
-from bench.orchestrate import run_plan
+from bench.measure import memory
+from bench.measure.timing import TimerSettings
+from bench.measure.workload import make_workload
 from bench.report.document import Table
 from bench.report.formatting import fmt_num
 from bench.report.runs import load_run
 from bench.report.sections import measured_blocks
-from bench.results import read_jsonl
-from bench.steps import make_workload
+from bench.schema import read_jsonl
+from bench.sweep.loop import run_plan
+from bench.sweep.plan import RunPlan
 
 CUDA = torch.cuda.is_available()
 
@@ -145,7 +146,7 @@ def test_saved_activations_leave_out_autocasts_weight_copies(
     monkeypatch: pytest.MonkeyPatch, device: str, kernel: int, dtype: str, element: int
 ) -> None:
     # bf16 autocast runs (slowly) on any CPU; the harness refuses it without native bf16.
-    monkeypatch.setattr("bench.machine.cpu_flags", lambda: ("avx512_bf16",))
+    monkeypatch.setattr("bench.measure.machine.cpu_flags", lambda: ("avx512_bf16",))
     work = make_workload(
         ConvLinear(kernel=kernel), input_shape=(3, 8, 8), num_classes=10, batch_size=2,
         device=device, dtype=dtype, memory_format="contiguous", mode="train",
@@ -196,7 +197,7 @@ def test_a_bf16_models_estimate_does_not_depend_on_the_rows_before_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # bf16 runs (slowly) on any CPU; the harness refuses it without native bf16.
-    monkeypatch.setattr("bench.machine.cpu_flags", lambda: ("avx512_bf16",))
+    monkeypatch.setattr("bench.measure.machine.cpu_flags", lambda: ("avx512_bf16",))
     register_test_models(monkeypatch)
     timer = TimerSettings(warmup=0, min_steps=1, min_time_s=0.0)
 

@@ -10,9 +10,10 @@ import torch
 from test_bench_helpers import FAKE_MACHINE, TinyNet, card, register_test_models
 
 import zoo
-from bench.config import RunPlan, TimerSettings
-from bench.orchestrate import find_max_batch, plan_rows, run_plan
-from bench.results import ROW_COLUMNS, read_jsonl
+from bench.measure.timing import TimerSettings
+from bench.schema import ROW_COLUMNS, read_jsonl
+from bench.sweep.loop import find_max_batch, plan_rows, run_plan
+from bench.sweep.plan import RunPlan
 from zoo.registry import _REGISTRY
 
 FAST = TimerSettings(warmup=1, min_steps=2, min_time_s=0.0)
@@ -158,7 +159,7 @@ def test_cuda_rows_use_the_allocator_and_find_the_max_batch(
 ) -> None:
     register_test_models(monkeypatch)
     cuda_plan = plan(("tiny_net",), devices=("cuda",), dtypes=("fp32", "bf16"), max_batch=True)
-    monkeypatch.setattr("bench.orchestrate.MAX_BATCH_LIMIT", 256)
+    monkeypatch.setattr("bench.sweep.loop.MAX_BATCH_LIMIT", 256)
     run_plan(cuda_plan, tmp_path, machine=FAKE_MACHINE)
     rows = read_jsonl(tmp_path / "results.jsonl")
     assert all(r["device"] == "cuda" for r in rows)
@@ -172,7 +173,7 @@ def test_a_dtype_the_device_cannot_run_is_an_error_row(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     register_test_models(monkeypatch)
-    monkeypatch.setattr("bench.machine.cpu_flags", lambda: ("avx2",))
+    monkeypatch.setattr("bench.measure.machine.cpu_flags", lambda: ("avx2",))
     run_plan(
         plan(("tiny_net",), dtypes=("bf16", "fp32"), modes=("infer",)), tmp_path,
         machine=FAKE_MACHINE,
@@ -185,7 +186,7 @@ def test_a_dtype_the_device_cannot_run_is_an_error_row(
 def test_lenet5s_timed_training_step_uses_the_map_criterion_it_trains_with(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from bench import recipes
+    from bench.training import recipes
     from zoo.lenet import map_loss
 
     scored: list[str] = []
@@ -206,7 +207,7 @@ def test_lenet5s_timed_training_step_uses_the_map_criterion_it_trains_with(
     assert row["error"] is None
     assert scored and set(scored) == {"map"}  # every step, warm-up and timed, scored by MAP
     # The step's returned loss is the MAP criterion of the model's scores before its update.
-    from bench.steps import make_workload
+    from bench.measure.workload import make_workload
 
     model = zoo.get_model("lenet5")
     work = make_workload(

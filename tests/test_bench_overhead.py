@@ -11,7 +11,8 @@ the per-pair ratios, so load from other users of a shared machine hits both side
 - ``lenet5_modern``: inference and training at batch 32 (sub-millisecond to millisecond steps,
   where per-step overhead of the harness would show first).
 
-The harness side is what a row measures: ``bench.steps.make_workload`` + ``bench.timing``.
+The harness side is what a row measures: ``bench.measure.workload.make_workload`` +
+``bench.measure.timing``.
 Both sides run on one torch thread: on the 2-core shared machine two OpenMP threads make a
 step's time depend on other users' jobs (a LeNet forward measured 6 ms on one thread and 184 ms
 on two while the machine was busy), which would swamp a 3% comparison.
@@ -30,9 +31,8 @@ import torch
 import torch.nn.functional as F
 
 import zoo
-from bench.config import TimerSettings
-from bench.steps import make_workload
-from bench.timing import time_steps
+from bench.measure.timing import TimerSettings, time_steps
+from bench.measure.workload import make_workload
 
 TOLERANCE = 0.97  # harness samples/s >= 97% of the bare loop's
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from bench.results import ROW_COLUMNS, ResultsWriter, read_jsonl, row_key
+from bench.schema import ROW_COLUMNS, ResultsWriter, read_jsonl, row_key
 
 
 def make_row(**settings: Any) -> dict[str, Any]:

@@ -12,12 +12,13 @@ import pytest
 from test_bench_helpers import FAKE_MACHINE, register_test_models
 
 from bench import report
-from bench.config import RunPlan, TimerSettings
-from bench.orchestrate import run_plan
+from bench.measure.timing import TimerSettings
 from bench.report import build as report_build
 from bench.report.runs import device_peaks, load_run, session_meta
 from bench.report.sections import header_blocks, measured_blocks
-from bench.results import ResultsWriter, read_jsonl
+from bench.schema import ResultsWriter, read_jsonl
+from bench.sweep.loop import run_plan
+from bench.sweep.plan import RunPlan
 
 FAST = TimerSettings(warmup=1, min_steps=2, min_time_s=0.0)
 FIRST = dataclasses.replace(

@@ -8,7 +8,7 @@ import pytest
 import torch
 from test_bench_helpers import TinyNet
 
-from bench.steps import check_dtype, make_workload
+from bench.measure.workload import check_dtype, make_workload
 
 DEVICES = [
     "cpu",
@@ -22,7 +22,7 @@ DEVICES = [
 @pytest.fixture
 def native_bf16(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Pretend the CPU has avx512_bf16, so bf16 paths run on any machine (tiny model)."""
-    monkeypatch.setattr("bench.machine.cpu_flags", lambda: ("avx512_bf16",))
+    monkeypatch.setattr("bench.measure.machine.cpu_flags", lambda: ("avx512_bf16",))
     yield
 
 
@@ -81,7 +81,7 @@ def test_infer_step_records_no_graph() -> None:
 
 
 def test_bf16_without_native_support_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("bench.machine.cpu_flags", lambda: ("avx2", "fma"))
+    monkeypatch.setattr("bench.measure.machine.cpu_flags", lambda: ("avx2", "fma"))
     check_dtype("fp32", torch.device("cpu"))
     for dtype in ("bf16", "bf16_autocast"):
         with pytest.raises(RuntimeError, match="no native bf16"):

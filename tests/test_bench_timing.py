@@ -6,8 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from bench.config import TimerSettings
-from bench.timing import MIN_STEPS_FOR_SPREAD, summarise, time_steps, time_steps_cuda
+from bench.measure.timing import (
+    MIN_STEPS_FOR_SPREAD,
+    TimerSettings,
+    summarise,
+    time_steps,
+    time_steps_cuda,
+)
 
 
 class FakeClock:

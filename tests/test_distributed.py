@@ -17,8 +17,8 @@ import torch
 from ddp_worker import LIMIT, TEST_SAMPLES, random_model, random_split
 from test_train import exit_code, gray_folder  # noqa: F401  (gray_folder is a fixture)
 
-from bench.distributed import World, choose_backend
-from bench.train import evaluate, load_weights
+from bench.training.distributed import World, choose_backend
+from bench.training.loop import evaluate, load_weights
 from data.batches import shard_order
 from data.imagefolder import StreamingSplit
 from data.normalise import Normalisation

@@ -14,8 +14,9 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from bench import plots, report
+from bench import report
 from bench.report import build as report_build
+from bench.report import figures
 from bench.report.runs import device_peaks
 
 FIXTURE = Path(__file__).parent / "fixtures" / "report"
@@ -293,10 +294,10 @@ def test_peaks_are_read_per_device() -> None:
 
 def test_fp32_rows_are_judged_against_the_faster_of_matmul_and_conv() -> None:
     peaks = {"fp32_matmul": 93.0, "fp32_conv3x3": 150.0, "bf16_matmul": 1.1}
-    assert plots.reference_peak(peaks, "fp32") == ("fp32_conv3x3", 150.0)
-    assert plots.reference_peak({**peaks, "fp32_matmul": 200.0}, "fp32") == ("fp32_matmul", 200.0)
-    assert plots.reference_peak(peaks, "bf16_autocast") == ("bf16_matmul", 1.1)
-    assert plots.reference_peak({}, "fp32") is None
+    assert figures.reference_peak(peaks, "fp32") == ("fp32_conv3x3", 150.0)
+    assert figures.reference_peak({**peaks, "fp32_matmul": 200.0}, "fp32") == ("fp32_matmul", 200.0)
+    assert figures.reference_peak(peaks, "bf16_autocast") == ("bf16_matmul", 1.1)
+    assert figures.reference_peak({}, "fp32") is None
 
 
 def test_a_conv_peak_in_meta_is_the_yardstick_of_the_report(tmp_path: Path) -> None:
@@ -316,13 +317,13 @@ def test_a_conv_peak_in_meta_is_the_yardstick_of_the_report(tmp_path: Path) -> N
 def test_bf16_rows_are_judged_against_the_faster_of_bf16_matmul_and_conv(dtype: str) -> None:
     fp32 = {"fp32_matmul": 93.0, "fp32_conv3x3": 150.0}
     conv_faster = {**fp32, "bf16_matmul": 300.0, "bf16_conv3x3": 450.0}
-    assert plots.reference_peak(conv_faster, dtype) == ("bf16_conv3x3", 450.0)
+    assert figures.reference_peak(conv_faster, dtype) == ("bf16_conv3x3", 450.0)
     matmul_faster = {**fp32, "bf16_matmul": 500.0, "bf16_conv3x3": 450.0}
-    assert plots.reference_peak(matmul_faster, dtype) == ("bf16_matmul", 500.0)
-    assert plots.reference_peak({**fp32, "bf16_conv3x3": 450.0}, dtype) == ("bf16_conv3x3", 450.0)
-    assert plots.reference_peak(fp32, dtype) is None  # bf16 peaks skipped: no share, not fp32's
+    assert figures.reference_peak(matmul_faster, dtype) == ("bf16_matmul", 500.0)
+    assert figures.reference_peak({**fp32, "bf16_conv3x3": 450.0}, dtype) == ("bf16_conv3x3", 450.0)
+    assert figures.reference_peak(fp32, dtype) is None  # bf16 peaks skipped: no share, not fp32's
     # fp32 rows never take a bf16 peak, however fast
-    assert plots.reference_peak(conv_faster, "fp32") == ("fp32_conv3x3", 150.0)
+    assert figures.reference_peak(conv_faster, "fp32") == ("fp32_conv3x3", 150.0)
 
 
 def test_the_bf16_conv_peak_is_read_per_device() -> None:

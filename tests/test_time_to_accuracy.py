@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import pytest
 
-from bench.baseline import lab_loop
-from bench.recipes import recipe_for
-from bench.train import TrainSettings, train
+from bench.training.lab_loop import lab_loop
+from bench.training.loop import TrainSettings, train
+from bench.training.recipes import recipe_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.benchmark(group="time-to-99")]
 TARGET = 0.99

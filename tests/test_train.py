@@ -15,8 +15,15 @@ import torch
 from PIL import Image
 
 from bench.cli import main
-from bench.recipes import LENET5_SGD_SCALE, RECIPES, Recipe, lr_factor, recipe_for, resolve_dtype
-from bench.train import TrainSettings, _clock, load_weights, save_weights, train
+from bench.training.loop import TrainSettings, _clock, load_weights, save_weights, train
+from bench.training.recipes import (
+    LENET5_SGD_SCALE,
+    RECIPES,
+    Recipe,
+    lr_factor,
+    recipe_for,
+    resolve_dtype,
+)
 from data.batches import TensorSplit
 from data.normalise import Normalisation
 from data.splits import Splits
@@ -91,16 +98,18 @@ def test_lenet5_recipe_is_the_papers_schedule():
     ],
 )
 def test_auto_dtype_is_detected_from_the_cpu_flags(monkeypatch, flags, expected):
-    monkeypatch.setattr("bench.machine.cpu_flags", lambda: flags)
+    monkeypatch.setattr("bench.measure.machine.cpu_flags", lambda: flags)
     assert resolve_dtype("auto", "cpu") == expected
     assert resolve_dtype("fp32", "cpu") == "fp32"
 
 
 @pytest.mark.parametrize("native", [False, True])
 def test_harness_and_training_loop_share_one_bf16_detector(monkeypatch, native):
-    from bench.steps import check_dtype
+    from bench.measure.workload import check_dtype
 
-    monkeypatch.setattr("bench.machine.cpu_flags", lambda: ("avx512_bf16",) if native else ())
+    monkeypatch.setattr(
+        "bench.measure.machine.cpu_flags", lambda: ("avx512_bf16",) if native else ()
+    )
     trains_bf16 = resolve_dtype("auto", "cpu") == "bf16_autocast"
     try:
         check_dtype("bf16_autocast", torch.device("cpu"))
@@ -158,7 +167,7 @@ def test_training_time_is_read_from_the_clock_function(splits, monkeypatch):
         readings.append(torch.device(device))
         return float(len(readings))
 
-    monkeypatch.setattr("bench.train._clock", one_second_per_reading)
+    monkeypatch.setattr("bench.training.loop._clock", one_second_per_reading)
     settings = TrainSettings("lenet5_mnist", epochs=1, evals_per_epoch=2)
     outcome = train(settings, splits, QUICK, progress=False)
     # 640 samples / batch 32 = 20 steps, evaluated after steps 10 and 20. Readings: one at the
@@ -299,7 +308,7 @@ def test_num_classes_mismatch_and_bad_weights(gray_folder, tmp_path, capsys, mon
     "forced, native", [("avx2,fma", False), ("avx2,avx512f,avx512_bf16", True)]
 )
 def test_the_cpu_flags_can_be_forced_for_the_whole_suite(monkeypatch, forced, native):
-    from bench import machine
+    from bench.measure import machine
 
     monkeypatch.setenv("CNN_ZOO_CPU_FLAGS", forced)
     assert set(machine.cpu_flags()) == set(forced.split(","))

@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from bench import plots
+from bench.report import figures
 from bench.report.document import (
     Block,
     Bullets,
@@ -82,16 +82,18 @@ def build_report(results_dirs: Sequence[Path], out_dir: Path | None = None) -> P
     summary.to_csv(out / "summary.csv", index=False, lineterminator="\n")
 
     ok = results[~failed_mask(results)]
-    figures: dict[str, str | None] = {}
+    made_files: dict[str, str | None] = {}
 
     def figure(file: str, made: Path | None) -> str | None:
-        figures[file] = file if made is not None else None
-        return figures[file]
+        made_files[file] = file if made is not None else None
+        return made_files[file]
 
-    figure("fig_params_vs_macs.png", plots.params_vs_macs(summary, out / "fig_params_vs_macs.png"))
+    figure(
+        "fig_params_vs_macs.png", figures.params_vs_macs(summary, out / "fig_params_vs_macs.png")
+    )
     figure(
         "fig_throughput_vs_batch.png",
-        plots.throughput_vs_batch(ok, out / "fig_throughput_vs_batch.png"),
+        figures.throughput_vs_batch(ok, out / "fig_throughput_vs_batch.png"),
     )
     peaks = {d: device_peaks(session_meta(run_data.metas[0]), d) for d in devices}
     meta_by_run = {str(m.get("run_id")): m for m in run_data.metas}
@@ -102,10 +104,10 @@ def build_report(results_dirs: Sequence[Path], out_dir: Path | None = None) -> P
 
     figure(
         "fig_gflops_vs_peak.png",
-        plots.gflops_vs_peak(ok, peaks, out / "fig_gflops_vs_peak.png", row_peaks),
+        figures.gflops_vs_peak(ok, peaks, out / "fig_gflops_vs_peak.png", row_peaks),
     )
     mem = memory_rows(results, models)
-    figure("fig_memory.png", plots.memory_breakdown(mem, out / "fig_memory.png"))
+    figure("fig_memory.png", figures.memory_breakdown(mem, out / "fig_memory.png"))
     acc = ok[ok["mode"] == "accuracy"]
     targets = {
         str(d): float(t)
@@ -114,19 +116,19 @@ def build_report(results_dirs: Sequence[Path], out_dir: Path | None = None) -> P
     }
     figure(
         "fig_time_to_accuracy.png",
-        plots.time_to_accuracy(run_data.epochs, targets, out / "fig_time_to_accuracy.png"),
+        figures.time_to_accuracy(run_data.epochs, targets, out / "fig_time_to_accuracy.png"),
     )
     share_fig = figure(
         "fig_layer_share.png",
-        plots.param_share(shares, out / "fig_layer_share.png") if not shares.empty else None,
+        figures.param_share(shares, out / "fig_layer_share.png") if not shares.empty else None,
     )
     layer_figs = []
     families = sorted(
-        run_data.layers["family"].dropna().astype(str).unique(), key=plots.family_rank
+        run_data.layers["family"].dropna().astype(str).unique(), key=figures.family_rank
     )
     for family in families:
         file = f"fig_layers_{re.sub(r'[^A-Za-z0-9_-]', '_', family)}.png"
-        if figure(file, plots.layers_by_family(run_data.layers, family, out / file)):
+        if figure(file, figures.layers_by_family(run_data.layers, family, out / file)):
             layer_figs.append((family, file))
 
     blocks: list[Block] = [
@@ -142,7 +144,7 @@ def build_report(results_dirs: Sequence[Path], out_dir: Path | None = None) -> P
     if sentences:
         blocks += [Heading(2, "What the numbers say"), Bullets(tuple(sentences))]
     blocks += glance_blocks(summary, devices)
-    if figures["fig_params_vs_macs.png"]:
+    if made_files["fig_params_vs_macs.png"]:
         blocks.append(
             Image(
                 "fig_params_vs_macs.png",
@@ -166,12 +168,12 @@ def build_report(results_dirs: Sequence[Path], out_dir: Path | None = None) -> P
                 "(meta.json).",
             ),
         )
-        if figures[f]
+        if made_files[f]
     ]
     if speed_figs:
         blocks.append(Heading(2, "Speed and the hardware limit"))
         blocks += [Image(f, c) for f, c in speed_figs]
-    if figures["fig_memory.png"]:
+    if made_files["fig_memory.png"]:
         batches = ", ".join(f"{m} {int(b)}" for m, b in zip(mem["model"], mem["batch_size"]))
         blocks += [
             Heading(2, "Where training memory goes"),
@@ -183,7 +185,7 @@ def build_report(results_dirs: Sequence[Path], out_dir: Path | None = None) -> P
                 f"{batches}).",
             ),
         ]
-    blocks += accuracy_blocks(results, figures["fig_time_to_accuracy.png"])
+    blocks += accuracy_blocks(results, made_files["fig_time_to_accuracy.png"])
     blocks += share_blocks(shares, layer_figs, share_fig)
     blocks += errors_blocks(results, several_runs=len(run_data.metas) > 1)
     blocks += measured_blocks(results, run_data.metas)

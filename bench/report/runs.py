@@ -15,12 +15,12 @@ from typing import Any
 
 import pandas as pd
 
-from bench.results import EPOCH_COLUMNS, LAYER_COLUMNS, ROW_COLUMNS
+from bench.schema import EPOCH_COLUMNS, LAYER_COLUMNS, ROW_COLUMNS
 
 log = logging.getLogger("bench.report")  # one logger for the package, as before the split
 
 
-# The columns of results.jsonl and layers.jsonl are the writer's (bench.results); missing ones
+# The columns of results.jsonl and layers.jsonl are the writer's (bench.schema); missing ones
 # are added as nulls so a report still renders from an older or partial run.
 _NUMERIC_RESULT_COLUMNS = (
     "num_classes",
@@ -223,7 +223,7 @@ def device_peaks(meta: Mapping[str, Any], device: str = "cpu") -> dict[str, floa
 
     In meta.json the CPU's are ``fp32_matmul`` / ``fp32_conv3x3`` / ``bf16_matmul`` /
     ``bf16_conv3x3``, another device's carry its name as a prefix (``cuda_fp32_matmul``), as
-    bench.machine writes them.
+    bench.measure.machine writes them.
     """
     raw = meta.get("peak_gflops") or {}
     prefix = "" if device == "cpu" else f"{device}_"

@@ -9,7 +9,7 @@ from typing import Any
 
 import pandas as pd
 
-from bench import plots
+from bench.report import figures
 from bench.report.document import Block, Heading, Image, Para, table
 from bench.report.formatting import duration, fmt_frac, fmt_int, fmt_num, fmt_pct, fmt_si, missing
 from bench.report.runs import (
@@ -262,7 +262,7 @@ def measured_blocks(results: pd.DataFrame, metas: Sequence[Mapping[str, Any]]) -
     for _, r in rows_df.iterrows():
         failed = not missing(r["error"]) and str(r["error"]).strip() != ""
         meta = session_meta(meta_by_run.get(str(r["run"]), {}), r["session"])
-        ref = plots.reference_peak(device_peaks(meta, str(r["device"])), str(r["dtype"]))
+        ref = figures.reference_peak(device_peaks(meta, str(r["device"])), str(r["dtype"]))
         peak = ref[1] if ref else None
         gf = r["achieved_gflops"]
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pandas as pd
 
-from bench import plots
+from bench.report import figures
 from bench.report.formatting import fmt_frac, fmt_num, fmt_pct, missing, ratio, share
 from bench.report.runs import device_peaks, session_meta
 from bench.report.summary import failed_mask
@@ -187,7 +187,7 @@ def _peak_sentences(
                 kind="mergesort",
             ).iloc[0]
             meta = session_meta(meta_by_run.get(str(best["run"]), {}), best["session"])
-            ref = plots.reference_peak(device_peaks(meta, device), dtype_name)
+            ref = figures.reference_peak(device_peaks(meta, device), dtype_name)
             if ref is None:
                 continue
             key, peak = ref
@@ -208,7 +208,7 @@ def _peak_sentences(
                 f"{key.replace('_', ' ')} peak of {fmt_num(peak)} GFLOP/s"
             )
             worst_meta = session_meta(meta_by_run.get(str(worst["run"]), {}), worst["session"])
-            worst_ref = plots.reference_peak(device_peaks(worst_meta, device), dtype_name)
+            worst_ref = figures.reference_peak(device_peaks(worst_meta, device), dtype_name)
             if worst["model"] != best["model"] and worst_ref == ref:  # judged by the same peak
                 worst_share = share(100 * worst["achieved_gflops"] / peak)
                 text += (

@@ -12,7 +12,7 @@ from typing import Any
 
 import pandas as pd
 
-from bench import plots
+from bench.report import figures
 from bench.report.runs import empty
 
 log = logging.getLogger("bench.report")  # one logger for the package, as before the split
@@ -55,7 +55,7 @@ def model_order(results: pd.DataFrame) -> list[str]:
     firsts = results.groupby("model", sort=True).agg(
         family=("family", "first"), params=("params", "max")
     )
-    firsts["rank"] = [plots.family_rank(f) for f in firsts["family"]]
+    firsts["rank"] = [figures.family_rank(f) for f in firsts["family"]]
     firsts["params_key"] = firsts["params"].fillna(float("inf"))
     firsts = firsts.reset_index().sort_values(["rank", "params_key", "model"])
     return list(firsts["model"])
@@ -260,7 +260,7 @@ def layer_shares(layers: pd.DataFrame) -> pd.DataFrame:
     if layers.empty:
         return pd.DataFrame()
     df = layers.copy()
-    df["kind"] = df["type"].map(plots.layer_kind)
+    df["kind"] = df["type"].map(figures.layer_kind)
     out = []
     for model in sorted(df["model"].unique()):
         part = df[df["model"] == model]

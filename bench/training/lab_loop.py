@@ -2,7 +2,8 @@
 
 As a student completes Lab 3: ``lab_cnn``, inputs divided by 255, Adam lr 1e-3,
 CrossEntropyLoss, batch 128, fp32, the per-sample ``DatasetMNIST`` through
-``DataLoader(shuffle=True, num_workers=0)``. It is timed exactly as :func:`bench.train.train`
+``DataLoader(shuffle=True, num_workers=0)``. It is timed exactly as
+:func:`bench.training.loop.train`
 times ours: the training wall clock with data loading, evaluation off the clock, evaluated
 ``evals_per_epoch`` times a pass, so the two times-to-accuracy compare like for like.
 """
@@ -18,7 +19,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 import zoo
-from bench.train import EvalPoint
+from bench.training.loop import EvalPoint
 
 __all__ = ["LabRun", "lab_loop"]
 

@@ -10,9 +10,11 @@ half written. ``--resume`` reads the JSON lines back and skips every row whose s
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import json
 import math
 import os
+import traceback
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -39,7 +41,7 @@ ROW_COLUMNS = (
     "achieved_gflops", "tf32", "max_batch", "torch_version", "git_commit", "session",
     "timestamp", "error",
 ) + (
-    # Accuracy rows (mode "accuracy", bench.accuracy); null on the harness's rows.
+    # Accuracy rows (mode "accuracy", bench.training.runs); null on the harness's rows.
     "data", "accuracy", "target_acc", "time_to_target_s", "budget_s", "epochs", "seed",
     "recipe", "data_loading_in_timing", "data_on_clock", "data_setup_s", "train_s",
     "test_samples", "eval_dtype", "run",
@@ -150,6 +152,7 @@ class ResultsWriter:
         self.epochs_path = self.folder / "epochs.jsonl"
         self.csv_path = self.folder / "results.csv"
         self.meta_path = self.folder / "meta.json"
+        self.errors_path = self.folder / "errors.log"
         self._repair_tail(self.results_path)
         self._repair_tail(self.layers_path)
         self._repair_tail(self.epochs_path)
@@ -240,6 +243,14 @@ class ResultsWriter:
         temporary = self.meta_path.with_suffix(".json.tmp")
         temporary.write_text(json.dumps(meta, indent=2, sort_keys=False) + "\n", encoding="utf-8")
         os.replace(temporary, self.meta_path)
+
+    def write_traceback(self, what: str, error: BaseException) -> None:
+        """Append ``error``'s whole traceback to ``errors.log``: the row keeps one line, the log
+        keeps how it came about (``what`` names the row or run)."""
+        stamp = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+        text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+        with self.errors_path.open("a", encoding="utf-8") as handle:
+            handle.write(f"--- {stamp} {what}\n{text}\n")
 
     def read_meta(self) -> dict[str, Any] | None:
         if not self.meta_path.exists():

@@ -28,14 +28,14 @@ import torch
 from torch import nn
 
 import zoo
-from bench import memory
-from bench.config import RunPlan, TimerSettings
-from bench.counting import Counts, count_model, count_step_flops, uncounted_ops_text
-from bench.machine import Machine, describe, load_average, row_tf32
-from bench.recipes import loss_fn, recipe_for
-from bench.results import ACCURACY_COLUMNS, ResultsWriter, row_key
-from bench.steps import make_workload
-from bench.timing import Timing, time_steps, time_steps_cuda
+from bench.measure import memory
+from bench.measure.counting import Counts, count_model, count_step_flops, uncounted_ops_text
+from bench.measure.machine import Machine, describe, load_average, row_tf32
+from bench.measure.timing import TimerSettings, Timing, time_steps, time_steps_cuda
+from bench.measure.workload import make_workload
+from bench.schema import ACCURACY_COLUMNS, ResultsWriter, row_key
+from bench.sweep.plan import RunPlan
+from bench.training.recipes import loss_fn, recipe_for
 
 __all__ = [
     "RowSpec",
@@ -66,7 +66,7 @@ class RowSpec:
     max_batch: bool = False  # find the largest batch that fits first (CUDA, --max-batch)
 
     def settings(self, threads: int) -> dict[str, Any]:
-        """The row's settings columns (those of ``bench.results.KEY_COLUMNS``)."""
+        """The row's settings columns (those of ``bench.schema.KEY_COLUMNS``)."""
         return dict(
             model=self.model, device=self.device, dtype=self.dtype,
             memory_format=self.memory_format, threads=threads,
@@ -162,7 +162,7 @@ def measure_row(
     """Time and measure the memory of ``spec`` on ``model``; fill ``row`` and return it.
 
     Raises on failure (the caller turns that into an ``error`` row). On CPU the batch is
-    first checked against ``MemAvailable`` (:class:`bench.memory.MemoryRefused`).
+    first checked against ``MemAvailable`` (:class:`bench.measure.memory.MemoryRefused`).
     """
     card = zoo.get_card(spec.model)
     device = torch.device(spec.device)
@@ -325,7 +325,7 @@ def run_plan(
     """Measure every row of ``plan`` into the results folder ``out``; returns ``out``.
 
     With ``resume``, rows whose settings are already in ``out/results.jsonl`` are skipped.
-    ``machine`` defaults to :func:`bench.machine.describe` (which measures the matmul peak).
+    ``machine`` defaults to :func:`bench.measure.machine.describe` (which measures the matmul peak).
     """
     torch.set_num_threads(plan.threads)
     writer = ResultsWriter(out)

@@ -20,10 +20,9 @@ from typing import Any
 import torch
 
 import zoo
-from bench import distributed
-from bench.distributed import ONE_PROCESS, World
-from bench.recipes import Recipe, recipe_for, resolve_dtype
-from bench.train import (
+from bench.training import distributed
+from bench.training.distributed import ONE_PROCESS, World
+from bench.training.loop import (
     EVAL_DTYPE,
     EvalPoint,
     TrainSettings,
@@ -32,6 +31,7 @@ from bench.train import (
     save_weights,
     train,
 )
+from bench.training.recipes import Recipe, recipe_for, resolve_dtype
 
 __all__ = [
     "MNIST_TARGET",
@@ -115,10 +115,10 @@ def run_accuracy(
     ``bad_files``).
     """
     import data
-    from bench.counting import count_model
-    from bench.machine import describe
-    from bench.orchestrate import RowSpec, base_row
-    from bench.results import ResultsWriter
+    from bench.measure.counting import count_model
+    from bench.measure.machine import describe
+    from bench.schema import ResultsWriter
+    from bench.sweep.loop import RowSpec, base_row
 
     recipe = recipe or recipe_for(settings.model)
     card = zoo.get_card(settings.model)
@@ -385,7 +385,7 @@ def _setup(args: argparse.Namespace) -> None:
 
 def run_train(args: argparse.Namespace) -> int:
     """Train a model on MNIST or an ImageFolder: time-to-accuracy and accuracy-at-budget."""
-    from bench.orchestrate import new_run_dir
+    from bench.sweep.loop import new_run_dir
 
     _setup(args)
     _check_folder(args.out, "--out")
@@ -617,7 +617,7 @@ def run_plan_accuracy(args: argparse.Namespace) -> int:
     """Train the accuracy plan on MNIST (provisioned if missing), one row per run."""
     import fnmatch
 
-    from bench.results import ResultsWriter, row_key
+    from bench.schema import ResultsWriter, row_key
 
     _check_folder(args.out, "accuracy:")
     devices = tuple(dict.fromkeys(args.devices or ["cpu"]))
@@ -635,7 +635,7 @@ def run_plan_accuracy(args: argparse.Namespace) -> int:
             raise ValueError(f"no run of the accuracy plan matches {' '.join(args.models)}")
     plan = tuple(replace(s, device=device) for s in plan for device in devices)
     if args.shard is not None:
-        from bench.sharding import Shard
+        from bench.sweep.shards import Shard
 
         shard = Shard.parse(args.shard)
         whole = len(plan)
@@ -660,7 +660,7 @@ def run_plan_accuracy(args: argparse.Namespace) -> int:
 
 
 def _rows(out: Path) -> list[dict[str, Any]]:
-    from bench.results import read_jsonl
+    from bench.schema import read_jsonl
 
     return read_jsonl(Path(out) / "results.jsonl")
 

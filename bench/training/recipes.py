@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 import zoo
-from bench import machine
+from bench.measure import machine
 from zoo.lenet import map_loss
 
 __all__ = [
@@ -138,7 +138,7 @@ def recipe_for(model: str) -> Recipe:
 
 def resolve_dtype(dtype: str, device: str) -> str:
     """``"auto"`` made concrete for ``device``: bf16 autocast where it has native bf16
-    (:func:`bench.machine.native_bf16`, the harness's detector too), else fp32."""
+    (:func:`bench.measure.machine.native_bf16`, the harness's detector too), else fp32."""
     if dtype != "auto":
         return dtype
     return "bf16_autocast" if machine.native_bf16(device) else "fp32"

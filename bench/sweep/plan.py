@@ -13,14 +13,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.sharding import Shard
+from bench.measure.timing import TimerSettings
+from bench.sweep.shards import Shard
 
 __all__ = [
     "DEVICES",
     "DTYPES",
     "MEMORY_FORMATS",
     "MODES",
-    "TimerSettings",
     "RunPlan",
     "parse_batch_size",
     "default_threads",
@@ -34,38 +34,6 @@ MODES = ("infer", "train")
 
 # Input side (pixels) from which a model counts as "large" (ImageNet-sized) for default batches.
 LARGE_INPUT_PX = 128
-
-
-@dataclass(frozen=True)
-class TimerSettings:
-    """The timer's stopping rule: warm-up, then timed steps until BOTH minimums are reached.
-
-    Two caps end it earlier: ``max_steps`` (sub-millisecond steps), and ``max_time_s`` for
-    slow steps: once that much was timed, ``min_steps`` drops to ``floor_steps``. The row's
-    ``steps_timed`` says how many steps its statistics rest on.
-    """
-
-    # Untimed steps: first-call allocations, oneDNN primitive creation, cuDNN autotuning.
-    warmup: int = 2
-    min_steps: int = 5  # timed steps at least (p10/p90 need a few)
-    min_time_s: float = 0.5  # timed seconds at least
-    max_steps: int = 10_000  # cap for sub-millisecond steps
-    max_time_s: float = float("inf")  # cap for slow steps (a VGG training step on a CPU)
-    floor_steps: int = 3  # steps timed at least, even past max_time_s
-
-    def __post_init__(self) -> None:
-        if self.warmup < 0 or self.min_steps < 1 or self.max_steps < self.min_steps:
-            raise ValueError(f"timer needs warmup >= 0 and 1 <= min_steps <= max_steps; got {self}")
-        if self.min_time_s < 0 or self.max_time_s < 0 or self.floor_steps < 1:
-            raise ValueError(f"timer times must be >= 0 and floor_steps >= 1; got {self}")
-
-    def done(self, steps: int, total_s: float) -> bool:
-        """True once ``steps`` timed steps totalling ``total_s`` seconds are enough."""
-        if steps >= self.max_steps:
-            return True
-        if total_s >= self.max_time_s and steps >= min(self.floor_steps, self.min_steps):
-            return True
-        return steps >= self.min_steps and total_s >= self.min_time_s
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,7 @@
 """One training loop for every zoo model: time-to-accuracy and accuracy-at-budget.
 
-What differs per model is its recipe (``bench.recipes``). Timing follows DAWNBench: the wall
+What differs per model is its recipe (``bench.training.recipes``). Timing follows DAWNBench: the
+wall
 clock of training, data loading included (batches are made inside the timed loop), evaluation
 excluded; time-to-accuracy is that clock at the first evaluation at or above the target.
 """
@@ -20,8 +21,8 @@ import torch
 from torch import nn
 
 import zoo
-from bench.distributed import ONE_PROCESS, World
-from bench.recipes import Recipe, loss_fn, lr_factor, resolve_dtype
+from bench.training.distributed import ONE_PROCESS, World
+from bench.training.recipes import Recipe, loss_fn, lr_factor, resolve_dtype
 
 __all__ = [
     "TrainSettings",
@@ -179,9 +180,10 @@ def train(
     """Train ``settings.model`` on ``splits`` with ``recipe``; evaluate ``evals_per_epoch`` times
     a pass. ``on_eval`` sees each evaluation as it happens (the caller writes it down).
 
-    Under several processes (``world``, :mod:`bench.distributed`) the batch is the global one:
-    each rank trains on ``batch / world_size`` samples of every step, DDP averages the gradients,
-    and every decision (learning rate, budget, evaluation, stop) uses values all ranks share.
+    Under several processes (``world``, :mod:`bench.training.distributed`) the batch is the global
+    one: each rank trains on ``batch / world_size`` samples of every step, DDP averages the
+    gradients, and every decision (learning rate, budget, evaluation, stop) uses values all ranks
+    share.
     """
     from tqdm import tqdm
 

@@ -16,13 +16,50 @@ from dataclasses import dataclass
 
 import torch
 
-from bench.config import TimerSettings
-
-__all__ = ["MIN_STEPS_FOR_SPREAD", "Timing", "summarise", "time_steps", "time_steps_cuda"]
+__all__ = [
+    "MIN_STEPS_FOR_SPREAD",
+    "TimerSettings",
+    "Timing",
+    "summarise",
+    "time_steps",
+    "time_steps_cuda",
+]
 
 # Timed steps from which p10/p90 are given; from fewer they would mostly restate the fastest
 # and the slowest step (of 3 steps: interpolations between minimum, median and maximum).
 MIN_STEPS_FOR_SPREAD = 10
+
+
+@dataclass(frozen=True)
+class TimerSettings:
+    """The timer's stopping rule: warm-up, then timed steps until BOTH minimums are reached.
+
+    Two caps end it earlier: ``max_steps`` (sub-millisecond steps), and ``max_time_s`` for
+    slow steps: once that much was timed, ``min_steps`` drops to ``floor_steps``. The row's
+    ``steps_timed`` says how many steps its statistics rest on.
+    """
+
+    # Untimed steps: first-call allocations, oneDNN primitive creation, cuDNN autotuning.
+    warmup: int = 2
+    min_steps: int = 5  # timed steps at least (p10/p90 need a few)
+    min_time_s: float = 0.5  # timed seconds at least
+    max_steps: int = 10_000  # cap for sub-millisecond steps
+    max_time_s: float = float("inf")  # cap for slow steps (a VGG training step on a CPU)
+    floor_steps: int = 3  # steps timed at least, even past max_time_s
+
+    def __post_init__(self) -> None:
+        if self.warmup < 0 or self.min_steps < 1 or self.max_steps < self.min_steps:
+            raise ValueError(f"timer needs warmup >= 0 and 1 <= min_steps <= max_steps; got {self}")
+        if self.min_time_s < 0 or self.max_time_s < 0 or self.floor_steps < 1:
+            raise ValueError(f"timer times must be >= 0 and floor_steps >= 1; got {self}")
+
+    def done(self, steps: int, total_s: float) -> bool:
+        """True once ``steps`` timed steps totalling ``total_s`` seconds are enough."""
+        if steps >= self.max_steps:
+            return True
+        if total_s >= self.max_time_s and steps >= min(self.floor_steps, self.min_steps):
+            return True
+        return steps >= self.min_steps and total_s >= self.min_time_s
 
 
 @dataclass(frozen=True)

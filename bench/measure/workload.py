@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench import machine
+from bench.measure import machine
 
 __all__ = ["TORCH_DTYPES", "Workload", "make_workload", "autocast_context", "check_dtype"]
 

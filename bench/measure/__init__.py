@@ -1,0 +1,1 @@
+"""Measuring one model: counts, memory, timing, the machine, the timed steps (workload)."""
