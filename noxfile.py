@@ -1,4 +1,5 @@
-"""Sessions of cnn-zoo-bench: `nox -s tests`, `nox -s bench`, `nox -s lint` (`nox -l` lists them).
+"""Sessions of cnn-zoo-bench: `nox -s tests`, `nox -s bench`, `nox -s lint`, `nox -s fixture`
+(`nox -l` lists them; only `tests` runs by default).
 
 Arguments after `--` go to the session's command, e.g. `nox -s tests -- -k lenet -x`.
 """
@@ -27,6 +28,16 @@ def bench(session: nox.Session) -> None:
     """
     session.install("-e", ".")
     session.run("python", "-m", "bench", "all", *session.posargs)
+
+
+@nox.session
+def fixture(session: nox.Session) -> None:
+    """Regenerate the report fixture (tests/fixtures/report) with every column of bench/schema.py.
+
+    Run it after changing a column; pass another folder after `--` to write there instead.
+    """
+    session.install("-e", ".")
+    session.run("python", "tests/fixtures/report/make_fixture.py", *session.posargs)
 
 
 @nox.session

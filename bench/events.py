@@ -1,7 +1,7 @@
 """What library code reports while it works: one family of small event types, one listener.
 
 The sweep and the training runs never print or draw bars; they call a :data:`Listener` with an
-:data:`Event`, and the command line (``bench/cli.py``) renders it (tqdm bars, one line a row).
+:data:`Event`, and the command line (``bench/cli/``) renders it (tqdm bars, one line a row).
 A caller that wants nothing passes :func:`silent`.
 """
 
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 __all__ = [
@@ -16,6 +17,13 @@ __all__ = [
     "RowDone",
     "ModelFinished",
     "Note",
+    "EpochStarted",
+    "StepsDone",
+    "EpochFinished",
+    "Evaluated",
+    "RunStarted",
+    "RunSkipped",
+    "RunFinished",
     "Event",
     "Listener",
     "silent",
@@ -50,7 +58,95 @@ class Note:
     text: str
 
 
-Event = ModelStarted | RowDone | ModelFinished | Note
+# --- training (bench.training): a run's epochs and evaluations, a plan's runs ---------------
+
+
+@dataclass(frozen=True)
+class EpochStarted:
+    """A pass over the training split starts: ``epoch`` (1-based) of ``epochs``, ``steps`` long."""
+
+    model: str
+    epoch: int
+    epochs: int
+    steps: int
+
+
+@dataclass(frozen=True)
+class StepsDone:
+    """Training steps done; every 20th step also gives the last loss and the samples/s since
+    the previous evaluation (reading the loss waits for the device, so not at every step)."""
+
+    steps: int
+    loss: float | None = None
+    samples_per_s: float | None = None
+
+
+@dataclass(frozen=True)
+class EpochFinished:
+    """A pass ended, whole or cut short (a time budget, the target reached)."""
+
+    model: str
+    epoch: int
+
+
+@dataclass(frozen=True)
+class Evaluated:
+    """An evaluation during a training run (a line of its epochs.jsonl)."""
+
+    model: str
+    seed: int
+    epoch: float  # passes over the training split so far
+    wall_s: float  # training clock so far, evaluation excluded
+    train_loss: float
+    test_accuracy: float
+    samples_per_s: float
+
+
+@dataclass(frozen=True)
+class RunStarted:
+    """Run ``index`` (1-based) of the ``total`` in an accuracy plan starts."""
+
+    index: int
+    total: int
+    model: str
+    data: str
+    device: str
+    seed: int
+    budget_s: float | None
+
+
+@dataclass(frozen=True)
+class RunSkipped:
+    """Run ``index`` of an accuracy plan is already in the results folder (``--resume``)."""
+
+    index: int
+    total: int
+    model: str
+    seed: int
+
+
+@dataclass(frozen=True)
+class RunFinished:
+    """A training run's row was written (``row["error"]`` set if it failed); ``weights``: the
+    saved state dict, if any."""
+
+    row: dict[str, Any]
+    weights: Path | None
+
+
+Event = (
+    ModelStarted
+    | RowDone
+    | ModelFinished
+    | Note
+    | EpochStarted
+    | StepsDone
+    | EpochFinished
+    | Evaluated
+    | RunStarted
+    | RunSkipped
+    | RunFinished
+)
 Listener = Callable[[Event], None]
 
 

@@ -1,10 +1,14 @@
-"""Writing a results folder (see docs/ARCHITECTURE.md): rows appended as they are measured.
+"""A results folder (see docs/ARCHITECTURE.md): its columns, the row key, and its writer.
 
-Each row is one JSON line, written, flushed and fsynced before the next measurement starts,
-so Ctrl-C or a kill loses nothing already measured. ``results.csv`` is regenerated from the
-JSON lines after every row (through a temporary file and an atomic rename), so it is never
-half written. ``--resume`` reads the JSON lines back and skips every row whose settings
-(:data:`KEY_COLUMNS`) are already present, error rows included.
+The row, layer and epoch columns, which of them hold numbers, which settings say "which row is
+this" (:func:`row_key`), an empty row to fill (:func:`base_row`) and the one JSON-lines reader
+(:func:`read_jsonl`) are defined here once, for the sweep, the training runs and the report.
+
+Rows are appended as they are measured: each is one JSON line, written, flushed and fsynced
+before the next measurement starts, so Ctrl-C or a kill loses nothing already measured.
+``results.csv`` is regenerated from the JSON lines after every row (through a temporary file and
+an atomic rename), so it is never half written. ``--resume`` reads the JSON lines back and skips
+every row whose settings (:data:`KEY_COLUMNS`) are already present, error rows included.
 """
 
 from __future__ import annotations
@@ -12,24 +16,40 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import json
+import logging
 import math
 import os
 import traceback
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from bench.measure.counting import Counts
+    from bench.measure.machine import Machine
 
 __all__ = [
     "ROW_COLUMNS",
     "ACCURACY_COLUMNS",
     "LAYER_COLUMNS",
     "EPOCH_COLUMNS",
+    "MEASURED_COLUMNS",
+    "NUMERIC_COLUMNS",
+    "NUMERIC_LAYER_COLUMNS",
+    "NUMERIC_EPOCH_COLUMNS",
+    "SETTING_COLUMNS",
+    "TRAINING_KEY_COLUMNS",
     "KEY_COLUMNS",
     "row_key",
+    "row_label",
+    "timestamp",
+    "base_row",
     "read_jsonl",
     "ResultsWriter",
 ]
+
+log = logging.getLogger(__name__)
 
 # The columns of results.jsonl / results.csv, in order (docs/ARCHITECTURE.md).
 ROW_COLUMNS = (
@@ -59,20 +79,29 @@ EPOCH_COLUMNS = (
     "run", "model", "data", "seed", "world_size", "device", "epoch", "wall_s", "train_loss",
     "test_accuracy", "samples_per_s",
 )  # fmt: skip
-# The settings that identify a row: --resume skips a row whose key is already written.
-KEY_COLUMNS = (
-    "model",
-    "device",
-    "dtype",
-    "memory_format",
-    "threads",
-    "batch_size",
-    "mode",
-    "max_batch",
-    "data",
-    "seed",
-    "world_size",
-)
+# What a sweep row measured; null on a row that failed (its ``error`` says why).
+MEASURED_COLUMNS = (
+    "weights_mib", "grads_mib", "optimizer_mib", "activations_mib", "peak_mem_mib",
+    "peak_mem_method", "step_ms_median", "step_ms_p10", "step_ms_p90", "steps_timed",
+    "samples_per_s", "achieved_gflops", "train_flops",
+)  # fmt: skip
+# The columns a reader takes as numbers, by table (the others are text, flags or mixed).
+NUMERIC_COLUMNS = (
+    "num_classes", "threads", "batch_size", "params", "params_total", "macs_fvcore", "flops",
+    "train_flops", "weights_mib", "grads_mib", "optimizer_mib", "activations_mib",
+    "peak_mem_mib", "peak_mem_estimate_mib", "step_ms_median", "step_ms_p10", "step_ms_p90",
+    "steps_timed", "samples_per_s", "achieved_gflops", "max_batch", "accuracy", "target_acc",
+    "time_to_target_s", "budget_s", "epochs", "train_s", "world_size", "global_batch",
+)  # fmt: skip
+NUMERIC_LAYER_COLUMNS = ("index", "params", "macs", "activation_mib")
+NUMERIC_EPOCH_COLUMNS = (
+    "world_size", "epoch", "wall_s", "train_loss", "test_accuracy", "samples_per_s",
+)  # fmt: skip
+# The settings that identify a row: --resume skips a row whose key is already written. A
+# training (accuracy) row is also told apart by its data, seed and number of processes.
+SETTING_COLUMNS = ("model", "device", "dtype", "memory_format", "batch_size", "mode", "threads")
+TRAINING_KEY_COLUMNS = ("data", "seed", "world_size")
+KEY_COLUMNS = (*SETTING_COLUMNS, "max_batch", *TRAINING_KEY_COLUMNS)
 
 
 def row_key(row: Mapping[str, Any]) -> tuple[Any, ...]:
@@ -90,8 +119,76 @@ def row_key(row: Mapping[str, Any]) -> tuple[Any, ...]:
     )
 
 
+def row_label(row: Mapping[str, Any]) -> str:
+    """The settings of ``row`` in one line (``model=vgg16 device=cpu …``), its nulls left out:
+    what a log names a row by."""
+    return " ".join(f"{c}={row.get(c)}" for c in KEY_COLUMNS if row.get(c) is not None)
+
+
+def timestamp() -> str:
+    """Now, as rows and meta.json record it: local time with its UTC offset, to the second."""
+    return dt.datetime.now(dt.timezone.utc).astimezone().isoformat(timespec="seconds")
+
+
+def base_row(
+    model: str,
+    device: str,
+    dtype: str,
+    memory_format: str,
+    mode: str,
+    batch_size: int,
+    max_batch: bool = False,
+    *,
+    threads: int,
+    counts: Counts | None,
+    machine: Machine,
+) -> dict[str, Any]:
+    """A row (every column of :data:`ROW_COLUMNS`) with its settings, the model's facts and
+    ``counts`` filled in and every measurement null. ``max_batch``: a ``--max-batch`` row,
+    whose ``max_batch`` column is 0 until the largest batch is found."""
+    # zoo and bench.measure load torch: imported here so that the report reads this module
+    # (the columns, read_jsonl) without it.
+    import zoo
+    from bench.measure.counting import uncounted_ops_text
+    from bench.measure.machine import row_tf32
+
+    card = zoo.get_card(model)
+    counted = {
+        "params": counts.params if counts else None,
+        "params_total": counts.params_total if counts else None,
+        "macs_fvcore": counts.macs_fvcore if counts else None,
+        "flops": counts.flops if counts else None,
+        "uncounted_ops": uncounted_ops_text(counts.skipped_ops) if counts else None,
+    }
+    row: dict[str, Any] = dict.fromkeys(ROW_COLUMNS)
+    row.update(
+        model=model,
+        family=card.family,
+        input_shape="x".join(str(d) for d in card.input_shape),
+        num_classes=card.num_classes,
+        device=device,
+        device_name=machine.gpu if device == "cuda" else machine.cpu_model,
+        dtype=dtype,
+        memory_format=memory_format,
+        threads=threads,
+        batch_size=batch_size,
+        mode=mode,
+        **counted,
+        tf32=row_tf32(device, dtype),
+        max_batch=0 if max_batch else None,
+        torch_version=machine.torch_version,
+        git_commit=machine.git_commit,
+        timestamp=timestamp(),
+    )
+    return row
+
+
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """Rows of a JSON-lines file; a last line cut short by a kill is ignored."""
+    """The rows (JSON objects, one a line) of a JSON-lines file; none if it does not exist.
+
+    A last line cut short by a kill is left out, with a warning; any other line that is not a
+    JSON object is a one-line ``ValueError`` naming it.
+    """
     if not path.exists():
         return []
     rows = []
@@ -100,11 +197,15 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
         if not line.strip():
             continue
         try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
+            row = json.loads(line)
+        except json.JSONDecodeError as error:
             if number == len(lines):  # a write interrupted mid-line
+                log.warning("%s:%d: skipping a truncated last line", path, number)
                 continue
-            raise ValueError(f"{path}:{number} is not a JSON line") from None
+            raise ValueError(f"{path}:{number} is not a JSON line ({error.msg})") from None
+        if not isinstance(row, dict):
+            raise ValueError(f"{path}:{number} is not a JSON object (one row a line)")
+        rows.append(row)
     return rows
 
 
@@ -123,6 +224,13 @@ def _complete_models(layers: Iterable[Mapping[str, Any]]) -> set[str]:
         if sorted(indexes) == list(range(len(lines))) and counts in ({None}, {len(lines)}):
             complete.add(model)
     return complete
+
+
+def _check_columns(what: str, line: Mapping[str, Any], columns: tuple[str, ...]) -> None:
+    missing = set(columns) - set(line)
+    extra = set(line) - set(columns)
+    if missing or extra:
+        raise ValueError(f"{what} columns differ: missing {sorted(missing)}, extra {sorted(extra)}")
 
 
 def _clean(value: Any) -> Any:
@@ -169,12 +277,7 @@ class ResultsWriter:
 
     def write_row(self, row: Mapping[str, Any]) -> None:
         """Append one row (every column of :data:`ROW_COLUMNS`), durably; regenerate the CSV."""
-        missing = set(ROW_COLUMNS) - set(row)
-        extra = set(row) - set(ROW_COLUMNS)
-        if missing or extra:
-            raise ValueError(
-                f"row columns differ: missing {sorted(missing)}, extra {sorted(extra)}"
-            )
+        _check_columns("row", row, ROW_COLUMNS)
         ordered = {column: _clean(row[column]) for column in ROW_COLUMNS}
         if ordered["session"] is None:
             ordered["session"] = self.session
@@ -219,12 +322,7 @@ class ResultsWriter:
 
     def write_epoch(self, line: Mapping[str, Any]) -> None:
         """Append one evaluation of a training run (every column of :data:`EPOCH_COLUMNS`)."""
-        missing = set(EPOCH_COLUMNS) - set(line)
-        extra = set(line) - set(EPOCH_COLUMNS)
-        if missing or extra:
-            raise ValueError(
-                f"epoch columns differ: missing {sorted(missing)}, extra {sorted(extra)}"
-            )
+        _check_columns("epoch", line, EPOCH_COLUMNS)
         self._append(self.epochs_path, [{c: _clean(line[c]) for c in EPOCH_COLUMNS}])
 
     def write_csv(self) -> None:

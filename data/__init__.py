@@ -7,18 +7,11 @@ loop calls :func:`load`; the bench calls :func:`provision_mnist`; users run
 
 from __future__ import annotations
 
+from . import errors
 from .batches import Split, TensorSplit
-from .errors import (
-    ChecksumError,
-    DataError,
-    DownloadError,
-    IdxFormatError,
-    ImageFolderError,
-    MissingDataError,
-    UnsafePickleError,
-)
+from .errors import *  # noqa: F403  (every error, listed once in errors.__all__)
 from .idx import read_idx, read_idx_pair, write_idx
-from .imagefolder import StreamingSplit, load_imagefolder
+from .imagefolder import IMAGE_EXTENSIONS, StreamingSplit, load_imagefolder
 from .lab import DatasetMNIST, get_MNIST_test, get_MNIST_train
 from .mnist import is_provisioned, mnist_dir, provision_mnist
 from .normalise import MNIST_MEAN, MNIST_STD, Normalisation
@@ -29,6 +22,7 @@ __all__ = [
     "load",
     "load_mnist",
     "load_imagefolder",
+    "IMAGE_EXTENSIONS",
     "Splits",
     "Split",
     "TensorSplit",
@@ -46,11 +40,5 @@ __all__ = [
     "get_MNIST_train",
     "get_MNIST_test",
     "DatasetMNIST",
-    "DataError",
-    "MissingDataError",
-    "IdxFormatError",
-    "ChecksumError",
-    "UnsafePickleError",
-    "ImageFolderError",
-    "DownloadError",
+    *errors.__all__,
 ]

@@ -9,31 +9,55 @@ epoch.
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
-from typing import Protocol, runtime_checkable
+from dataclasses import dataclass
 
 import torch
 
 from .normalise import Normalisation, prepare_batch
 
-__all__ = ["Split", "TensorSplit", "RankShard", "epoch_order", "shard_order"]
+__all__ = ["Split", "Epoch", "TensorSplit", "RankShard", "epoch_order", "shard_order"]
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 RankShard = tuple[int, int]  # (rank, world size): this process's part of each epoch
 _GROUP_BYTES = 4 * 2**20  # float32 output bytes normalised at once (measured best: 2-4 MiB)
 
 
-@runtime_checkable
-class Split(Protocol):
+@dataclass(frozen=True)
+class Epoch:
+    """What one call to :meth:`Split.batches` asks for, checked, with ``limit`` applied."""
+
+    n: int  # samples the epoch covers: the split's first n
+    batch_size: int
+    shuffle: bool
+    seed_or_generator: int | torch.Generator | None
+    drop_last: bool
+    device: torch.device | str | None
+    shard: RankShard | None
+
+
+class Split(ABC):
     """What the training loop sees of a split, whichever way it is stored."""
 
-    input_shape: tuple[int, int, int]
-    class_names: tuple[str, ...]
+    def __init__(
+        self,
+        *,
+        class_names: Sequence[str],
+        input_shape: tuple[int, int, int],
+        normalisation: Normalisation,
+    ) -> None:
+        self.class_names = tuple(class_names)
+        self.input_shape: tuple[int, int, int] = tuple(input_shape)  # type: ignore[assignment]
+        self.normalisation = normalisation
 
+    @abstractmethod
     def __len__(self) -> int: ...
 
     @property
-    def num_classes(self) -> int: ...
+    def num_classes(self) -> int:
+        """Number of classes (the length of ``class_names``)."""
+        return len(self.class_names)
 
     def batches(
         self,
@@ -45,7 +69,21 @@ class Split(Protocol):
         device: torch.device | str | None = None,
         limit: int | None = None,
         shard: RankShard | None = None,
-    ) -> Iterator[Batch]: ...
+    ) -> Iterator[Batch]:
+        """Yield one epoch of ``(x float32 [B, C, H, W], y int64 [B])``.
+
+        ``limit``: the epoch covers the split's first ``limit`` samples only. ``shard``: this
+        process's part of the epoch (:func:`shard_order`).
+        """
+        _check_batch_size(batch_size)
+        n = len(self) if limit is None else min(limit, len(self))
+        yield from self._epoch(
+            Epoch(n, batch_size, shuffle, seed_or_generator, drop_last, device, shard)
+        )
+
+    @abstractmethod
+    def _epoch(self, epoch: Epoch) -> Iterator[Batch]:
+        """The batches of ``epoch``, made the way this split stores its samples."""
 
 
 def epoch_order(
@@ -92,7 +130,7 @@ def _check_batch_size(batch_size: int) -> None:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
 
 
-class TensorSplit:
+class TensorSplit(Split):
     """A split held as uint8 ``images [N, C, h, w]`` and int64 ``labels [N]``.
 
     Batches come out as float32 ``[B, *input_shape]``, normalised, and int64 ``[B]``, on
@@ -116,21 +154,16 @@ class TensorSplit:
             raise ValueError(
                 f"labels must be [N] with N = {images.shape[0]}, got {tuple(labels.shape)}"
             )
+        super().__init__(
+            class_names=class_names, input_shape=input_shape, normalisation=normalisation
+        )
         self.images = images
         self.labels = labels.to(torch.int64)
-        self.class_names = tuple(class_names)
-        self.input_shape = tuple(input_shape)  # type: ignore[assignment]
-        self.normalisation = normalisation
         self._on_device: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
         self._buffers: dict[tuple[torch.device, int], _GroupBuffers] = {}  # kept across epochs
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
-
-    @property
-    def num_classes(self) -> int:
-        """Number of classes (the length of ``class_names``)."""
-        return len(self.class_names)
 
     def __repr__(self) -> str:
         return (
@@ -148,28 +181,12 @@ class TensorSplit:
             self._on_device[dev] = (self.images.to(dev), self.labels.to(dev))
         return self._on_device[dev]
 
-    def batches(
-        self,
-        batch_size: int,
-        *,
-        shuffle: bool = False,
-        seed_or_generator: int | torch.Generator | None = None,
-        drop_last: bool = False,
-        device: torch.device | str | None = None,
-        limit: int | None = None,
-        shard: RankShard | None = None,
-    ) -> Iterator[Batch]:
-        """Yield one epoch of ``(x float32 [B, C, H, W], y int64 [B])``.
-
-        ``limit``: the epoch covers the split's first ``limit`` samples only. ``shard``: this
-        process's part of the epoch (:func:`shard_order`).
-        """
-        _check_batch_size(batch_size)
-        images, labels = self._tensors(device)
-        n = len(self) if limit is None else min(limit, len(self))
-        order = epoch_order(n, shuffle, seed_or_generator)
-        order = shard_order(order, shard, batch_size, drop_last).to(images.device)
-        gather = shuffle or shard is not None  # else the order is arange: slice, do not copy
+    def _epoch(self, epoch: Epoch) -> Iterator[Batch]:
+        images, labels = self._tensors(epoch.device)
+        batch_size, drop_last = epoch.batch_size, epoch.drop_last
+        order = epoch_order(epoch.n, epoch.shuffle, epoch.seed_or_generator)
+        order = shard_order(order, epoch.shard, batch_size, drop_last).to(images.device)
+        gather = epoch.shuffle or epoch.shard is not None  # else arange: slice, do not copy
         n = len(order)
         stop = n - n % batch_size if drop_last else n
         # Several batches are gathered and normalised by one set of kernels, then handed out as

@@ -35,11 +35,12 @@ from PIL import Image, UnidentifiedImageError
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
-from .batches import Batch, RankShard, TensorSplit, _check_batch_size, shard_order
+from .batches import Batch, Epoch, Split, TensorSplit, shard_order
 from .errors import ImageFolderError, MissingDataError
 from .normalise import PAD_AT_MOST, Normalisation, prepare_batch
 
 __all__ = [
+    "IMAGE_EXTENSIONS",
     "BadFiles",
     "DEFAULT_CACHE_LIMIT_BYTES",
     "Tree",
@@ -50,6 +51,9 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+# What counts as an image: torchvision's list (".jpg", ".png", ...), so ImageFolder agrees.
+IMAGE_EXTENSIONS: tuple[str, ...] = IMG_EXTENSIONS
 
 BadFiles = Literal["error", "skip"]
 DEFAULT_CACHE_LIMIT_BYTES = 512 * 2**20  # decoded uint8 bytes: 60,000 × 3×32×32 is 177 MiB
@@ -68,8 +72,8 @@ class Tree:
 
 
 def scan_tree(root: str | os.PathLike[str], *, bad_files: BadFiles = "error") -> Tree:
-    """Scan ``root/<class>/<image>``; refuse a missing root, no classes, an empty class, a "
-    "non-image."""
+    """Scan ``root/<class>/<image>``; refuse a missing root, no classes, an empty class or a
+    non-image."""
     root = Path(root)
     if not root.is_dir():
         raise MissingDataError(
@@ -90,7 +94,7 @@ def scan_tree(root: str | os.PathLike[str], *, bad_files: BadFiles = "error") ->
                 if filename.startswith("."):
                     continue
                 path = Path(dirpath) / filename
-                if not filename.lower().endswith(IMG_EXTENSIONS):
+                if not filename.lower().endswith(IMAGE_EXTENSIONS):
                     _bad_file(path, "has no image extension", bad_files)
                     continue
                 samples.append((path, index))
@@ -218,7 +222,7 @@ def _default_workers() -> int:
     return max(1, min(4, (os.cpu_count() or 1) - 1))
 
 
-class StreamingSplit:
+class StreamingSplit(Split):
     """A large split decoded per epoch by ``num_workers`` worker processes (``0``: in-process)."""
 
     def __init__(
@@ -231,20 +235,15 @@ class StreamingSplit:
         num_workers: int | None = None,
         bad_files: BadFiles = "error",
     ) -> None:
+        super().__init__(
+            class_names=class_names, input_shape=input_shape, normalisation=normalisation
+        )
         self.samples = tuple(samples)
-        self.class_names = tuple(class_names)
-        self.input_shape = tuple(input_shape)  # type: ignore[assignment]
-        self.normalisation = normalisation
         self.num_workers = _default_workers() if num_workers is None else num_workers
         self.bad_files = bad_files
 
     def __len__(self) -> int:
         return len(self.samples)
-
-    @property
-    def num_classes(self) -> int:
-        """Number of classes (the length of ``class_names``)."""
-        return len(self.class_names)
 
     def __repr__(self) -> str:
         return (
@@ -252,18 +251,8 @@ class StreamingSplit:
             f"classes={self.num_classes}, workers={self.num_workers})"
         )
 
-    def batches(
-        self,
-        batch_size: int,
-        *,
-        shuffle: bool = False,
-        seed_or_generator: int | torch.Generator | None = None,
-        drop_last: bool = False,
-        device: torch.device | str | None = None,
-        limit: int | None = None,
-        shard: RankShard | None = None,
-    ) -> Iterator[Batch]:
-        """Yield one epoch of ``(x float32 [B, C, H, W], y int64 [B])``, decoding as it goes.
+    def _epoch(self, epoch: Epoch) -> Iterator[Batch]:
+        """Decode the epoch as it goes.
 
         A shuffled epoch is drawn by torch's ``DistributedSampler`` (one replica unless
         ``shard`` says otherwise), seeded from ``seed_or_generator``, so ``W`` ranks at batch
@@ -271,22 +260,21 @@ class StreamingSplit:
         split by :func:`~data.batches.shard_order` instead: DistributedSampler would pad it with
         repeated samples, and an evaluation must count each sample once.
         """
-        _check_batch_size(batch_size)
-        dev = torch.device(device) if device is not None else torch.device("cpu")
-        n = len(self) if limit is None else min(limit, len(self))
-        if shuffle:
-            rank, world = shard if shard is not None else (0, 1)
+        dev = torch.device(epoch.device) if epoch.device is not None else torch.device("cpu")
+        batch_size, drop_last = epoch.batch_size, epoch.drop_last
+        if epoch.shuffle:
+            rank, world = epoch.shard if epoch.shard is not None else (0, 1)
             sampler = DistributedSampler(
-                range(n),  # type: ignore[arg-type]
+                range(epoch.n),  # type: ignore[arg-type]
                 num_replicas=world,
                 rank=rank,
                 shuffle=True,
-                seed=_epoch_seed(seed_or_generator),
+                seed=_epoch_seed(epoch.seed_or_generator),
                 drop_last=drop_last,
             )
             order: list[int] = list(sampler)
         else:
-            order = shard_order(torch.arange(n), shard, batch_size, drop_last).tolist()
+            order = shard_order(torch.arange(epoch.n), epoch.shard, batch_size, drop_last).tolist()
         files = _Files(self.samples, self.input_shape, self.bad_files)
         loader = _loader(
             files, order, batch_size, self.num_workers, drop_last, pin=dev.type == "cuda"
@@ -473,90 +461,146 @@ def load_imagefolder(
     root = Path(root)
     if bad_files not in ("error", "skip"):
         raise ValueError(f"bad_files must be 'error' or 'skip', got {bad_files!r}")
-    cache = Path(cache_dir) / "imagefolder" if cache_dir is not None else None
-    pair = _find_pair(root) if root.is_dir() else None
-    if pair is not None:
-        train_tree, val_tree = (scan_tree(p, bad_files=bad_files) for p in pair)
-        if train_tree.classes != val_tree.classes:
-            only_train = sorted(set(train_tree.classes) - set(val_tree.classes))
-            only_val = sorted(set(val_tree.classes) - set(train_tree.classes))
-            raise ImageFolderError(
-                f"class folders differ between {pair[0]} and {pair[1]}: only in {pair[0].name}/: "
-                f"{only_train or 'none'}, "
-                f"only in {pair[1].name}/: {only_val or 'none'}; make both hold the same class "
-                "folders"
-            )
-        trees = [train_tree, val_tree]
-        _check_classes(train_tree)
-    else:
-        tree = scan_tree(root, bad_files=bad_files)
-        _check_classes(tree)
-        train_idx, val_idx = _split_tree(tree, val_fraction, seed)
-        trees = [tree]
-    classes = trees[0].classes
-    n_total = sum(len(t.samples) for t in trees)
-    decoded_bytes = n_total * int(np.prod(input_shape))
-
-    def make(images: torch.Tensor, labels: torch.Tensor, norm: Normalisation) -> TensorSplit:
-        return TensorSplit(
-            images, labels, class_names=classes, input_shape=input_shape, normalisation=norm
-        )
-
+    decode = _Decoding(
+        input_shape,
+        bad_files,
+        Path(cache_dir) / "imagefolder" if cache_dir is not None else None,
+        num_workers,
+    )
+    layout = _layout(root, bad_files, val_fraction, seed)
+    decoded_bytes = layout.n_total * int(np.prod(input_shape))
     if decoded_bytes <= cache_limit_bytes:
-        if pair is not None:
-            (tx, ty, _), (vx, vy, _) = (
-                _cached_decode(t, input_shape, bad_files, cache, num_workers) for t in trees
-            )
-        else:
-            images, labels, index = _cached_decode(
-                trees[0], input_shape, bad_files, cache, num_workers
-            )
-            is_val = torch.zeros(len(trees[0].samples), dtype=torch.bool)
-            is_val[val_idx] = True
-            keep_val = is_val[index]
-            tx, ty, vx, vy = (
-                images[~keep_val],
-                labels[~keep_val],
-                images[keep_val],
-                labels[keep_val],
-            )
-        mean, std = _stats_from_tensor(tx) if normalisation == "meanstd" else ((), ())
-        norm = Normalisation.make(normalisation, mean, std)
-        _log_stats(root, norm)
-        return make(tx, ty, norm), make(vx, vy, norm)
-
-    # Large: stream with workers.
-    if pair is not None:
-        train_samples, val_samples = list(trees[0].samples), list(trees[1].samples)
-    else:
-        train_samples = [trees[0].samples[i] for i in train_idx]
-        val_samples = [trees[0].samples[i] for i in val_idx]
+        return _load_cached(root, layout, decode, normalisation)
     log.info(
         "ImageFolder %s: %d images decode to %.0f MiB > cache limit %.0f MiB; streaming",
         root,
-        n_total,
+        layout.n_total,
         decoded_bytes / 2**20,
         cache_limit_bytes / 2**20,
     )
-    if normalisation == "meanstd":
-        key = _tree_key(trees, input_shape) + (
-            f"-split{val_fraction}-{seed}" if pair is None else ""
+    return _load_streamed(root, layout, decode, normalisation, seed)
+
+
+@dataclass(frozen=True)
+class _Decoding:
+    """How a tree's files become uint8 tensors: the shape, bad-file rule, cache and workers."""
+
+    input_shape: tuple[int, int, int]
+    bad_files: BadFiles
+    cache: Path | None  # <cache_dir>/imagefolder, or None: in memory only
+    num_workers: int | None
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """A root's samples: a ``train/`` and a ``val/`` tree, or one tree and a seeded split."""
+
+    trees: tuple[Tree, ...]  # (train, val), or the one tree
+    train_idx: list[int] | None = None  # one tree: the sample indices of each split
+    val_idx: list[int] | None = None
+    split_key: str = ""  # one tree: the split's part of the statistics' cache key
+
+    @property
+    def paired(self) -> bool:
+        return len(self.trees) == 2
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return self.trees[0].classes
+
+    @property
+    def n_total(self) -> int:
+        return sum(len(t.samples) for t in self.trees)
+
+    def samples(self) -> tuple[list[tuple[Path, int]], list[tuple[Path, int]]]:
+        """The (path, class) samples of train and of val."""
+        if self.paired:
+            return list(self.trees[0].samples), list(self.trees[1].samples)
+        assert self.train_idx is not None and self.val_idx is not None
+        samples = self.trees[0].samples
+        return [samples[i] for i in self.train_idx], [samples[i] for i in self.val_idx]
+
+
+def _layout(root: Path, bad_files: BadFiles, val_fraction: float, seed: int) -> _Layout:
+    """Scan ``root``: its ``train/`` + ``val/`` (or ``test/``) trees, else the one tree, split."""
+    pair = _find_pair(root) if root.is_dir() else None
+    if pair is None:
+        tree = scan_tree(root, bad_files=bad_files)
+        _check_classes(tree)
+        train_idx, val_idx = _split_tree(tree, val_fraction, seed)
+        return _Layout((tree,), train_idx, val_idx, f"-split{val_fraction}-{seed}")
+    train_tree, val_tree = (scan_tree(p, bad_files=bad_files) for p in pair)
+    if train_tree.classes != val_tree.classes:
+        only_train = sorted(set(train_tree.classes) - set(val_tree.classes))
+        only_val = sorted(set(val_tree.classes) - set(train_tree.classes))
+        raise ImageFolderError(
+            f"class folders differ between {pair[0]} and {pair[1]}: only in {pair[0].name}/: "
+            f"{only_train or 'none'}, only in {pair[1].name}/: {only_val or 'none'}; make both "
+            "hold the same class folders"
         )
-        mean, std = _stats_streamed(
-            train_samples, input_shape, bad_files, seed, cache, key, num_workers
-        )
+    _check_classes(train_tree)
+    return _Layout((train_tree, val_tree))
+
+
+def _load_cached(
+    root: Path, layout: _Layout, decode: _Decoding, normalisation: str
+) -> tuple[TensorSplit, TensorSplit]:
+    """Small trees: decode every file once (or read the saved tensor), split by indexing."""
+    decoded = [
+        _cached_decode(t, decode.input_shape, decode.bad_files, decode.cache, decode.num_workers)
+        for t in layout.trees
+    ]
+    if layout.paired:
+        (tx, ty, _), (vx, vy, _) = decoded
     else:
-        mean, std = (), ()
+        images, labels, index = decoded[0]
+        is_val = torch.zeros(len(layout.trees[0].samples), dtype=torch.bool)
+        is_val[layout.val_idx] = True
+        keep_val = is_val[index]  # the kept samples (bad files skipped) that go to val
+        tx, ty = images[~keep_val], labels[~keep_val]
+        vx, vy = images[keep_val], labels[keep_val]
+    mean, std = _stats_from_tensor(tx) if normalisation == "meanstd" else ((), ())
     norm = Normalisation.make(normalisation, mean, std)
     _log_stats(root, norm)
-    kw = dict(
-        class_names=classes,
-        input_shape=input_shape,
-        normalisation=norm,
-        num_workers=num_workers,
-        bad_files=bad_files,
+    return tuple(  # type: ignore[return-value]
+        TensorSplit(
+            x, y, class_names=layout.classes, input_shape=decode.input_shape, normalisation=norm
+        )
+        for x, y in ((tx, ty), (vx, vy))
     )
-    return StreamingSplit(train_samples, **kw), StreamingSplit(val_samples, **kw)  # type: ignore[arg-type]
+
+
+def _load_streamed(
+    root: Path, layout: _Layout, decode: _Decoding, normalisation: str, seed: int
+) -> tuple[StreamingSplit, StreamingSplit]:
+    """Large trees: decode per epoch in worker processes; statistics from a seeded sample."""
+    train_samples, val_samples = layout.samples()
+    mean: tuple[float, ...] = ()
+    std: tuple[float, ...] = ()
+    if normalisation == "meanstd":
+        key = _tree_key(layout.trees, decode.input_shape) + layout.split_key
+        mean, std = _stats_streamed(
+            train_samples,
+            decode.input_shape,
+            decode.bad_files,
+            seed,
+            decode.cache,
+            key,
+            decode.num_workers,
+        )
+    norm = Normalisation.make(normalisation, mean, std)
+    _log_stats(root, norm)
+    return tuple(  # type: ignore[return-value]
+        StreamingSplit(
+            samples,
+            class_names=layout.classes,
+            input_shape=decode.input_shape,
+            normalisation=norm,
+            num_workers=decode.num_workers,
+            bad_files=decode.bad_files,
+        )
+        for samples in (train_samples, val_samples)
+    )
 
 
 def _check_classes(tree: Tree) -> None:

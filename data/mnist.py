@@ -91,8 +91,8 @@ def mnist_dir(root: str | os.PathLike[str] | None = None) -> Path:
 def find_split_files(
     directory: str | os.PathLike[str], split: Literal["train", "test"]
 ) -> tuple[Path, Path]:
-    """Find a split's images and labels files in ``directory``, official or lab spelling, maybe "
-    ".gz."""
+    """Find a split's images and labels files in ``directory``: official or lab spelling, maybe
+    gzipped (``.gz``)."""
     directory = Path(directory)
     if not directory.is_dir():
         raise MissingDataError(

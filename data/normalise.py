@@ -112,8 +112,8 @@ def to_channels(x: torch.Tensor, channels: int) -> torch.Tensor:
 
 
 def fit_size(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """Pad (centred, with 0 = background) or resize float ``[B, C, h, w]`` to ``[B, C, height, "
-    "width]``."""
+    """Pad (centred, with 0 = background) or resize float ``[B, C, h, w]`` to
+    ``[B, C, height, width]``."""
     h, w = x.shape[-2:]
     if (h, w) == (height, width):
         return x

@@ -56,7 +56,7 @@ def main(out: Path) -> None:
     # A budget far shorter than the 50 epochs: every rank must stop at the same step.
     splits = Splits("random", random_split(256, 0), test, (1, 28, 28), test.normalisation)
     settings = TrainSettings("lenet5_mnist", budget_s=0.5, evals_per_epoch=2)
-    outcome = train(settings, splits, QUICK, progress=False, world=world)
+    outcome = train(settings, splits, QUICK, world=world)
     result.update(
         budget_epochs=outcome.epochs,
         budget_evaluations=len(outcome.history),

@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pytest
 import torch
+from conftest import exit_code
 from PIL import Image
-from test_train import exit_code, gray_folder  # noqa: F401  (gray_folder is a fixture)
 
 import zoo
 from bench import cli
@@ -41,7 +42,7 @@ def _train(folder: Path, out: Path, *extra: str) -> list[dict[str, Any]]:
 # --- item 5: each training run has an id; the report draws one curve per run ----------------
 
 
-def test_two_runs_of_one_model_and_seed_in_one_folder_are_two_curves(gray_folder, tmp_path):  # noqa: F811
+def test_two_runs_of_one_model_and_seed_in_one_folder_are_two_curves(gray_folder, tmp_path):
     out = tmp_path / "r"
     _train(gray_folder, out)
     rows = _train(gray_folder, out)
@@ -82,7 +83,7 @@ def test_lines_without_a_run_id_are_one_curve_per_folder_model_and_seed():
     ]
 
 
-def test_a_torn_last_epochs_line_is_repaired_before_the_next_run(gray_folder, tmp_path):  # noqa: F811
+def test_a_torn_last_epochs_line_is_repaired_before_the_next_run(gray_folder, tmp_path):
     out = tmp_path / "r"
     out.mkdir()
     whole = json.dumps(dict.fromkeys(EPOCH_COLUMNS, 1))
@@ -96,7 +97,7 @@ def test_a_torn_last_epochs_line_is_repaired_before_the_next_run(gray_folder, tm
 # --- item 12: evaluation in fp32 whatever the training dtype --------------------------------
 
 
-def test_auto_trains_in_bf16_but_evaluates_in_fp32(gray_folder, tmp_path, monkeypatch, capsys):  # noqa: F811
+def test_auto_trains_in_bf16_but_evaluates_in_fp32(gray_folder, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr("bench.measure.machine.cpu_flags", lambda: ("avx512_bf16",))
     forwards: list[tuple[bool, bool]] = []  # (training mode, autocast on) of every forward
     get_model = zoo.get_model
@@ -137,11 +138,11 @@ def test_auto_trains_in_bf16_but_evaluates_in_fp32(gray_folder, tmp_path, monkey
     ids=["cached", "streamed"],
 )
 def test_rows_say_what_data_work_is_on_the_clock(
-    gray_folder,  # noqa: F811
+    gray_folder,
     tmp_path,
     flags,
     on_clock,
-    decoding_timed,  # noqa: F811
+    decoding_timed,
 ):
     (row,) = _train(gray_folder, tmp_path / "r", *flags)
     assert row["data_on_clock"] == on_clock
@@ -159,8 +160,6 @@ def test_rows_say_what_data_work_is_on_the_clock(
 def test_all_gives_the_accuracy_step_its_models_devices_and_threads(
     tmp_path, monkeypatch, capsys, models, expected
 ):
-    from bench.training.runs import add_plan_arguments
-
     seen: dict[str, argparse.Namespace] = {}
 
     def fake_run(args: argparse.Namespace) -> int:
@@ -172,9 +171,10 @@ def test_all_gives_the_accuracy_step_its_models_devices_and_threads(
             seen[name] = args
             return 0
 
-        return cli.Subcommand(name, add_plan_arguments if name == "accuracy" else _folder, run)
+        return cli.Subcommand(name, cli.SUBCOMMANDS[name].add_arguments, run)
 
-    monkeypatch.setattr(cli, "_run_run", fake_run)
+    real = cli.SUBCOMMANDS["run"]
+    monkeypatch.setitem(cli.SUBCOMMANDS, "run", cli.Subcommand("run", real.add_arguments, fake_run))
     monkeypatch.setitem(cli.SUBCOMMANDS, "accuracy", capture("accuracy"))
     monkeypatch.setitem(cli.SUBCOMMANDS, "report", capture("report"))
     argv = ["all", "--models", *models, "--devices", "cpu", "--threads", "1"]
@@ -182,10 +182,6 @@ def test_all_gives_the_accuracy_step_its_models_devices_and_threads(
     step = seen["accuracy"]
     assert set(expected) <= set(step.models) and all(m.startswith("lenet5") for m in step.models)
     assert step.devices == ["cpu"] and step.threads == 1 and step.out == tmp_path / "r"
-
-
-def _folder(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("folder", type=Path)
 
 
 def test_the_accuracy_step_with_no_matching_model_is_skipped_under_all(tmp_path, capsys):
@@ -240,6 +236,68 @@ def test_a_stray_file_names_the_flag_that_skips_it(tmp_path, capsys):
     assert exit_code([*argv, "--out", str(tmp_path / "b"), "--skip-bad-files"]) == 0
 
 
-def test_a_negative_seed_names_the_option(gray_folder, capsys):  # noqa: F811
+def test_a_negative_seed_names_the_option(gray_folder, capsys):
     assert exit_code(["train", "lenet5_mnist", "--data", str(gray_folder), "--seed", "-1"]) == 2
     _one_line_error(capsys, "--seed", "0 or more")
+
+
+# --- one failure policy with the sweep (issue 13) -------------------------------------------
+
+
+def _fails_once_mid_training(monkeypatch: pytest.MonkeyPatch, at_step: int) -> None:
+    """The first model trained raises at its ``at_step``-th training step; later ones train."""
+    steps = 0
+    get_model = zoo.get_model
+
+    def hook(module: torch.nn.Module, inputs: Any) -> None:
+        nonlocal steps
+        if module.training and torch.is_grad_enabled():  # not counting, not evaluation
+            steps += 1
+            if steps == at_step:
+                raise ArithmeticError("the model broke mid-training")
+
+    def breaking(*args: Any, **kwargs: Any) -> torch.nn.Module:
+        model = get_model(*args, **kwargs)
+        model.register_forward_pre_hook(hook)
+        return model
+
+    monkeypatch.setattr(zoo, "get_model", breaking)
+
+
+def test_a_run_that_fails_mid_training_is_an_error_row_and_the_next_seed_runs(
+    gray_folder,
+    tmp_path,
+    monkeypatch,
+    capsys,
+):
+    _fails_once_mid_training(monkeypatch, at_step=7)  # 9 steps a pass: after one evaluation
+    out = tmp_path / "r"
+    argv = ["train", "lenet5_mnist", "--data", str(gray_folder), "--dtype", "fp32"]
+    argv += ["--batch-size", "16", "--seeds", "2", "--out", str(out), *TINY]
+    assert exit_code(argv) == 1
+    failed, trained = read_jsonl(out / "results.jsonl")
+    assert failed["seed"] == 0 and failed["error"] == "the model broke mid-training"
+    assert failed["accuracy"] is None and failed["params"] is not None  # counted, then failed
+    assert trained["seed"] == 1 and trained["error"] is None and trained["accuracy"] is not None
+    log = (out / "errors.log").read_text()
+    assert failed["run"] in log and "Traceback" in log and "ArithmeticError" in log
+    printed = capsys.readouterr()
+    assert "seed 0: ERROR the model broke mid-training" in printed.out
+    assert "lenet5_mnist seed 1 epoch  1.00" in printed.out  # an evaluation's line
+    assert "lenet5_mnist epoch 1/1" in printed.err  # the epoch's bar
+
+
+def test_an_accuracy_plan_goes_on_after_a_failed_run(gray_folder, tmp_path, monkeypatch, capsys):
+    from bench.training.loop import TrainSettings
+
+    _fails_once_mid_training(monkeypatch, at_step=3)
+    quick = TrainSettings("lenet5_mnist", data=str(gray_folder), epochs=1, batch_size=16)
+    plan = (quick, replace(quick, seed=1))
+    monkeypatch.setattr("bench.training.runs.ACCURACY_PLAN", plan)
+    out = tmp_path / "r"
+    assert exit_code(["accuracy", str(out)]) == 1
+    rows = read_jsonl(out / "results.jsonl")
+    assert [row["error"] is None for row in rows] == [False, True]
+    assert "ArithmeticError" in (out / "errors.log").read_text()
+    printed = capsys.readouterr().out
+    assert "[1/2] training lenet5_mnist" in printed and "[2/2] training lenet5_mnist" in printed

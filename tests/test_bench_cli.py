@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_bench_helpers import FAKE_MACHINE, register_test_models
+from conftest import FAKE_MACHINE, register_test_models
 
 from bench import cli
+from bench.cli import sweep
 from bench.schema import read_jsonl
 
 REPO = Path(__file__).resolve().parent.parent
@@ -72,14 +73,14 @@ def test_cuda_without_a_gpu_is_a_user_error(
 
 
 def test_default_devices_use_cuda_only_when_present() -> None:
-    parser = cli.build_parser(["run"])
+    parser = cli.build_parser()
     plan = cli.build_plan(parser.parse_args(["run", "--models", "lenet5", "--threads", "1"]))
     assert plan.devices == (("cpu", "cuda") if torch.cuda.is_available() else ("cpu",))
     assert plan.label == "short" and plan.threads == 1
 
 
 def test_full_plan_and_overrides() -> None:
-    parser = cli.build_parser(["run"])
+    parser = cli.build_parser()
     args = parser.parse_args(
         ["run", "--models", "lenet*", "--full", "--batch-sizes", "4", "8", "--min-steps", "3"]
     )
@@ -91,7 +92,7 @@ def test_full_plan_and_overrides() -> None:
 
 
 def test_min_steps_keeps_the_time_cap_of_the_short_plan() -> None:
-    parser = cli.build_parser(["run"])
+    parser = cli.build_parser()
     plan = cli.build_plan(parser.parse_args(["run", "--models", "vgg16", "--min-steps", "7"]))
     # RunPlan.short's timer: max_time_s=3.0, floor_steps=3 (bench/sweep/plan.py)
     assert plan.timer.min_steps == 7 and plan.timer.max_time_s == 3.0
@@ -107,9 +108,9 @@ def test_a_row_line_without_spread_gives_median_and_count() -> None:
         "step_ms_median": 1500.0, "step_ms_p10": None, "step_ms_p90": None, "steps_timed": 3,
         "samples_per_s": 0.67, "achieved_gflops": 61.9, "peak_mem_mib": 2048.0,
     }  # fmt: skip
-    line = cli._row_line(row, skipped=False)
+    line = sweep.row_line(row, skipped=False)
     assert "1500.00 ms/step (n=3)" in line and "p10" not in line
-    spread = cli._row_line({**row, "step_ms_p10": 1400.0, "step_ms_p90": 1600.0}, skipped=False)
+    spread = sweep.row_line({**row, "step_ms_p10": 1400.0, "step_ms_p90": 1600.0}, skipped=False)
     assert "(p10 1400.00, p90 1600.00, n=3)" in spread
 
 
@@ -136,7 +137,9 @@ def test_run_writes_rows_for_a_registered_model(
     assert code == 0 and out.count("already measured, skipped") == 2
 
 
-def test_another_module_can_register_a_subcommand(capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_subcommand_is_a_row_of_the_table(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     seen: list[str] = []
 
     def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -146,11 +149,8 @@ def test_another_module_can_register_a_subcommand(capsys: pytest.CaptureFixture[
         seen.append(args.thing)
         return 0
 
-    cli.register("hello_test", help="a test subcommand", add_arguments=add_arguments, run=run)
-    try:
-        assert cli.main(["hello_test", "world"]) == 0
-    finally:
-        del cli.SUBCOMMANDS["hello_test"]
+    monkeypatch.setitem(cli.SUBCOMMANDS, "hello_test", cli.Subcommand("a test", add_arguments, run))
+    assert cli.main(["hello_test", "world"]) == 0
     assert seen == ["world"]
 
 
@@ -170,23 +170,23 @@ def test_all_runs_the_plan_then_its_follow_ups(
 ) -> None:
     register_test_models(monkeypatch)
     monkeypatch.setattr("bench.sweep.loop.describe", lambda *a, **k: FAKE_MACHINE)
-    seen: list[Path] = []
+    seen: list[tuple[str, Path]] = []
 
-    def add_arguments(parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("folder", type=Path)
+    def follow_up(name: str) -> cli.Subcommand:
+        def run(args: argparse.Namespace) -> int:
+            seen.append((name, args.out if name == "accuracy" else args.results_dirs[0]))
+            return 0
 
-    def run(args: argparse.Namespace) -> int:
-        seen.append(args.folder)
-        return 0
+        return cli.Subcommand(name, cli.SUBCOMMANDS[name].add_arguments, run)
 
-    monkeypatch.setitem(cli.SUBCOMMANDS, "fake_report", cli.Subcommand("x", add_arguments, run))
-    monkeypatch.setattr(cli, "ALL_FOLLOW_UPS", [("fake_report", lambda out, args: [str(out)])])
+    for name in ("accuracy", "report"):
+        monkeypatch.setitem(cli.SUBCOMMANDS, name, follow_up(name))
     out = tmp_path / "run"
     args = ["all", "--models", "tiny_net", "--batch-sizes", "2", "--modes", "infer",
             "--threads", "1", "--min-steps", "2", "--min-time", "0", "--out", str(out)]  # fmt: skip
     code, _, err = run_cli(args, capsys)
     assert code == 0, err
-    assert seen == [out]
+    assert seen == [("accuracy", out), ("report", out)]
     assert len(read_jsonl(out / "results.jsonl")) == 1
 
 
@@ -213,7 +213,7 @@ def test_impossible_shards_are_one_line_and_exit_2(
 def _plan_keys(args: list[str]) -> list[tuple[object, ...]]:
     from bench.sweep.loop import plan_rows
 
-    plan = cli.build_plan(cli.build_parser(["run"]).parse_args(["run", *args]))
+    plan = cli.build_plan(cli.build_parser().parse_args(["run", *args]))
     return [spec.key(plan.threads) for m in plan.models for spec in plan_rows(plan, m)]
 
 
@@ -263,9 +263,9 @@ def test_resume_of_a_shard_finds_that_shards_latest_folder(
     for name in ("20260101-000000-shard1of2", "20260101-000001-shard2of2", "20260101-000002"):
         (tmp_path / "results" / name).mkdir(parents=True)
         (tmp_path / "results" / name / "results.jsonl").write_text("")
-    parser = cli.build_parser(["run"])
+    parser = cli.build_parser()
     mine = parser.parse_args(["run", "--resume", "--shard", "1/2"])
-    assert cli._resolve_out(mine) == Path("results/20260101-000000-shard1of2")
+    assert sweep.resolve_out(mine) == Path("results/20260101-000000-shard1of2")
     missing = parser.parse_args(["run", "--resume", "--shard", "2/3"])
     with pytest.raises(FileNotFoundError, match="shard2of3"):
-        cli._resolve_out(missing)
+        sweep.resolve_out(missing)

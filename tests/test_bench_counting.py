@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_bench_helpers import TinyNet
+from conftest import TinyNet
 from torch import nn
 
 import zoo
@@ -130,7 +130,7 @@ LENET5_MODERN_TRAIN_FLOPS = 3 * 2 * LENET5_MODERN_MACS - 2 * LENET5_MODERN_CONV1
 
 @pytest.fixture(scope="module")
 def lenet5_modern_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from test_bench_helpers import FAKE_MACHINE
+    from conftest import FAKE_MACHINE
 
     from bench.measure.timing import TimerSettings
     from bench.sweep.loop import run_plan

@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_bench_helpers import FAKE_MACHINE, register_test_models
+from conftest import FAKE_MACHINE, register_test_models
 
 from bench.measure import machine
 from bench.measure.machine import cuda_tf32, describe, row_tf32
 from bench.measure.timing import TimerSettings
-from bench.schema import read_jsonl
-from bench.sweep.loop import RowSpec, base_row, run_plan
+from bench.schema import base_row, read_jsonl
+from bench.sweep.loop import run_plan
 from bench.sweep.plan import RunPlan
 
 Call = tuple[str, str, torch.dtype]
@@ -159,8 +159,10 @@ def test_a_cuda_fp32_row_says_whether_tf32_was_allowed(precision: SetPrecision, 
     precision("ieee", conv)
 
     def row(device: str) -> dict[str, object]:
-        spec = RowSpec("lenet5", device, "fp32", "contiguous", "infer", 1)
-        return base_row(spec, None, 1, FAKE_MACHINE)
+        return base_row(
+            "lenet5", device, "fp32", "contiguous", "infer", 1,
+            threads=1, counts=None, machine=FAKE_MACHINE,
+        )  # fmt: skip
 
     assert row("cuda")["tf32"] is (conv == "tf32")
     assert row("cpu")["tf32"] is None
@@ -193,3 +195,7 @@ def test_meta_json_records_tf32_and_the_skipped_peaks(
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 def test_the_bf16_conv_peak_runs_on_cuda() -> None:
     assert machine.conv3x3_gflops("cuda", torch.bfloat16, seconds=0.05) > 0
+
+
+def test_the_conv_peak_is_measured_on_this_machine() -> None:
+    assert machine.conv3x3_gflops("cpu", seconds=0.05) > 0

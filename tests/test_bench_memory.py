@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_bench_helpers import FAKE_MACHINE, register_test_models
+from conftest import FAKE_MACHINE, register_test_models
 from torch import nn
 
 from bench.measure import memory

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_bench_helpers import FAKE_MACHINE, TinyNet, card, register_test_models
+from conftest import FAKE_MACHINE, TinyNet, card, register_test_models
 
 import zoo
+from bench.events import Event, ModelFinished, ModelStarted, RowDone
 from bench.measure.timing import TimerSettings
 from bench.schema import ROW_COLUMNS, read_jsonl
 from bench.sweep.loop import find_max_batch, plan_rows, run_plan
@@ -75,6 +76,30 @@ def test_a_model_that_raises_becomes_an_error_row_and_the_run_goes_on(
     assert broken["step_ms_median"] is None and broken["samples_per_s"] is None
     assert "\n" not in broken["error"]
     assert tiny["error"] is None and tiny["step_ms_median"] > 0
+    # The row keeps one line; the run's errors.log keeps the whole traceback, under the row's
+    # settings (and the counting's, which failed first).
+    log = (tmp_path / "errors.log").read_text()
+    assert "model=broken_net counting\n" in log
+    row_entry = log.split("model=broken_net device=cpu dtype=fp32")[1]
+    assert "Traceback (most recent call last)" in row_entry
+    assert "RuntimeError: this model always fails\nsecond line" in row_entry
+    assert "tiny_net" not in log
+
+
+def test_the_loop_tells_its_listener_each_model_and_row(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    register_test_models(monkeypatch)
+    heard: list[Event] = []
+    run_plan(plan(("tiny_net",), modes=("infer",)), tmp_path, machine=FAKE_MACHINE)
+    run_plan(plan(("tiny_net",)), tmp_path, machine=FAKE_MACHINE, resume=True, listen=heard.append)
+    started, skipped, done, finished = heard
+    assert started == ModelStarted("tiny_net", 2)
+    assert isinstance(skipped, RowDone) and skipped.skipped and skipped.row["mode"] == "infer"
+    assert isinstance(done, RowDone) and not done.skipped
+    written = read_jsonl(tmp_path / "results.jsonl")[1]
+    assert done.row["mode"] == "train" and done.row["step_ms_median"] == written["step_ms_median"]
+    assert finished == ModelFinished("tiny_net")
 
 
 def test_an_impossible_cpu_batch_is_refused_before_it_runs(

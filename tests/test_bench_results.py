@@ -8,8 +8,22 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import FAKE_MACHINE
 
-from bench.schema import ROW_COLUMNS, ResultsWriter, read_jsonl, row_key
+from bench.schema import (
+    EPOCH_COLUMNS,
+    KEY_COLUMNS,
+    LAYER_COLUMNS,
+    MEASURED_COLUMNS,
+    NUMERIC_COLUMNS,
+    NUMERIC_EPOCH_COLUMNS,
+    NUMERIC_LAYER_COLUMNS,
+    ROW_COLUMNS,
+    ResultsWriter,
+    base_row,
+    read_jsonl,
+    row_key,
+)
 
 
 def make_row(**settings: Any) -> dict[str, Any]:
@@ -82,6 +96,32 @@ def test_a_corrupt_line_in_the_middle_is_an_error(tmp_path: Path) -> None:
     path.write_text('{"a": 1}\nnot json\n{"a": 2}\n', encoding="utf-8")
     with pytest.raises(ValueError, match=":2 is not a JSON line"):
         read_jsonl(path)
+
+
+def test_a_line_that_is_not_an_object_is_an_error(tmp_path: Path) -> None:
+    path = tmp_path / "results.jsonl"
+    path.write_text('{"a": 1}\n[1, 2]\n{"a": 2}\n', encoding="utf-8")
+    with pytest.raises(ValueError, match=":2 is not a JSON object"):
+        read_jsonl(path)
+
+
+def test_the_column_groups_are_columns_of_their_table() -> None:
+    for group in (KEY_COLUMNS, MEASURED_COLUMNS, NUMERIC_COLUMNS):
+        assert set(group) <= set(ROW_COLUMNS)
+    assert set(NUMERIC_LAYER_COLUMNS) <= set(LAYER_COLUMNS)
+    assert set(NUMERIC_EPOCH_COLUMNS) <= set(EPOCH_COLUMNS)
+
+
+def test_a_base_row_has_every_column_and_no_measurement() -> None:
+    row = base_row(
+        "lenet5", "cpu", "fp32", "contiguous", "infer", 4,
+        threads=2, counts=None, machine=FAKE_MACHINE,
+    )  # fmt: skip
+    assert list(row) == list(ROW_COLUMNS)
+    assert row["family"] == "lenet" and row["input_shape"] == "1x32x32"
+    assert row["batch_size"] == 4 and row["threads"] == 2 and row["max_batch"] is None
+    assert all(row[column] is None for column in MEASURED_COLUMNS)
+    assert row["params"] is None and row["error"] is None
 
 
 def test_meta_is_written_whole(tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from test_bench_helpers import FAKE_MACHINE, register_test_models
+from conftest import FAKE_MACHINE, register_test_models
 
 from bench import report
 from bench.measure.timing import TimerSettings

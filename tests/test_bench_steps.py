@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 import torch
-from test_bench_helpers import TinyNet
+from conftest import TinyNet
 
 from bench.measure.workload import check_dtype, make_workload
 
@@ -86,3 +86,7 @@ def test_bf16_without_native_support_is_refused(monkeypatch: pytest.MonkeyPatch)
     for dtype in ("bf16", "bf16_autocast"):
         with pytest.raises(RuntimeError, match="no native bf16"):
             check_dtype(dtype, torch.device("cpu"))
+
+
+def test_tiny_net_runs() -> None:
+    assert TinyNet()(torch.randn(2, 3, 8, 8)).shape == (2, 3)

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import exit_code
 from ddp_worker import LIMIT, TEST_SAMPLES, random_model, random_split
-from test_train import exit_code, gray_folder  # noqa: F401  (gray_folder is a fixture)
 
 from bench.training.distributed import World, choose_backend
 from bench.training.loop import evaluate, load_weights
@@ -82,7 +82,7 @@ def test_tensor_split_shards_match_one_process():
         assert sorted(together.tolist()) == sorted(y.tolist())
 
 
-def test_streaming_split_shards_with_distributed_sampler(gray_folder):  # noqa: F811
+def test_streaming_split_shards_with_distributed_sampler(gray_folder):
     from data.imagefolder import scan_tree
 
     tree = scan_tree(gray_folder)
@@ -151,7 +151,7 @@ def test_bad_distributed_input_is_one_line(argv, env, message, monkeypatch, caps
     ids=["cached-tensor-split", "streamed-distributed-sampler"],
 )
 def test_ddp_under_torchrun_equals_one_process_at_the_global_batch(
-    gray_folder,  # noqa: F811
+    gray_folder,
     tmp_path,
     monkeypatch,
     loading,
@@ -199,7 +199,7 @@ def test_ddp_evaluation_is_exact_and_ranks_stop_together(tmp_path):
 
 
 @pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs 2 CUDA devices for 2 nccl ranks")
-def test_ddp_with_nccl_on_two_gpus(gray_folder, tmp_path):  # noqa: F811
+def test_ddp_with_nccl_on_two_gpus(gray_folder, tmp_path):
     argv = ["train", "lab_cnn", "--data", str(gray_folder), "--batch-size", "16", "--epochs", "1"]
     torchrun(["-m", "bench", *argv, "--device", "cuda", "--out", str(tmp_path / "ddp")], tmp_path)
     row = json.loads((tmp_path / "ddp" / "results.jsonl").read_text())

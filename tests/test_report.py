@@ -15,9 +15,9 @@ import pandas as pd
 import pytest
 
 from bench import report
+from bench.cli.report import main as report_main
 from bench.report import build as report_build
-from bench.report import figures
-from bench.report.runs import device_peaks
+from bench.report.runs import device_peaks, reference_peak
 
 FIXTURE = Path(__file__).parent / "fixtures" / "report"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -223,7 +223,7 @@ def test_html_is_self_contained(built: Path, markdown: str) -> None:
 
 def test_a_second_build_gives_identical_bytes(built: Path, tmp_path: Path) -> None:
     again = tmp_path / "again"
-    assert report.main([str(FIXTURE), "--out", str(again)]) == 0
+    assert report_main([str(FIXTURE), "--out", str(again)]) == 0
     names = sorted(p.name for p in built.iterdir())
     assert names == sorted(p.name for p in again.iterdir())
     for name in names:
@@ -270,7 +270,7 @@ def test_missing_folder_is_a_one_line_error(
 ) -> None:
     with pytest.raises(FileNotFoundError, match="does not exist"):
         report.build_report([tmp_path / "nope"], tmp_path / "out")
-    assert report.main([str(tmp_path / "nope"), "--out", str(tmp_path / "out")]) == 2
+    assert report_main([str(tmp_path / "nope"), "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1
 
@@ -294,10 +294,10 @@ def test_peaks_are_read_per_device() -> None:
 
 def test_fp32_rows_are_judged_against_the_faster_of_matmul_and_conv() -> None:
     peaks = {"fp32_matmul": 93.0, "fp32_conv3x3": 150.0, "bf16_matmul": 1.1}
-    assert figures.reference_peak(peaks, "fp32") == ("fp32_conv3x3", 150.0)
-    assert figures.reference_peak({**peaks, "fp32_matmul": 200.0}, "fp32") == ("fp32_matmul", 200.0)
-    assert figures.reference_peak(peaks, "bf16_autocast") == ("bf16_matmul", 1.1)
-    assert figures.reference_peak({}, "fp32") is None
+    assert reference_peak(peaks, "fp32") == ("fp32_conv3x3", 150.0)
+    assert reference_peak({**peaks, "fp32_matmul": 200.0}, "fp32") == ("fp32_matmul", 200.0)
+    assert reference_peak(peaks, "bf16_autocast") == ("bf16_matmul", 1.1)
+    assert reference_peak({}, "fp32") is None
 
 
 def test_a_conv_peak_in_meta_is_the_yardstick_of_the_report(tmp_path: Path) -> None:
@@ -317,13 +317,13 @@ def test_a_conv_peak_in_meta_is_the_yardstick_of_the_report(tmp_path: Path) -> N
 def test_bf16_rows_are_judged_against_the_faster_of_bf16_matmul_and_conv(dtype: str) -> None:
     fp32 = {"fp32_matmul": 93.0, "fp32_conv3x3": 150.0}
     conv_faster = {**fp32, "bf16_matmul": 300.0, "bf16_conv3x3": 450.0}
-    assert figures.reference_peak(conv_faster, dtype) == ("bf16_conv3x3", 450.0)
+    assert reference_peak(conv_faster, dtype) == ("bf16_conv3x3", 450.0)
     matmul_faster = {**fp32, "bf16_matmul": 500.0, "bf16_conv3x3": 450.0}
-    assert figures.reference_peak(matmul_faster, dtype) == ("bf16_matmul", 500.0)
-    assert figures.reference_peak({**fp32, "bf16_conv3x3": 450.0}, dtype) == ("bf16_conv3x3", 450.0)
-    assert figures.reference_peak(fp32, dtype) is None  # bf16 peaks skipped: no share, not fp32's
+    assert reference_peak(matmul_faster, dtype) == ("bf16_matmul", 500.0)
+    assert reference_peak({**fp32, "bf16_conv3x3": 450.0}, dtype) == ("bf16_conv3x3", 450.0)
+    assert reference_peak(fp32, dtype) is None  # bf16 peaks skipped: no share, not fp32's
     # fp32 rows never take a bf16 peak, however fast
-    assert figures.reference_peak(conv_faster, "fp32") == ("fp32_conv3x3", 150.0)
+    assert reference_peak(conv_faster, "fp32") == ("fp32_conv3x3", 150.0)
 
 
 def test_the_bf16_conv_peak_is_read_per_device() -> None:
@@ -353,15 +353,12 @@ def test_a_torn_last_line_is_skipped(tmp_path: Path) -> None:
     assert len(loaded.results) == len(ROWS)
 
 
-def test_register_cli_adds_the_report_subcommand() -> None:
-    seen: dict[str, Any] = {}
+def test_the_report_subcommand_is_the_one_of_python_dash_m_bench_report() -> None:
+    from bench import cli
+    from bench.cli import report as report_cli
 
-    def register(name: str, **kwargs: Any) -> None:
-        seen[name] = kwargs
-
-    report.register_cli(register)
-    assert seen["report"]["run"] is report.run
-    assert seen["report"]["add_arguments"] is report.add_arguments
+    assert cli.SUBCOMMANDS["report"].run is report_cli.run_report
+    assert cli.SUBCOMMANDS["report"].add_arguments is report_cli.add_report_arguments
 
 
 def test_the_same_run_on_two_processes_is_a_row_of_its_own(tmp_path: Path) -> None:

@@ -7,14 +7,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from conftest import MEANSTD, exit_code, separable_split
 
 from bench.cli import main
+from bench.events import EpochFinished, EpochStarted, StepsDone
 from bench.training.loop import TrainSettings, _clock, load_weights, save_weights, train
 from bench.training.recipes import (
     LENET5_SGD_SCALE,
@@ -28,22 +28,7 @@ from data.batches import TensorSplit
 from data.normalise import Normalisation
 from data.splits import Splits
 
-MEANSTD = Normalisation.make("meanstd", (0.5,), (0.25,))
 QUICK = Recipe(lr=0.05, batch_size=32, epochs=2, dtype="fp32", channels_last=False)
-
-
-def separable_split(n: int, seed: int, side: int = 28) -> TensorSplit:
-    """Ten classes, each a bright square at its own place: any CNN learns it in a few steps."""
-    g = torch.Generator().manual_seed(seed)
-    labels = torch.randint(0, 10, (n,), generator=g)
-    images = torch.randint(0, 40, (n, 1, side, side), generator=g, dtype=torch.uint8)
-    for i, label in enumerate(labels.tolist()):
-        r, c = divmod(label, 5)
-        images[i, 0, 4 + 10 * r : 12 + 10 * r, 2 + 5 * c : 6 + 5 * c] = 255
-    names = tuple(str(d) for d in range(10))
-    return TensorSplit(
-        images, labels, class_names=names, input_shape=(1, side, side), normalisation=MEANSTD
-    )
 
 
 @pytest.fixture(scope="module")
@@ -51,18 +36,6 @@ def splits() -> Splits:
     return Splits(
         "synthetic", separable_split(640, 0), separable_split(200, 1), (1, 28, 28), MEANSTD
     )
-
-
-@pytest.fixture(scope="module")
-def gray_folder(tmp_path_factory) -> Path:
-    """An ImageFolder of grayscale 28x28 PNGs, 10 classes, the lab's layout."""
-    root = tmp_path_factory.mktemp("digits")
-    split = separable_split(200, 3)
-    for i, (image, label) in enumerate(zip(split.images, split.labels.tolist())):
-        folder = root / f"class_{label}"
-        folder.mkdir(exist_ok=True)
-        Image.fromarray(image[0].numpy(), mode="L").save(folder / f"{i}.png")
-    return root
 
 
 # --- schedules and recipes --------------------------------------------------------------------
@@ -119,11 +92,13 @@ def test_harness_and_training_loop_share_one_bf16_detector(monkeypatch, native):
     assert trains_bf16 == harness_runs_bf16 == native
 
 
-def test_every_model_has_a_recipe():
+def test_each_recipe_row_names_a_model_and_only_lenet5_uses_the_map_loss():
     import zoo
 
-    for name in zoo.list_models():
-        assert recipe_for(name).describe()
+    assert set(RECIPES) <= set(zoo.list_models())  # a misspelt row would never be used
+    assert [name for name in zoo.list_models() if recipe_for(name).loss == "map"] == ["lenet5"]
+    with pytest.raises(ValueError, match="unknown model 'lenet6'"):
+        recipe_for("lenet6")
 
 
 # --- the loop ---------------------------------------------------------------------------------
@@ -132,7 +107,7 @@ def test_every_model_has_a_recipe():
 def test_training_reaches_the_target_and_logs_each_evaluation(splits):
     seen = []
     settings = TrainSettings("lenet5_mnist", target_acc=0.9, evals_per_epoch=2)
-    outcome = train(settings, splits, QUICK, on_eval=seen.append, progress=False)
+    outcome = train(settings, splits, QUICK, on_eval=seen.append)
     assert len(seen) == 4 and [p.epoch for p in seen] == [0.5, 1.0, 1.5, 2.0]
     assert outcome.accuracy == seen[-1].test_accuracy > 0.9
     first = next(p for p in seen if p.test_accuracy >= 0.9)
@@ -140,13 +115,21 @@ def test_training_reaches_the_target_and_logs_each_evaluation(splits):
     assert all(b.wall_s > a.wall_s for a, b in zip(seen, seen[1:]))
 
 
+def test_train_tells_its_listener_of_each_epoch_and_step(splits):
+    heard: list[object] = []
+    train(TrainSettings("lenet5_mnist", epochs=1), splits, QUICK, listen=heard.append)
+    assert heard[0] == EpochStarted("lenet5_mnist", 1, 1, 20)  # 640 samples, batch 32
+    assert heard[-1] == EpochFinished("lenet5_mnist", 1)
+    steps = [event for event in heard if isinstance(event, StepsDone)]
+    assert sum(event.steps for event in steps) == 20 == len(heard) - 2
+    assert [event.loss is not None for event in steps] == [False] * 19 + [True]  # every 20th
+
+
 def test_stop_at_target_and_budget(splits):
     settings = TrainSettings("lenet5_mnist", target_acc=0.2, stop_at_target=True, epochs=5)
-    outcome = train(settings, splits, QUICK, progress=False)
+    outcome = train(settings, splits, QUICK)
     assert outcome.epochs < 5 and outcome.time_to_target_s is not None
-    tiny = train(
-        TrainSettings("lenet5_mnist", budget_s=1e-6, epochs=5), splits, QUICK, progress=False
-    )
+    tiny = train(TrainSettings("lenet5_mnist", budget_s=1e-6, epochs=5), splits, QUICK)
     assert tiny.epochs == pytest.approx(1 / 20)  # one step, then the budget is spent
     assert len(tiny.history) == 1
 
@@ -169,7 +152,7 @@ def test_training_time_is_read_from_the_clock_function(splits, monkeypatch):
 
     monkeypatch.setattr("bench.training.loop._clock", one_second_per_reading)
     settings = TrainSettings("lenet5_mnist", epochs=1, evals_per_epoch=2)
-    outcome = train(settings, splits, QUICK, progress=False)
+    outcome = train(settings, splits, QUICK)
     # 640 samples / batch 32 = 20 steps, evaluated after steps 10 and 20. Readings: one at the
     # start, one after each step, one after each evaluation (which restarts the clock): each
     # step is 1 s on the clock, the evaluations none.
@@ -179,8 +162,8 @@ def test_training_time_is_read_from_the_clock_function(splits, monkeypatch):
 
 
 def test_same_seed_same_result(splits):
-    a = train(TrainSettings("lenet5_mnist", epochs=1), splits, QUICK, progress=False)
-    b = train(TrainSettings("lenet5_mnist", epochs=1), splits, QUICK, progress=False)
+    a = train(TrainSettings("lenet5_mnist", epochs=1), splits, QUICK)
+    b = train(TrainSettings("lenet5_mnist", epochs=1), splits, QUICK)
     for (name, p), q in zip(a.model.state_dict().items(), b.model.state_dict().values()):
         torch.testing.assert_close(p, q, msg=name)
 
@@ -199,7 +182,7 @@ def test_lenet5_trains_with_the_map_loss():
     )
     padded = Splits("synthetic", train_split, test_split, (1, 32, 32), norm)
     recipe = replace(RECIPES["lenet5"], epochs=2)  # the recipe's first two passes
-    outcome = train(TrainSettings("lenet5"), padded, recipe, progress=False)
+    outcome = train(TrainSettings("lenet5"), padded, recipe)
     assert outcome.history[0].train_loss > outcome.history[-1].train_loss
     assert outcome.accuracy > 0.9
 
@@ -243,14 +226,6 @@ def test_weights_round_trip_and_tampering(tmp_path):
 
 
 # --- the command line -------------------------------------------------------------------------
-
-
-def exit_code(argv: list[str]) -> int:
-    """`python -m bench ARGV`'s exit status (argparse's own errors exit through SystemExit)."""
-    try:
-        return main(argv)
-    except SystemExit as stop:
-        return int(stop.code or 0)
 
 
 def test_train_and_eval_an_imagefolder_with_no_other_flag(

@@ -10,7 +10,8 @@
   ``torchvision.models.alexnet``.
 * ``alexnet_cifar``, ``alexnet_mnist``: the 2012 network adapted to small inputs.
 
-Variants are rows of ``CONFIGS``; one class, :class:`AlexNet`, reads them.
+Variants are rows of ``VARIANTS`` (config, classes, paper facts), each registered under its
+name; one class, :class:`AlexNet`, reads them.
 """
 
 from __future__ import annotations
@@ -20,9 +21,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from zoo.registry import PaperFacts, register_model
+from zoo.registry import PaperFacts, Variant, register_variants
 
-__all__ = ["ConvSpec", "AlexNetConfig", "CONFIGS", "AlexNet", "paper_lrn"]
+__all__ = ["ConvSpec", "AlexNetConfig", "VARIANTS", "AlexNet", "paper_lrn"]
 
 KRIZHEVSKY_2012 = (
     "Krizhevsky, Sutskever, Hinton. ImageNet classification with deep convolutional neural "
@@ -84,33 +85,6 @@ def _small_input(convs: tuple[ConvSpec, ...]) -> tuple[ConvSpec, ...]:
     return (ConvSpec(96, 5, padding=2, lrn=True, pool=True),) + convs[1:]
 
 
-CONFIGS: dict[str, AlexNetConfig] = {
-    "alexnet": AlexNetConfig(_PAPER_CONVS, in_channels=3, input_size=227, pooled_size=6),
-    "alexnet_owt": AlexNetConfig(
-        (
-            ConvSpec(64, 11, stride=4, padding=2, pool=True),  # (B, 64, 55, 55) -> 27x27
-            ConvSpec(192, 5, padding=2, pool=True),  # (B, 192, 27, 27) -> 13x13
-            ConvSpec(384, 3, padding=1),
-            ConvSpec(256, 3, padding=1),
-            ConvSpec(256, 3, padding=1, pool=True),  # (B, 256, 13, 13) -> 6x6
-        ),
-        in_channels=3,
-        input_size=224,
-        pooled_size=6,
-        adaptive_pool=True,
-        dropout_on="inputs",
-    ),
-    # 32 -> conv1 32 -> pool 15 -> conv2 15 -> pool 7 -> conv3-5 7 -> pool 3: 256x3x3 = 2304.
-    "alexnet_cifar": AlexNetConfig(
-        _small_input(_PAPER_CONVS), in_channels=3, input_size=32, pooled_size=3
-    ),
-    # 28 -> conv1 28 -> pool 13 -> conv2 13 -> pool 6 -> conv3-5 6 -> pool 2: 256x2x2 = 1024.
-    "alexnet_mnist": AlexNetConfig(
-        _small_input(_PAPER_CONVS), in_channels=1, input_size=28, pooled_size=2
-    ),
-}
-
-
 class AlexNet(nn.Module):
     """Five convolutions (``features``) and three fully connected layers (``classifier``),
     with torchvision's submodule names so its state dict loads into ``alexnet_owt``."""
@@ -163,80 +137,68 @@ class AlexNet(nn.Module):
         return self.classifier(torch.flatten(x, 1))
 
 
-def _shape(name: str) -> tuple[int, int, int]:
-    cfg = CONFIGS[name]
-    return (cfg.in_channels, cfg.input_size, cfg.input_size)
-
-
-@register_model(
-    "alexnet",
-    family="alexnet",
-    input_shape=_shape("alexnet"),
-    num_classes=1000,
-    summary="AlexNet 2012: 96/256/384/384/256, groups=2 on conv2/4/5, LRN after conv1 and conv2",
-    paper=PaperFacts(
-        citation=KRIZHEVSKY_2012,
-        params=60_965_224,
-        macs=0.724e9,
-        top1_error=0.375,
-        top5_error=0.170,
-        reported_on="ILSVRC-2010 test set",
-        notes="the paper says 60 million parameters; 62,378,344 without the two-GPU groups",
+VARIANTS: dict[str, Variant[AlexNetConfig]] = {
+    "alexnet": Variant(
+        AlexNetConfig(_PAPER_CONVS, in_channels=3, input_size=227, pooled_size=6),
+        num_classes=1000,
+        summary=(
+            "AlexNet 2012: 96/256/384/384/256, groups=2 on conv2/4/5, LRN after conv1 and conv2"
+        ),
+        paper=PaperFacts(
+            citation=KRIZHEVSKY_2012,
+            params=60_965_224,
+            macs=0.724e9,
+            top1_error=0.375,
+            top5_error=0.170,
+            reported_on="ILSVRC-2010 test set",
+            notes="the paper says 60 million parameters; 62,378,344 without the two-GPU groups",
+        ),
+        notes="On 3x227x227, which gives the paper's 55x55 maps.",
     ),
-    fixed={"in_channels": 3},
-)
-def alexnet(*, num_classes: int = 1000) -> AlexNet:
-    """AlexNet as in Krizhevsky et al. 2012, on 3x227x227 (which gives the paper's 55x55 maps)."""
-    return AlexNet(CONFIGS["alexnet"], num_classes=num_classes)
-
-
-@register_model(
-    "alexnet_owt",
-    family="alexnet",
-    input_shape=_shape("alexnet_owt"),
-    num_classes=1000,
-    summary="torchvision's 'one weird trick' AlexNet: 64/192/384/256/256, no LRN, no groups",
-    paper=PaperFacts(
-        citation=KRIZHEVSKY_2014, params=61_100_840, macs=0.714e9, reported_on="ImageNet"
+    "alexnet_owt": Variant(
+        AlexNetConfig(
+            (
+                ConvSpec(64, 11, stride=4, padding=2, pool=True),  # (B, 64, 55, 55) -> 27x27
+                ConvSpec(192, 5, padding=2, pool=True),  # (B, 192, 27, 27) -> 13x13
+                ConvSpec(384, 3, padding=1),
+                ConvSpec(256, 3, padding=1),
+                ConvSpec(256, 3, padding=1, pool=True),  # (B, 256, 13, 13) -> 6x6
+            ),
+            in_channels=3,
+            input_size=224,
+            pooled_size=6,
+            adaptive_pool=True,
+            dropout_on="inputs",
+        ),
+        num_classes=1000,
+        summary="torchvision's 'one weird trick' AlexNet: 64/192/384/256/256, no LRN, no groups",
+        paper=PaperFacts(
+            citation=KRIZHEVSKY_2014, params=61_100_840, macs=0.714e9, reported_on="ImageNet"
+        ),
+        notes="torchvision's 2014 single-tower AlexNet; its state dict loads into it.",
     ),
-    fixed={"in_channels": 3},
-)
-def alexnet_owt(*, num_classes: int = 1000) -> AlexNet:
-    """torchvision's AlexNet (the 2014 single-tower variant); its state dict loads into this."""
-    return AlexNet(CONFIGS["alexnet_owt"], num_classes=num_classes)
+    "alexnet_cifar": Variant(
+        # 32 -> conv1 32 -> pool 15 -> conv2 15 -> pool 7 -> conv3-5 7 -> pool 3: 256x3x3 = 2304.
+        AlexNetConfig(_small_input(_PAPER_CONVS), in_channels=3, input_size=32, pooled_size=3),
+        num_classes=10,
+        summary="AlexNet 2012 on 3x32x32: conv1 5x5 stride 1, otherwise the paper's layers",
+        notes=(
+            "conv1 becomes 5x5 stride 1 padding 2 (an 11x11/4 conv would leave 6x6 maps after "
+            "one layer); every other layer is the paper's, with its groups, LRN and three "
+            "overlapping 3x3/2 pools (32 -> 15 -> 7 -> 3), so the classifier reads 256x3x3 = 2304 "
+            "features into the paper's two 4096-wide hidden layers."
+        ),
+    ),
+    "alexnet_mnist": Variant(
+        # 28 -> conv1 28 -> pool 13 -> conv2 13 -> pool 6 -> conv3-5 6 -> pool 2: 256x2x2 = 1024.
+        AlexNetConfig(_small_input(_PAPER_CONVS), in_channels=1, input_size=28, pooled_size=2),
+        num_classes=10,
+        summary="AlexNet 2012 on 1x28x28: conv1 5x5 stride 1, otherwise the paper's layers",
+        notes=(
+            "As ``alexnet_cifar`` with one input channel; the three 3x3/2 pools take "
+            "28 -> 13 -> 6 -> 2, so the classifier reads 256x2x2 = 1024 features."
+        ),
+    ),
+}
 
-
-@register_model(
-    "alexnet_cifar",
-    family="alexnet",
-    input_shape=_shape("alexnet_cifar"),
-    num_classes=10,
-    summary="AlexNet 2012 on 3x32x32: conv1 5x5 stride 1, otherwise the paper's layers",
-    fixed={"in_channels": 3},
-)
-def alexnet_cifar(*, num_classes: int = 10) -> AlexNet:
-    """AlexNet 2012 adapted to 3x32x32.
-
-    conv1 becomes 5x5 stride 1 padding 2 (an 11x11/4 conv would leave 6x6 maps after one layer);
-    every other layer is the paper's, with its groups, LRN and three overlapping 3x3/2 pools
-    (32 -> 15 -> 7 -> 3), so the classifier reads 256x3x3 = 2304 features into the paper's two
-    4096-wide hidden layers.
-    """
-    return AlexNet(CONFIGS["alexnet_cifar"], num_classes=num_classes)
-
-
-@register_model(
-    "alexnet_mnist",
-    family="alexnet",
-    input_shape=_shape("alexnet_mnist"),
-    num_classes=10,
-    summary="AlexNet 2012 on 1x28x28: conv1 5x5 stride 1, otherwise the paper's layers",
-    fixed={"in_channels": 1},
-)
-def alexnet_mnist(*, num_classes: int = 10) -> AlexNet:
-    """AlexNet 2012 adapted to 1x28x28.
-
-    As ``alexnet_cifar`` with one input channel; the three 3x3/2 pools take 28 -> 13 -> 6 -> 2,
-    so the classifier reads 256x2x2 = 1024 features.
-    """
-    return AlexNet(CONFIGS["alexnet_mnist"], num_classes=num_classes)
+register_variants("alexnet", AlexNet, VARIANTS)

@@ -6,6 +6,8 @@
   f(a) = 1.7159·tanh(2a/3) and an output of ten Euclidean RBF units with fixed ±1 prototypes.
 * The "LeNet-5" of modern tutorials (ReLU, max-pool, full C3, linear output) and the lab's
   conv-pool-conv-pool-fc-fc network are one class, :class:`ConvPoolNet`, read from a table of rows.
+
+Variants are rows of ``VARIANTS`` (config, classes, paper facts), each registered under its name.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from zoo.registry import PaperFacts, register_model
+from zoo.registry import PaperFacts, Variant, register_variants
 
 __all__ = [
     "C3_TABLE",
@@ -24,11 +26,9 @@ __all__ = [
     "LeNet5",
     "ConvPoolNet",
     "map_loss",
-    "lenet5",
-    "lenet5_modern",
-    "lenet5_mnist",
-    "lenet5_cifar",
-    "lab_cnn",
+    "ConvPoolConfig",
+    "LeNet5Input",
+    "VARIANTS",
 ]
 
 LECUN_1998 = (
@@ -206,18 +206,6 @@ class ConvPoolConfig:
         return self.channels[1] * size * size
 
 
-CONV_POOL_CONFIGS: dict[str, ConvPoolConfig] = {
-    # The tutorial LeNet-5: 32x32 input as in the paper, so no padding.
-    "lenet5_modern": ConvPoolConfig(1, 32, (6, 16), (0, 0), (120, 84)),
-    # MNIST at its own 28x28: conv1 pads by 2, which gives C1 the paper's 28x28 maps.
-    "lenet5_mnist": ConvPoolConfig(1, 28, (6, 16), (2, 0), (120, 84)),
-    # CIFAR: the same network on three input channels (32x32 needs no padding).
-    "lenet5_cifar": ConvPoolConfig(3, 32, (6, 16), (0, 0), (120, 84)),
-    # The lab's exercise: 'same' 5x5 convs of 32 and 64, fc 3136 -> 1024 -> 10.
-    "lab_cnn": ConvPoolConfig(1, 28, (32, 64), (2, 2), (1024,)),
-}
-
-
 class ConvPoolNet(nn.Module):
     """conv5x5-ReLU-maxpool x2, then fully connected layers with ReLU and a linear output."""
 
@@ -244,107 +232,88 @@ class ConvPoolNet(nn.Module):
         return self.classifier(torch.flatten(self.features(x), 1))
 
 
-def _conv_pool_net(name: str, num_classes: int) -> ConvPoolNet:
-    return ConvPoolNet(CONV_POOL_CONFIGS[name], num_classes=num_classes)
+@dataclass(frozen=True)
+class LeNet5Input:
+    """LeNet-5's input as the paper fixes it: one 32x32 map (the 20x20 digit centred in it)."""
+
+    in_channels: int = 1
+    input_size: int = 32
 
 
-def _shape(name: str) -> tuple[int, int, int]:
-    cfg = CONV_POOL_CONFIGS[name]
-    return (cfg.in_channels, cfg.input_size, cfg.input_size)
+def _build(config: LeNet5Input | ConvPoolConfig, num_classes: int) -> nn.Module:
+    if isinstance(config, LeNet5Input):
+        return LeNet5(num_classes=num_classes, in_channels=config.in_channels)
+    return ConvPoolNet(config, num_classes=num_classes)
 
 
-@register_model(
-    "lenet5",
-    family="lenet",
-    input_shape=(1, 32, 32),
-    num_classes=10,
-    summary="LeNet-5 as published: C3 table, trainable subsampling, scaled tanh, fixed RBF output",
-    paper=PaperFacts(
-        citation=LECUN_1998,
-        params=60_000,
-        macs=326_520,
-        connections=340_908,
-        test_accuracy=1 - 0.0095,
-        reported_on="MNIST test set, 20 passes, no distortions",
-        notes="MACs are the paper's weight multiplications including the 840 of the RBF layer",
+_TUTORIAL_LENET = LECUN_1998 + " (as modern tutorials rebuild it)"
+
+VARIANTS: dict[str, Variant[LeNet5Input | ConvPoolConfig]] = {
+    "lenet5": Variant(
+        LeNet5Input(),
+        num_classes=10,
+        summary=(
+            "LeNet-5 as published: C3 table, trainable subsampling, scaled tanh, fixed RBF output"
+        ),
+        paper=PaperFacts(
+            citation=LECUN_1998,
+            params=60_000,
+            macs=326_520,
+            connections=340_908,
+            test_accuracy=1 - 0.0095,
+            reported_on="MNIST test set, 20 passes, no distortions",
+            notes="MACs are the paper's weight multiplications including the 840 of the RBF layer",
+        ),
+        notes="Returns negated RBF penalties; train it with :func:`map_loss`.",
     ),
-    fixed={"in_channels": 1},
-)
-def lenet5(*, num_classes: int = 10) -> LeNet5:
-    """LeNet-5 (LeCun et al. 1998) on 1x32x32 input; returns negated RBF penalties."""
-    return LeNet5(num_classes=num_classes)
-
-
-@register_model(
-    "lenet5_modern",
-    family="lenet",
-    input_shape=_shape("lenet5_modern"),
-    num_classes=10,
-    summary="the tutorial LeNet-5: ReLU, max-pool, full C3, linear output",
-    paper=PaperFacts(
-        citation=LECUN_1998 + " (as modern tutorials rebuild it)",
-        params=61_706,
-        macs=416_520,
-        notes="not the paper's network: full C3, ReLU, max-pool, linear output",
+    # The tutorial LeNet-5: 32x32 input as in the paper, so no padding.
+    "lenet5_modern": Variant(
+        ConvPoolConfig(1, 32, (6, 16), (0, 0), (120, 84)),
+        num_classes=10,
+        summary="the tutorial LeNet-5: ReLU, max-pool, full C3, linear output",
+        paper=PaperFacts(
+            citation=_TUTORIAL_LENET,
+            params=61_706,
+            macs=416_520,
+            notes="not the paper's network: full C3, ReLU, max-pool, linear output",
+        ),
     ),
-    fixed={"in_channels": 1},
-)
-def lenet5_modern(*, num_classes: int = 10) -> ConvPoolNet:
-    """The modern tutorial LeNet-5 on 1x32x32 input."""
-    return _conv_pool_net("lenet5_modern", num_classes)
-
-
-@register_model(
-    "lenet5_mnist",
-    family="lenet",
-    input_shape=_shape("lenet5_mnist"),
-    num_classes=10,
-    summary="the modern LeNet-5 on 1x28x28 MNIST: conv1 padding 2 keeps C1 at 28x28",
-    paper=PaperFacts(
-        citation=LECUN_1998 + " (as modern tutorials rebuild it)",
-        params=61_706,
-        macs=416_520,
-        test_accuracy=0.990,
-        reported_on="MNIST test set, typical for this network (99.0-99.2%)",
+    # MNIST at its own 28x28: conv1 pads by 2, which gives C1 the paper's 28x28 maps.
+    "lenet5_mnist": Variant(
+        ConvPoolConfig(1, 28, (6, 16), (2, 0), (120, 84)),
+        num_classes=10,
+        summary="the modern LeNet-5 on 1x28x28 MNIST: conv1 padding 2 keeps C1 at 28x28",
+        paper=PaperFacts(
+            citation=_TUTORIAL_LENET,
+            params=61_706,
+            macs=416_520,
+            test_accuracy=0.990,
+            reported_on="MNIST test set, typical for this network (99.0-99.2%)",
+        ),
+        notes="conv1 pads by 2, so every later map has its paper size.",
     ),
-    fixed={"in_channels": 1},
-)
-def lenet5_mnist(*, num_classes: int = 10) -> ConvPoolNet:
-    """The modern LeNet-5 on 1x28x28: conv1 pads by 2, so every later map has its paper size."""
-    return _conv_pool_net("lenet5_mnist", num_classes)
-
-
-@register_model(
-    "lenet5_cifar",
-    family="lenet",
-    input_shape=_shape("lenet5_cifar"),
-    num_classes=10,
-    summary="the modern LeNet-5 on 3x32x32: conv1 reads three channels",
-    fixed={"in_channels": 3},
-)
-def lenet5_cifar(*, num_classes: int = 10) -> ConvPoolNet:
-    """The modern LeNet-5 on 3x32x32 CIFAR-sized input.
-
-    Differs from ``lenet5_modern`` only in conv1's three input channels (456 parameters instead
-    of 156); 32x32 is LeNet's own input size, so no map changes size.
-    """
-    return _conv_pool_net("lenet5_cifar", num_classes)
-
-
-@register_model(
-    "lab_cnn",
-    family="lenet",
-    input_shape=_shape("lab_cnn"),
-    num_classes=10,
-    summary="the lab's exercise: conv5x5 32 + pool + conv5x5 64 + pool + fc 1024 + fc 10",
-    paper=PaperFacts(
-        citation="MLAV Lab 3, Exercise 1 (see shared/LAB.md)",
-        params=3_274_634,
-        test_accuracy=0.992,
-        reported_on="MNIST test set, typical for this network (99.2-99.3%)",
+    # CIFAR: the same network on three input channels (32x32 needs no padding).
+    "lenet5_cifar": Variant(
+        ConvPoolConfig(3, 32, (6, 16), (0, 0), (120, 84)),
+        num_classes=10,
+        summary="the modern LeNet-5 on 3x32x32: conv1 reads three channels",
+        notes=(
+            "Differs from ``lenet5_modern`` only in conv1's three input channels (456 parameters "
+            "instead of 156); 32x32 is LeNet's own input size, so no map changes size."
+        ),
     ),
-    fixed={"in_channels": 1},
-)
-def lab_cnn(*, num_classes: int = 10) -> ConvPoolNet:
-    """The lab's conv-pool-conv-pool-fc-fc network on 1x28x28 ('same' 5x5 convolutions)."""
-    return _conv_pool_net("lab_cnn", num_classes)
+    # The lab's exercise: 'same' 5x5 convs of 32 and 64, fc 3136 -> 1024 -> 10.
+    "lab_cnn": Variant(
+        ConvPoolConfig(1, 28, (32, 64), (2, 2), (1024,)),
+        num_classes=10,
+        summary="the lab's exercise: conv5x5 32 + pool + conv5x5 64 + pool + fc 1024 + fc 10",
+        paper=PaperFacts(
+            citation="MLAV Lab 3, Exercise 1 (see shared/LAB.md)",
+            params=3_274_634,
+            test_accuracy=0.992,
+            reported_on="MNIST test set, typical for this network (99.2-99.3%)",
+        ),
+    ),
+}
+
+register_variants("lenet", _build, VARIANTS)

@@ -9,15 +9,18 @@ from __future__ import annotations
 import difflib
 import fnmatch
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Generic, Protocol, TypeVar
 
 from torch import nn
 
 __all__ = [
     "PaperFacts",
     "ModelCard",
+    "Variant",
     "register_model",
+    "register_variants",
+    "input_shape",
     "list_models",
     "get_model",
     "get_card",
@@ -50,11 +53,67 @@ class ModelCard:
     num_classes: int
     summary: str
     paper: PaperFacts | None = None
-    # Builder arguments this variant fixes: get_model refuses a conflicting value.
-    fixed: Mapping[str, Any] = field(default_factory=dict)
 
 
 _REGISTRY: dict[str, ModelCard] = {}
+
+
+class SquareInput(Protocol):
+    """What a family's config row says about its input: channels and a square side."""
+
+    @property
+    def in_channels(self) -> int: ...
+
+    @property
+    def input_size(self) -> int: ...
+
+
+Config = TypeVar("Config", bound=SquareInput)
+
+
+def input_shape(config: SquareInput) -> tuple[int, int, int]:
+    """The ``(C, H, W)`` of one sample, read from a config row."""
+    return (config.in_channels, config.input_size, config.input_size)
+
+
+@dataclass(frozen=True)
+class Variant(Generic[Config]):
+    """One row of a family's table of variants: its config and the facts its card carries."""
+
+    config: Config
+    num_classes: int  # the head's default width; ``get_model(name, num_classes=...)`` overrides
+    summary: str
+    paper: PaperFacts | None = None
+    notes: str = ""  # why the variant is built as it is; becomes its builder's docstring
+
+
+def register_variants(
+    family: str,
+    build: Callable[[Config, int], nn.Module],
+    variants: Mapping[str, Variant[Config]],
+) -> None:
+    """Register each row of ``variants`` under its name, built by ``build(config, num_classes)``;
+    its card's input shape and classes come from the row."""
+    for name, variant in variants.items():
+        register_model(
+            name,
+            family=family,
+            input_shape=input_shape(variant.config),
+            num_classes=variant.num_classes,
+            summary=variant.summary,
+            paper=variant.paper,
+        )(_builder(name, build, variant))
+
+
+def _builder(
+    name: str, build: Callable[[Config, int], nn.Module], variant: Variant[Config]
+) -> Callable[..., nn.Module]:
+    def builder(*, num_classes: int = variant.num_classes) -> nn.Module:
+        return build(variant.config, num_classes)
+
+    builder.__name__ = builder.__qualname__ = name
+    builder.__doc__ = f"{variant.summary}\n\n{variant.notes}" if variant.notes else variant.summary
+    return builder
 
 
 def register_model(
@@ -65,7 +124,6 @@ def register_model(
     num_classes: int,
     summary: str,
     paper: PaperFacts | None = None,
-    fixed: Mapping[str, Any] | None = None,
 ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
     """Decorator registering a builder under ``name``; a duplicate name is an error."""
 
@@ -80,7 +138,6 @@ def register_model(
             num_classes=num_classes,
             summary=summary,
             paper=paper,
-            fixed=dict(fixed or {}),
         )
         return builder
 
@@ -104,11 +161,4 @@ def get_card(name: str) -> ModelCard:
 
 def get_model(name: str, **kwargs: Any) -> nn.Module:
     """Build model ``name`` (keyword arguments go to its builder, e.g. ``num_classes=10``)."""
-    card = get_card(name)
-    for key, value in kwargs.items():
-        if key in card.fixed and card.fixed[key] != value:
-            raise ValueError(
-                f"{name} fixes {key}={card.fixed[key]!r}; got {key}={value!r}: "
-                f"drop the argument or pick a model made for that {key}"
-            )
-    return card.builder(**{k: v for k, v in kwargs.items() if k not in card.fixed})
+    return get_card(name).builder(**kwargs)

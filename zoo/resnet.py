@@ -7,7 +7,8 @@ CVPR 2016, Table 1 (the 34-layer column).
 * ``resnet34_cifar``, ``resnet34_mnist``: the field's small-input ResNet-34 (3x3 stride-1 stem,
   no max-pool, so the four stages work at the input size, 1/2, 1/4 and 1/8).
 
-Variants are rows of ``CONFIGS``; one class, :class:`ResNet`, reads them.
+Variants are rows of ``VARIANTS`` (config, classes, paper facts), each registered under its
+name; one class, :class:`ResNet`, reads them.
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from zoo.registry import PaperFacts, register_model
+from zoo.registry import PaperFacts, Variant, register_variants
 
-__all__ = ["ResNetConfig", "CONFIGS", "BasicBlock", "PadShortcut", "ResNet"]
+__all__ = ["ResNetConfig", "VARIANTS", "BasicBlock", "PadShortcut", "ResNet"]
 
 HE_2016 = "He, Zhang, Ren, Sun. Deep residual learning for image recognition. CVPR 2016"
 CIFAR_RESNET = "He et al. 2016's ResNet-34 as the field adapts it to CIFAR-10 (3x3 stem, no pool)"
@@ -33,14 +34,6 @@ class ResNetConfig:
     stem: str  # "imagenet": 7x7/2 conv + 3x3/2 max-pool; "small": 3x3/1 conv, no pool
     shortcut: str  # "A" (zero-padded identity) or "B" (projection where the shape changes)
     layers: tuple[int, int, int, int] = (3, 4, 6, 3)  # basic blocks per stage: ResNet-34
-
-
-CONFIGS: dict[str, ResNetConfig] = {
-    "resnet34": ResNetConfig(3, 224, stem="imagenet", shortcut="B"),
-    "resnet34_a": ResNetConfig(3, 224, stem="imagenet", shortcut="A"),
-    "resnet34_cifar": ResNetConfig(3, 32, stem="small", shortcut="B"),
-    "resnet34_mnist": ResNetConfig(1, 28, stem="small", shortcut="B"),
-}
 
 
 class PadShortcut(nn.Module):
@@ -124,77 +117,54 @@ class ResNet(nn.Module):
         return self.fc(torch.flatten(self.avgpool(x), 1))
 
 
-def _shape(name: str) -> tuple[int, int, int]:
-    cfg = CONFIGS[name]
-    return (cfg.in_channels, cfg.input_size, cfg.input_size)
-
-
-@register_model(
-    "resnet34",
-    family="resnet",
-    input_shape=_shape("resnet34"),
-    num_classes=1000,
-    summary="ResNet-34 with option B (projection) shortcuts, as torchvision builds it",
-    paper=PaperFacts(
-        citation=HE_2016,
-        params=21_797_672,
-        macs=3.6e9,
-        top1_error=0.2452,
-        top5_error=0.0746,
-        reported_on="ILSVRC-2012 val, 10-crop",
-        notes="Table 1 gives 3.6 G FLOPs (multiply-adds); fvcore counts 3.671 G with batch norm",
+VARIANTS: dict[str, Variant[ResNetConfig]] = {
+    "resnet34": Variant(
+        ResNetConfig(3, 224, stem="imagenet", shortcut="B"),
+        num_classes=1000,
+        summary="ResNet-34 with option B (projection) shortcuts, as torchvision builds it",
+        paper=PaperFacts(
+            citation=HE_2016,
+            params=21_797_672,
+            macs=3.6e9,
+            top1_error=0.2452,
+            top5_error=0.0746,
+            reported_on="ILSVRC-2012 val, 10-crop",
+            notes=(
+                "Table 1 gives 3.6 G FLOPs (multiply-adds); fvcore counts 3.671 G with batch norm"
+            ),
+        ),
+        notes="On 3x224x224; torchvision's state dict loads into it.",
     ),
-    fixed={"in_channels": 3},
-)
-def resnet34(*, num_classes: int = 1000) -> ResNet:
-    """ResNet-34, option B shortcuts, on 3x224x224; torchvision's state dict loads into it."""
-    return ResNet(CONFIGS["resnet34"], num_classes=num_classes)
-
-
-@register_model(
-    "resnet34_a",
-    family="resnet",
-    input_shape=_shape("resnet34_a"),
-    num_classes=1000,
-    summary="ResNet-34 with option A (zero-padded identity) shortcuts",
-    paper=PaperFacts(
-        citation=HE_2016,
-        params=21_623_848,
-        macs=3.6e9,
-        top1_error=0.2503,
-        top5_error=0.0776,
-        reported_on="ILSVRC-2012 val, 10-crop",
+    "resnet34_a": Variant(
+        ResNetConfig(3, 224, stem="imagenet", shortcut="A"),
+        num_classes=1000,
+        summary="ResNet-34 with option A (zero-padded identity) shortcuts",
+        paper=PaperFacts(
+            citation=HE_2016,
+            params=21_623_848,
+            macs=3.6e9,
+            top1_error=0.2503,
+            top5_error=0.0776,
+            reported_on="ILSVRC-2012 val, 10-crop",
+        ),
+        notes="On 3x224x224; option A shortcuts have no projection parameters.",
     ),
-    fixed={"in_channels": 3},
-)
-def resnet34_a(*, num_classes: int = 1000) -> ResNet:
-    """ResNet-34 with option A shortcuts (no projection parameters) on 3x224x224."""
-    return ResNet(CONFIGS["resnet34_a"], num_classes=num_classes)
+    "resnet34_cifar": Variant(
+        ResNetConfig(3, 32, stem="small", shortcut="B"),
+        num_classes=10,
+        summary="CIFAR ResNet-34: 3x3 stride-1 stem, no max-pool, stages at 32/16/8/4",
+        paper=PaperFacts(citation=CIFAR_RESNET, params=21_282_122, macs=1.161e9),
+        notes=(
+            "The 7x7/2 stem and max-pool would leave 8x8 before stage 1, so the stem is one 3x3 "
+            "stride-1 conv and the stages run at 32/16/8/4."
+        ),
+    ),
+    "resnet34_mnist": Variant(
+        ResNetConfig(1, 28, stem="small", shortcut="B"),
+        num_classes=10,
+        summary="ResNet-34 on 1x28x28: 3x3 stride-1 stem, no max-pool, stages at 28/14/7/4",
+        notes="As ``resnet34_cifar`` with one input channel.",
+    ),
+}
 
-
-@register_model(
-    "resnet34_cifar",
-    family="resnet",
-    input_shape=_shape("resnet34_cifar"),
-    num_classes=10,
-    summary="CIFAR ResNet-34: 3x3 stride-1 stem, no max-pool, stages at 32/16/8/4",
-    paper=PaperFacts(citation=CIFAR_RESNET, params=21_282_122, macs=1.161e9),
-    fixed={"in_channels": 3},
-)
-def resnet34_cifar(*, num_classes: int = 10) -> ResNet:
-    """ResNet-34 on 3x32x32: the 7x7/2 stem and max-pool would leave 8x8 before stage 1, so the
-    stem is one 3x3 stride-1 conv and the stages run at 32/16/8/4."""
-    return ResNet(CONFIGS["resnet34_cifar"], num_classes=num_classes)
-
-
-@register_model(
-    "resnet34_mnist",
-    family="resnet",
-    input_shape=_shape("resnet34_mnist"),
-    num_classes=10,
-    summary="ResNet-34 on 1x28x28: 3x3 stride-1 stem, no max-pool, stages at 28/14/7/4",
-    fixed={"in_channels": 1},
-)
-def resnet34_mnist(*, num_classes: int = 10) -> ResNet:
-    """ResNet-34 as ``resnet34_cifar`` on 1x28x28 (one input channel; stages at 28/14/7/4)."""
-    return ResNet(CONFIGS["resnet34_mnist"], num_classes=num_classes)
+register_variants("resnet", ResNet, VARIANTS)

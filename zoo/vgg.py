@@ -9,7 +9,8 @@ recognition", ICLR 2015. Configurations D (VGG-16) and E (VGG-19).
 * ``vgg16_mnist``, ``vgg19_mnist``: the same on 1x28x28, pools with ceil_mode.
 
 Depths are rows of ``CFGS`` keyed by the paper's column letter; variants are rows of
-``CONFIGS``; one class, :class:`VGG`, reads them.
+``VARIANTS`` (config, classes, paper facts), each registered under its name; one class,
+:class:`VGG`, reads them.
 """
 
 from __future__ import annotations
@@ -19,9 +20,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from zoo.registry import PaperFacts, register_model
+from zoo.registry import PaperFacts, Variant, register_variants
 
-__all__ = ["CFGS", "VGGConfig", "CONFIGS", "VGG"]
+__all__ = ["CFGS", "VGGConfig", "VARIANTS", "VGG"]
 
 SIMONYAN_2015 = (
     "Simonyan, Zisserman. Very deep convolutional networks for large-scale image recognition. "
@@ -67,16 +68,6 @@ def _small(column: str, in_channels: int, size: int) -> VGGConfig:
     return VGGConfig(
         column, in_channels, size, batch_norm=True, hidden=(), adaptive_pool=None, ceil_mode=True
     )
-
-
-CONFIGS: dict[str, VGGConfig] = {
-    "vgg16": _imagenet("D"),
-    "vgg19": _imagenet("E"),
-    "vgg16_cifar": _small("D", 3, 32),
-    "vgg19_cifar": _small("E", 3, 32),
-    "vgg16_mnist": _small("D", 1, 28),
-    "vgg19_mnist": _small("E", 1, 28),
-}
 
 
 class VGG(nn.Module):
@@ -129,115 +120,77 @@ class VGG(nn.Module):
         return self.classifier(torch.flatten(x, 1))
 
 
-def _shape(name: str) -> tuple[int, int, int]:
-    cfg = CONFIGS[name]
-    return (cfg.in_channels, cfg.input_size, cfg.input_size)
-
-
-@register_model(
-    "vgg16",
-    family="vgg",
-    input_shape=_shape("vgg16"),
-    num_classes=1000,
-    summary="VGG-16, configuration D: 13 3x3 convs, 3 fully connected layers",
-    paper=PaperFacts(
-        citation=SIMONYAN_2015,
-        params=138_357_544,
-        macs=15.47e9,
-        top1_error=0.256,
-        top5_error=0.081,
-        reported_on="ILSVRC-2012 val, single scale",
-        notes="Table 2 rounds to 138 M parameters; 15.35 G of the MACs are in the convs",
+VARIANTS: dict[str, Variant[VGGConfig]] = {
+    "vgg16": Variant(
+        _imagenet("D"),
+        num_classes=1000,
+        summary="VGG-16, configuration D: 13 3x3 convs, 3 fully connected layers",
+        paper=PaperFacts(
+            citation=SIMONYAN_2015,
+            params=138_357_544,
+            macs=15.47e9,
+            top1_error=0.256,
+            top5_error=0.081,
+            reported_on="ILSVRC-2012 val, single scale",
+            notes="Table 2 rounds to 138 M parameters; 15.35 G of the MACs are in the convs",
+        ),
+        notes="VGG-16 (configuration D) on 3x224x224.",
     ),
-    fixed={"in_channels": 3},
-)
-def vgg16(*, num_classes: int = 1000) -> VGG:
-    """VGG-16 (configuration D) on 3x224x224."""
-    return VGG(CONFIGS["vgg16"], num_classes=num_classes)
-
-
-@register_model(
-    "vgg19",
-    family="vgg",
-    input_shape=_shape("vgg19"),
-    num_classes=1000,
-    summary="VGG-19, configuration E: 16 3x3 convs, 3 fully connected layers",
-    paper=PaperFacts(
-        citation=SIMONYAN_2015,
-        params=143_667_240,
-        macs=19.63e9,
-        top1_error=0.255,
-        top5_error=0.080,
-        reported_on="ILSVRC-2012 val, single scale",
-        notes="Table 2 rounds to 144 M parameters; 19.51 G of the MACs are in the convs",
+    "vgg19": Variant(
+        _imagenet("E"),
+        num_classes=1000,
+        summary="VGG-19, configuration E: 16 3x3 convs, 3 fully connected layers",
+        paper=PaperFacts(
+            citation=SIMONYAN_2015,
+            params=143_667_240,
+            macs=19.63e9,
+            top1_error=0.255,
+            top5_error=0.080,
+            reported_on="ILSVRC-2012 val, single scale",
+            notes="Table 2 rounds to 144 M parameters; 19.51 G of the MACs are in the convs",
+        ),
+        notes="VGG-19 (configuration E) on 3x224x224.",
     ),
-    fixed={"in_channels": 3},
-)
-def vgg19(*, num_classes: int = 1000) -> VGG:
-    """VGG-19 (configuration E) on 3x224x224."""
-    return VGG(CONFIGS["vgg19"], num_classes=num_classes)
-
-
-@register_model(
-    "vgg16_cifar",
-    family="vgg",
-    input_shape=_shape("vgg16_cifar"),
-    num_classes=10,
-    summary="CIFAR VGG-16: batch norm, five pools to 1x1x512, Linear(512, 10)",
-    paper=PaperFacts(
-        citation=CIFAR_VGG,
-        params=14_728_266,
-        macs=313.8e6,
-        test_accuracy=0.9264,
-        reported_on="CIFAR-10 test set, with that recipe's augmentation",
+    "vgg16_cifar": Variant(
+        _small("D", 3, 32),
+        num_classes=10,
+        summary="CIFAR VGG-16: batch norm, five pools to 1x1x512, Linear(512, 10)",
+        paper=PaperFacts(
+            citation=CIFAR_VGG,
+            params=14_728_266,
+            macs=313.8e6,
+            test_accuracy=0.9264,
+            reported_on="CIFAR-10 test set, with that recipe's augmentation",
+        ),
+        notes=(
+            "VGG-16's convolutions with batch norm on 3x32x32; five pools leave 1x1x512, read by "
+            "one linear layer (the 4096-wide "
+            "layers would hold 90% of the weights for a 512-number input)."
+        ),
     ),
-    fixed={"in_channels": 3},
-)
-def vgg16_cifar(*, num_classes: int = 10) -> VGG:
-    """VGG-16's convolutions with batch norm on 3x32x32; five pools leave 1x1x512, read by one
-    linear layer (the 4096-wide layers would hold 90% of the weights for a 512-number input)."""
-    return VGG(CONFIGS["vgg16_cifar"], num_classes=num_classes)
+    "vgg19_cifar": Variant(
+        _small("E", 3, 32),
+        num_classes=10,
+        summary="CIFAR VGG-19: batch norm, five pools to 1x1x512, Linear(512, 10)",
+        paper=PaperFacts(citation=CIFAR_VGG, params=20_040_522),
+        notes="VGG-19's convolutions with batch norm on 3x32x32, as ``vgg16_cifar``.",
+    ),
+    "vgg16_mnist": Variant(
+        _small("D", 1, 28),
+        num_classes=10,
+        summary="VGG-16 on 1x28x28: batch norm, ceil-mode pools 28-14-7-4-2-1, Linear(512, 10)",
+        notes=(
+            "VGG-16 as ``vgg16_cifar`` on 1x28x28. Five floor-mode pools would take 28 to 0; "
+            "ceil_mode keeps all five blocks (28 -> 14 -> 7 -> 4 -> 2 -> 1), so each block still "
+            "halves the map as in the paper."
+        ),
+    ),
+    "vgg19_mnist": Variant(
+        _small("E", 1, 28),
+        num_classes=10,
+        summary="VGG-19 on 1x28x28: batch norm, ceil-mode pools 28-14-7-4-2-1, Linear(512, 10)",
+        notes="VGG-19 as ``vgg19_cifar`` on 1x28x28, with ceil-mode pools as ``vgg16_mnist``.",
+    ),
+}
 
-
-@register_model(
-    "vgg19_cifar",
-    family="vgg",
-    input_shape=_shape("vgg19_cifar"),
-    num_classes=10,
-    summary="CIFAR VGG-19: batch norm, five pools to 1x1x512, Linear(512, 10)",
-    paper=PaperFacts(citation=CIFAR_VGG, params=20_040_522),
-    fixed={"in_channels": 3},
-)
-def vgg19_cifar(*, num_classes: int = 10) -> VGG:
-    """VGG-19's convolutions with batch norm on 3x32x32, as ``vgg16_cifar``."""
-    return VGG(CONFIGS["vgg19_cifar"], num_classes=num_classes)
-
-
-@register_model(
-    "vgg16_mnist",
-    family="vgg",
-    input_shape=_shape("vgg16_mnist"),
-    num_classes=10,
-    summary="VGG-16 on 1x28x28: batch norm, ceil-mode pools 28-14-7-4-2-1, Linear(512, 10)",
-    fixed={"in_channels": 1},
-)
-def vgg16_mnist(*, num_classes: int = 10) -> VGG:
-    """VGG-16 as ``vgg16_cifar`` on 1x28x28.
-
-    Five floor-mode pools would take 28 to 0; ceil_mode keeps all five blocks
-    (28 -> 14 -> 7 -> 4 -> 2 -> 1), so each block still halves the map as in the paper.
-    """
-    return VGG(CONFIGS["vgg16_mnist"], num_classes=num_classes)
-
-
-@register_model(
-    "vgg19_mnist",
-    family="vgg",
-    input_shape=_shape("vgg19_mnist"),
-    num_classes=10,
-    summary="VGG-19 on 1x28x28: batch norm, ceil-mode pools 28-14-7-4-2-1, Linear(512, 10)",
-    fixed={"in_channels": 1},
-)
-def vgg19_mnist(*, num_classes: int = 10) -> VGG:
-    """VGG-19 as ``vgg19_cifar`` on 1x28x28, with ceil-mode pools as ``vgg16_mnist``."""
-    return VGG(CONFIGS["vgg19_mnist"], num_classes=num_classes)
+register_variants("vgg", VGG, VARIANTS)

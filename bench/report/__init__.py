@@ -7,20 +7,20 @@ at-a-glance table) and a self-contained ``report.html`` (images inlined). Every 
 the results or, for the papers' figures, from the registry's ``PaperFacts``; the output depends
 only on those inputs, so building twice gives identical bytes.
 
-Modules: ``runs`` (reading and merging folders), ``summary`` (the per-model table),
-``formatting``, ``document`` (blocks, Markdown and HTML), ``sections`` and ``sentences`` (the
-report's content), ``build`` (build_report) and ``cli`` (the subcommand).
+Modules: ``runs`` (reading and merging folders; the peaks a row is judged against),
+``summary`` (the per-model table; family order and layer kinds), ``formatting``, ``document``
+(blocks, Markdown and HTML), ``glance``, ``sections`` and ``sentences`` (the report's text),
+``figures`` (the plots, drawn only by ``build``) and ``build`` (build_report); the subcommand is
+:mod:`bench.cli.report`.
 """
 
 from bench.report.build import build_report
-from bench.report.cli import add_arguments, main, register_cli, run
 from bench.report.formatting import fmt_frac, fmt_int, fmt_num, fmt_pct, fmt_si
 from bench.report.runs import Run, load_run, merge_runs
 from bench.report.summary import layer_shares, summary_table
 
 __all__ = [
     "Run",
-    "add_arguments",
     "build_report",
     "fmt_frac",
     "fmt_int",
@@ -29,9 +29,6 @@ __all__ = [
     "fmt_si",
     "layer_shares",
     "load_run",
-    "main",
     "merge_runs",
-    "register_cli",
-    "run",
     "summary_table",
 ]

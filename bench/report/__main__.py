@@ -1,6 +1,6 @@
-"""``python -m bench.report RESULTS_DIR... [--out DIR]``."""
+"""``python -m bench.report RESULTS_DIR... [--out DIR]``: ``python -m bench report``."""
 
-from bench.report.cli import main
+from bench.cli.report import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import pandas as pd
 
 from bench.report import figures
 from bench.report.document import (
@@ -21,7 +24,7 @@ from bench.report.document import (
 )
 from bench.report.formatting import missing
 from bench.report.glance import glance_blocks, paper_blocks
-from bench.report.runs import device_peaks, load_run, merge_runs, session_meta
+from bench.report.runs import Run, device_peaks, load_run, merge_runs, row_peaks, session_meta
 from bench.report.sections import (
     accuracy_blocks,
     errors_blocks,
@@ -34,6 +37,7 @@ from bench.report.summary import (
     REFERENCE_DTYPE,
     REFERENCE_FORMAT,
     failed_mask,
+    family_rank,
     layer_shares,
     memory_rows,
     model_order,
@@ -68,69 +72,91 @@ def build_report(results_dirs: Sequence[Path], out_dir: Path | None = None) -> P
     out.mkdir(parents=True, exist_ok=True)
     for stale in sorted(out.glob("fig_*.png")):  # figures of an earlier build of this folder
         stale.unlink()
+    tables = _tables(run_data)
+    tables.summary.to_csv(out / "summary.csv", index=False, lineterminator="\n")
+    drawn = _draw_figures(run_data, tables, out)
+    layer_figs = _draw_layer_figures(run_data.layers, out)
+    blocks = _report_blocks(results_dirs, run_data, tables, drawn, layer_figs)
+    title = f"cnn-zoo-bench report: {run_data.name}"
+    (out / "report.md").write_text(render_markdown(title, blocks), encoding="utf-8")
+    (out / "report.html").write_text(render_html(title, blocks, out), encoding="utf-8")
+    log.info("wrote the report of %s to %s", run_data.name, out)
+    return out
 
+
+@dataclass(frozen=True)
+class _Tables:
+    """What the report computes from the merged rows before it draws or writes anything."""
+
+    devices: list[str]
+    paper: dict[str, Any]
+    summary: pd.DataFrame
+    shares: pd.DataFrame  # layer shares, in model order
+    memory: pd.DataFrame  # the rows of the memory figure
+
+
+def _tables(run_data: Run) -> _Tables:
     results = run_data.results
-    devices = sorted(results["device"].dropna().astype(str).unique())
     models = model_order(results)
     paper = paper_facts(models)
-    summary = summary_table(results, paper)
     shares = layer_shares(run_data.layers)
     if not shares.empty:
         order = {m: i for i, m in enumerate(models)}
         shares = shares.assign(_o=shares["model"].map(lambda m: order.get(m, len(order))))
         shares = shares.sort_values(["_o", "model"]).drop(columns="_o").reset_index(drop=True)
-    summary.to_csv(out / "summary.csv", index=False, lineterminator="\n")
-
-    ok = results[~failed_mask(results)]
-    made_files: dict[str, str | None] = {}
-
-    def figure(file: str, made: Path | None) -> str | None:
-        made_files[file] = file if made is not None else None
-        return made_files[file]
-
-    figure(
-        "fig_params_vs_macs.png", figures.params_vs_macs(summary, out / "fig_params_vs_macs.png")
+    return _Tables(
+        devices=sorted(results["device"].dropna().astype(str).unique()),
+        paper=paper,
+        summary=summary_table(results, paper),
+        shares=shares,
+        memory=memory_rows(results, models),
     )
-    figure(
-        "fig_throughput_vs_batch.png",
-        figures.throughput_vs_batch(ok, out / "fig_throughput_vs_batch.png"),
-    )
-    peaks = {d: device_peaks(session_meta(run_data.metas[0]), d) for d in devices}
-    meta_by_run = {str(m.get("run_id")): m for m in run_data.metas}
 
-    def row_peaks(row: Mapping[str, Any]) -> dict[str, float]:
-        meta = session_meta(meta_by_run.get(str(row["run"]), {}), row["session"])
-        return device_peaks(meta, str(row["device"]))
 
-    figure(
-        "fig_gflops_vs_peak.png",
-        figures.gflops_vs_peak(ok, peaks, out / "fig_gflops_vs_peak.png", row_peaks),
-    )
-    mem = memory_rows(results, models)
-    figure("fig_memory.png", figures.memory_breakdown(mem, out / "fig_memory.png"))
+def _draw_figures(run_data: Run, tables: _Tables, out: Path) -> dict[str, str | None]:
+    """Draw the report's fixed figures into ``out``: each file's name if drawn, else None."""
+    ok = run_data.results[~failed_mask(run_data.results)]
+    peaks = {d: device_peaks(session_meta(run_data.metas[0]), d) for d in tables.devices}
     acc = ok[ok["mode"] == "accuracy"]
     targets = {
         str(d): float(t)
         for d, t in acc.groupby(acc["data"].astype(str))["target_acc"].first().items()
         if not missing(t)
     }
-    figure(
-        "fig_time_to_accuracy.png",
-        figures.time_to_accuracy(run_data.epochs, targets, out / "fig_time_to_accuracy.png"),
-    )
-    share_fig = figure(
-        "fig_layer_share.png",
-        figures.param_share(shares, out / "fig_layer_share.png") if not shares.empty else None,
-    )
-    layer_figs = []
-    families = sorted(
-        run_data.layers["family"].dropna().astype(str).unique(), key=figures.family_rank
-    )
-    for family in families:
-        file = f"fig_layers_{re.sub(r'[^A-Za-z0-9_-]', '_', family)}.png"
-        if figure(file, figures.layers_by_family(run_data.layers, family, out / file)):
-            layer_figs.append((family, file))
+    draw: dict[str, Callable[[Path], Path | None]] = {
+        "fig_params_vs_macs.png": lambda path: figures.params_vs_macs(tables.summary, path),
+        "fig_throughput_vs_batch.png": lambda path: figures.throughput_vs_batch(ok, path),
+        "fig_gflops_vs_peak.png": lambda path: figures.gflops_vs_peak(
+            ok, peaks, path, row_peaks(run_data.metas)
+        ),
+        "fig_memory.png": lambda path: figures.memory_breakdown(tables.memory, path),
+        "fig_time_to_accuracy.png": lambda path: figures.time_to_accuracy(
+            run_data.epochs, targets, path
+        ),
+        "fig_layer_share.png": lambda path: figures.param_share(tables.shares, path),
+    }
+    return {file: file if figure(out / file) is not None else None for file, figure in draw.items()}
 
+
+def _draw_layer_figures(layers: pd.DataFrame, out: Path) -> list[tuple[str, str]]:
+    """One per-layer figure per family, in the zoo's order: ``(family, file)`` of those drawn."""
+    drawn = []
+    for family in sorted(layers["family"].dropna().astype(str).unique(), key=family_rank):
+        file = f"fig_layers_{re.sub(r'[^A-Za-z0-9_-]', '_', family)}.png"
+        if figures.layers_by_family(layers, family, out / file) is not None:
+            drawn.append((family, file))
+    return drawn
+
+
+def _report_blocks(
+    results_dirs: Sequence[Path],
+    run_data: Run,
+    tables: _Tables,
+    drawn: Mapping[str, str | None],
+    layer_figs: Sequence[tuple[str, str]],
+) -> list[Block]:
+    """The report's sections, in reading order (``drawn``: :func:`_draw_figures`)."""
+    results, summary = run_data.results, tables.summary
     blocks: list[Block] = [
         Para(
             "Generated by `python -m bench report "
@@ -138,60 +164,60 @@ def build_report(results_dirs: Sequence[Path], out_dir: Path | None = None) -> P
             + "`: every number below is read from the results folders or, for the papers' "
             "columns, from the zoo's registry."
         ),
+        *header_blocks(run_data),
     ]
-    blocks += header_blocks(run_data)
-    sentences = comparison_sentences(summary, shares, results, run_data.metas, devices)
+    sentences = comparison_sentences(
+        summary, tables.shares, results, run_data.metas, tables.devices
+    )
     if sentences:
         blocks += [Heading(2, "What the numbers say"), Bullets(tuple(sentences))]
-    blocks += glance_blocks(summary, devices)
-    if made_files["fig_params_vs_macs.png"]:
+    blocks += glance_blocks(summary, tables.devices)
+    if drawn["fig_params_vs_macs.png"]:
         blocks.append(
             Image(
                 "fig_params_vs_macs.png",
                 "Parameters against MACs per sample (log-log), one point per model.",
             )
         )
-    blocks += paper_blocks(summary, paper)
-    speed_figs = [
-        (f, c)
-        for f, c in (
-            (
-                "fig_throughput_vs_batch.png",
-                "Throughput (samples/s) against batch size per model, "
-                "for each device and mode; dashed and dotted lines are "
-                "other dtypes or memory formats.",
-            ),
-            (
-                "fig_gflops_vs_peak.png",
-                "Best achieved GFLOP/s per model, mode and dtype against the "
-                "matmul and 3×3 convolution peaks measured at the start of the run "
-                "(meta.json).",
-            ),
-        )
-        if made_files[f]
-    ]
-    if speed_figs:
-        blocks.append(Heading(2, "Speed and the hardware limit"))
-        blocks += [Image(f, c) for f, c in speed_figs]
-    if made_files["fig_memory.png"]:
-        batches = ", ".join(f"{m} {int(b)}" for m, b in zip(mem["model"], mem["batch_size"]))
-        blocks += [
-            Heading(2, "Where training memory goes"),
-            Image(
-                "fig_memory.png",
-                "Weights, gradients, optimizer state and activations saved for "
-                "backward, from each model's smallest-batch train row at "
-                f"{REFERENCE_DTYPE}/{REFERENCE_FORMAT} where measured (batch: "
-                f"{batches}).",
-            ),
-        ]
-    blocks += accuracy_blocks(results, made_files["fig_time_to_accuracy.png"])
-    blocks += share_blocks(shares, layer_figs, share_fig)
+    blocks += paper_blocks(summary, tables.paper)
+    blocks += _speed_blocks(drawn)
+    blocks += _memory_blocks(drawn["fig_memory.png"], tables.memory)
+    blocks += accuracy_blocks(results, drawn["fig_time_to_accuracy.png"])
+    blocks += share_blocks(tables.shares, layer_figs, drawn["fig_layer_share.png"])
     blocks += errors_blocks(results, several_runs=len(run_data.metas) > 1)
     blocks += measured_blocks(results, run_data.metas)
+    return blocks
 
-    title = f"cnn-zoo-bench report: {run_data.name}"
-    (out / "report.md").write_text(render_markdown(title, blocks), encoding="utf-8")
-    (out / "report.html").write_text(render_html(title, blocks, out), encoding="utf-8")
-    log.info("wrote the report of %s to %s", run_data.name, out)
-    return out
+
+_SPEED_CAPTIONS = (
+    (
+        "fig_throughput_vs_batch.png",
+        "Throughput (samples/s) against batch size per model, for each device and mode; "
+        "dashed and dotted lines are other dtypes or memory formats.",
+    ),
+    (
+        "fig_gflops_vs_peak.png",
+        "Best achieved GFLOP/s per model, mode and dtype against the matmul and 3×3 "
+        "convolution peaks measured at the start of the run (meta.json).",
+    ),
+)
+
+
+def _speed_blocks(drawn: Mapping[str, str | None]) -> list[Block]:
+    images: list[Block] = [Image(f, c) for f, c in _SPEED_CAPTIONS if drawn[f]]
+    return [Heading(2, "Speed and the hardware limit"), *images] if images else []
+
+
+def _memory_blocks(figure: str | None, memory: pd.DataFrame) -> list[Block]:
+    if not figure:
+        return []
+    batches = ", ".join(f"{m} {int(b)}" for m, b in zip(memory["model"], memory["batch_size"]))
+    return [
+        Heading(2, "Where training memory goes"),
+        Image(
+            figure,
+            "Weights, gradients, optimizer state and activations saved for backward, from each "
+            f"model's smallest-batch train row at {REFERENCE_DTYPE}/{REFERENCE_FORMAT} where "
+            f"measured (batch: {batches}).",
+        ),
+    ]

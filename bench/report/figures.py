@@ -26,12 +26,13 @@ from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.text import Text  # noqa: E402
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
 
+from bench.report.runs import epoch_curves, reference_peak  # noqa: E402
+from bench.report.summary import family_rank, layer_kind  # noqa: E402
+
 __all__ = [
     "DPI",
-    "FAMILY_ORDER",
     "KIND_COLORS",
     "gflops_vs_peak",
-    "layer_kind",
     "layers_by_family",
     "memory_breakdown",
     "param_share",
@@ -43,7 +44,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 DPI = 100
-FAMILY_ORDER = ("lenet", "alexnet", "vgg", "resnet")
 _FAMILY_COLORS = {"lenet": "#1f77b4", "alexnet": "#ff7f0e", "vgg": "#d62728", "resnet": "#2ca02c"}
 _OTHER_COLOR = "#7f7f7f"
 KIND_COLORS = {"conv": "#4c72b0", "fc": "#dd8452", "other": "#b0b0b0"}
@@ -55,17 +55,6 @@ _MEMORY_PARTS = (
 )
 _LINESTYLES = ("-", "--", ":", "-.")
 _MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
-
-
-def layer_kind(layer_type: str) -> str:
-    """Group a layer's module type into ``"conv"``, ``"fc"`` (the classifier) or ``"other"``."""
-    lowered = str(layer_type).lower()
-    if "conv" in lowered:
-        return "conv"
-    # LeNet-5's RBF output units act on the F6 vector like a fully connected layer.
-    if "linear" in lowered or lowered.startswith("rbf"):
-        return "fc"
-    return "other"
 
 
 def _family_color(family: str) -> str:
@@ -103,6 +92,11 @@ def _log_axis(ax: Axes, axis: str) -> None:
     target.set_major_locator(LogLocator(base=10))
     target.set_major_formatter(FuncFormatter(_si))
     target.set_minor_formatter(NullFormatter())
+
+
+def _label_bar_end(ax: Axes, text: str, x: float, y: float) -> None:
+    """Write ``text`` just right of the end ``(x, y)`` of a horizontal bar."""
+    ax.annotate(text, (x, y), xytext=(3, 0), textcoords="offset points", va="center", fontsize=7)
 
 
 def params_vs_macs(summary: pd.DataFrame, path: Path) -> Path | None:
@@ -174,12 +168,6 @@ def _pad_log_limits(ax: Axes, xs: pd.Series, ys: pd.Series) -> None:
     ax.set_ylim(ys.min() / 3, ys.max() * 3)
 
 
-def family_rank(family: str) -> tuple[int, str]:
-    """Sort key of a family: the zoo's order (LeNet, AlexNet, VGG, ResNet), others after."""
-    family = str(family)
-    return (FAMILY_ORDER.index(family) if family in FAMILY_ORDER else len(FAMILY_ORDER), family)
-
-
 def throughput_vs_batch(rows: pd.DataFrame, path: Path) -> Path | None:
     """Samples/s against batch size, one panel per device and mode, one line per model setting.
 
@@ -237,14 +225,13 @@ def throughput_vs_batch(rows: pd.DataFrame, path: Path) -> Path | None:
     return _save(fig, path)
 
 
-def reference_peak(peaks: Mapping[str, float], dtype: str) -> tuple[str, float] | None:
-    """The peak a row of ``dtype`` is judged against, as ``(kind, GFLOP/s)``: the faster of the
-    matmul and the 3×3 convolution of the row's precision, bf16 or fp32 (on some CPUs the
-    convolution kernels outrun the matmul library). None if nothing was measured."""
-    precision = "bf16" if "bf16" in str(dtype) else "fp32"
-    kinds = (f"{precision}_matmul", f"{precision}_conv3x3")
-    measured = [(kind, peaks[kind]) for kind in kinds if peaks.get(kind)]
-    return max(measured, key=lambda item: item[1]) if measured else None
+# The measured peaks drawn as vertical lines, one style each.
+_PEAK_STYLES = (
+    ("fp32_matmul", "--"),
+    ("fp32_conv3x3", "-."),
+    ("bf16_matmul", ":"),
+    ("bf16_conv3x3", (0, (3, 1, 1, 1, 1, 1))),  # dash-dot-dot
+)
 
 
 def gflops_vs_peak(
@@ -274,52 +261,55 @@ def gflops_vs_peak(
     fig = _new_figure(9, sum(heights) + 0.4)
     axes = fig.subplots(len(devices), 1, squeeze=False, height_ratios=heights)
     for i, device in enumerate(devices):
-        ax = axes[i][0]
-        part = best[best["device"] == device].copy()
-        part["rank"] = part["family"].map(family_rank)
-        # Smallest family and model at the top (barh draws bottom-up).
-        part = part.sort_values(["rank", "params", "model", "mode", "dtype"], ascending=False)
-        labels = [f"{m} {mo} {d}" for m, mo, d in zip(part["model"], part["mode"], part["dtype"])]
-        ys = range(len(part))
-        ax.barh(
-            list(ys),
-            part["achieved_gflops"],
-            color=[_family_color(f) for f in part["family"]],
-            height=0.7,
-        )
-        ax.set_yticks(list(ys), labels, fontsize=8)
         device_peaks = peaks.get(device, {})
-        for key, style in (
-            ("fp32_matmul", "--"),
-            ("fp32_conv3x3", "-."),
-            ("bf16_matmul", ":"),
-            ("bf16_conv3x3", (0, (3, 1, 1, 1, 1, 1))),  # dash-dot-dot
-        ):
-            value = device_peaks.get(key)
-            if value:
-                ax.axvline(
-                    value,
-                    color="black",
-                    linestyle=style,
-                    linewidth=1.2,
-                    label=f"{key.replace('_', ' ')} peak: {value:,.0f} GFLOP/s",
-                )
-        for y, row in enumerate(part.to_dict("records")):
-            gf, dtype = row["achieved_gflops"], row["dtype"]
-            ref = reference_peak(row_peaks(row) if row_peaks else device_peaks, dtype)
-            share = f" ({100 * gf / ref[1]:.0f}% of {ref[0].replace('_', ' ')})" if ref else ""
-            text = f"{gf:,.1f}{share}"
-            ax.annotate(
-                text, (gf, y), xytext=(3, 0), textcoords="offset points", va="center", fontsize=7
-            )
-        top = max([part["achieved_gflops"].max(), *[v for v in device_peaks.values() if v]])
-        ax.set_xlim(0, top * 1.35)
-        ax.set_xlabel("achieved GFLOP/s (best over batch sizes and memory formats)")
-        ax.set_title(f"Distance to the hardware limit on {device}")
-        ax.grid(True, axis="x", alpha=0.3)
-        if device_peaks:
-            ax.legend(fontsize=8, loc="lower right")
+        part = best[best["device"] == device]
+        _gflops_panel(axes[i][0], part, device, device_peaks, row_peaks)
     return _save(fig, path)
+
+
+def _gflops_panel(
+    ax: Axes,
+    part: pd.DataFrame,
+    device: str,
+    device_peaks: Mapping[str, float],
+    row_peaks: Callable[[Mapping[str, Any]], Mapping[str, float]] | None,
+) -> None:
+    """One device's bars of :func:`gflops_vs_peak`, its peak lines and each bar's share."""
+    part = part.copy()
+    part["rank"] = part["family"].map(family_rank)
+    # Smallest family and model at the top (barh draws bottom-up).
+    part = part.sort_values(["rank", "params", "model", "mode", "dtype"], ascending=False)
+    labels = [f"{m} {mo} {d}" for m, mo, d in zip(part["model"], part["mode"], part["dtype"])]
+    ys = range(len(part))
+    ax.barh(
+        list(ys),
+        part["achieved_gflops"],
+        color=[_family_color(f) for f in part["family"]],
+        height=0.7,
+    )
+    ax.set_yticks(list(ys), labels, fontsize=8)
+    for key, style in _PEAK_STYLES:
+        value = device_peaks.get(key)
+        if value:
+            ax.axvline(
+                value,
+                color="black",
+                linestyle=style,
+                linewidth=1.2,
+                label=f"{key.replace('_', ' ')} peak: {value:,.0f} GFLOP/s",
+            )
+    for y, row in enumerate(part.to_dict("records")):
+        gf = row["achieved_gflops"]
+        ref = reference_peak(row_peaks(row) if row_peaks else device_peaks, row["dtype"])
+        share = f" ({100 * gf / ref[1]:.0f}% of {ref[0].replace('_', ' ')})" if ref else ""
+        _label_bar_end(ax, f"{gf:,.1f}{share}", gf, y)
+    top = max([part["achieved_gflops"].max(), *[v for v in device_peaks.values() if v]])
+    ax.set_xlim(0, top * 1.35)
+    ax.set_xlabel("achieved GFLOP/s (best over batch sizes and memory formats)")
+    ax.set_title(f"Distance to the hardware limit on {device}")
+    ax.grid(True, axis="x", alpha=0.3)
+    if device_peaks:
+        ax.legend(fontsize=8, loc="lower right")
 
 
 def memory_breakdown(rows: pd.DataFrame, path: Path) -> Path | None:
@@ -345,14 +335,7 @@ def memory_breakdown(rows: pd.DataFrame, path: Path) -> Path | None:
         left_abs += values
         left_share += share
     for y, total in zip(ys, totals):
-        ax_abs.annotate(
-            f"{total:,.1f}",
-            (total, y),
-            xytext=(3, 0),
-            textcoords="offset points",
-            va="center",
-            fontsize=7,
-        )
+        _label_bar_end(ax_abs, f"{total:,.1f}", total, y)
     ax_abs.set_yticks(ys, list(df["label"]), fontsize=8)
     ax_share.set_yticks(ys, [""] * len(ys))
     ax_abs.set_xlim(0, float(totals.max()) * 1.2 if float(totals.max()) > 0 else 1)
@@ -372,8 +355,6 @@ def time_to_accuracy(epochs: pd.DataFrame, targets: Mapping[str, float], path: P
     ``epochs``: the per-epoch log (curves: :func:`bench.report.runs.epoch_curves`); ``targets``:
     target accuracy (fraction) per data set. One panel per data set.
     """
-    from bench.report.runs import epoch_curves
-
     curves = epoch_curves(epochs)
     if not curves:
         return None

@@ -7,72 +7,13 @@ from typing import Any
 
 import pandas as pd
 
-from bench.report.document import Block, Heading, Para, table
+from bench.report.document import Block, Heading, Para, Table, table
 from bench.report.formatting import fmt_frac, fmt_int, fmt_num, fmt_pct, fmt_si, missing
 from bench.report.summary import REFERENCE_DTYPE, REFERENCE_FORMAT
 
 
 def glance_blocks(summary: pd.DataFrame, devices: Sequence[str]) -> list[Block]:
-    size_rows = []
-    for _, r in summary.iterrows():
-        size_rows.append(
-            (
-                r["model"],
-                r["family"],
-                r["input_shape"],
-                fmt_int(r["params"]),
-                fmt_int(r["paper_params"]),
-                fmt_pct(r["params_diff_pct"], signed=True),
-                fmt_si(r["macs"]),
-                fmt_si(r["paper_macs"]),
-                fmt_pct(r["macs_diff_pct"], signed=True),
-                fmt_si(r["flops"]),
-                fmt_num(r["weights_mib"]),
-                fmt_num(r["activations_mib_per_sample"]),
-            )
-        )
-    size = table(
-        (
-            "model",
-            "family",
-            "input",
-            "params",
-            "paper params",
-            "Δ",
-            "MACs",
-            "paper MACs",
-            "Δ",
-            "FLOPs",
-            "weights MiB",
-            "activations MiB/sample",
-        ),
-        size_rows,
-        (False, False, False) + (True,) * 9,
-    )
-    speed_headers = ["model"]
-    for device in devices:
-        speed_headers += [
-            f"{device} infer samples/s",
-            f"{device} train samples/s",
-            f"{device} infer peak MiB",
-            f"{device} train peak MiB",
-        ]
-    speed_headers += ["accuracy", "time to target", "paper accuracy"]
-    speed_rows = []
-    for _, r in summary.iterrows():
-        cells = [r["model"]]
-        for device in devices:
-            for mode in ("infer", "train"):
-                cells.append(_throughput_cell(r, f"{device}_{mode}"))
-            for mode in ("infer", "train"):
-                cells.append(fmt_num(r[f"{device}_{mode}_peak_mem_mib"]))
-        cells.append(_accuracy_cell(r))
-        cells.append(_time_to_target_cell(r))
-        cells.append(_paper_accuracy_cell(r))
-        speed_rows.append(cells)
-    speed = table(
-        speed_headers, speed_rows, (False,) + (True,) * (4 * len(devices)) + (True, True, False)
-    )
+    """One table of size and cost per model, one of speed, memory and accuracy per device."""
     return [
         Heading(2, "The zoo at a glance"),
         Para(
@@ -80,7 +21,7 @@ def glance_blocks(summary: pd.DataFrame, devices: Sequence[str]) -> list[Block]:
             "relative). MACs are fvcore's forward count; FLOPs are FlopCounterMode's (2 per "
             "MAC of conv/matmul). Activations are the tensors saved for backward, per sample."
         ),
-        size,
+        _size_table(summary),
         *_uncounted_blocks(summary),
         Para(
             f"Speed and memory at {REFERENCE_DTYPE}, {REFERENCE_FORMAT}: the best samples/s "
@@ -89,8 +30,69 @@ def glance_blocks(summary: pd.DataFrame, devices: Sequence[str]) -> list[Block]:
             'target the median wall-clock time of the seeds that reached it. "error" marks a '
             "number every attempt at failed (see Errors)."
         ),
-        speed,
+        _speed_table(summary, devices),
     ]
+
+
+_SIZE_HEADERS = (
+    "model",
+    "family",
+    "input",
+    "params",
+    "paper params",
+    "Δ",
+    "MACs",
+    "paper MACs",
+    "Δ",
+    "FLOPs",
+    "weights MiB",
+    "activations MiB/sample",
+)
+
+
+def _size_table(summary: pd.DataFrame) -> Table:
+    rows = [
+        (
+            r["model"],
+            r["family"],
+            r["input_shape"],
+            fmt_int(r["params"]),
+            fmt_int(r["paper_params"]),
+            fmt_pct(r["params_diff_pct"], signed=True),
+            fmt_si(r["macs"]),
+            fmt_si(r["paper_macs"]),
+            fmt_pct(r["macs_diff_pct"], signed=True),
+            fmt_si(r["flops"]),
+            fmt_num(r["weights_mib"]),
+            fmt_num(r["activations_mib_per_sample"]),
+        )
+        for _, r in summary.iterrows()
+    ]
+    return table(_SIZE_HEADERS, rows, (False, False, False) + (True,) * 9)
+
+
+def _speed_table(summary: pd.DataFrame, devices: Sequence[str]) -> Table:
+    """Per device, samples/s and peak memory of inference and training; then accuracy."""
+    headers = ["model"]
+    for device in devices:
+        headers += [
+            f"{device} infer samples/s",
+            f"{device} train samples/s",
+            f"{device} infer peak MiB",
+            f"{device} train peak MiB",
+        ]
+    headers += ["accuracy", "time to target", "paper accuracy"]
+    rows = []
+    for _, r in summary.iterrows():
+        cells = [r["model"]]
+        for device in devices:
+            for mode in ("infer", "train"):
+                cells.append(_throughput_cell(r, f"{device}_{mode}"))
+            for mode in ("infer", "train"):
+                cells.append(fmt_num(r[f"{device}_{mode}_peak_mem_mib"]))
+        cells += [_accuracy_cell(r), _time_to_target_cell(r), _paper_accuracy_cell(r)]
+        rows.append(cells)
+    return table(headers, rows, (False,) + (True,) * (4 * len(devices)) + (True, True, False))
 
 
 def _uncounted_blocks(summary: pd.DataFrame) -> list[Block]:

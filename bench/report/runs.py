@@ -1,6 +1,7 @@
 """Reading results folders into a :class:`Run`, and merging several (row keys, collisions).
 
-Also the peak rates a folder's meta.json records, by device.
+Also the peak rates a folder's meta.json records, by device and session, and the peak a row is
+judged against.
 """
 
 from __future__ import annotations
@@ -8,55 +9,28 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from bench.schema import EPOCH_COLUMNS, LAYER_COLUMNS, ROW_COLUMNS
+from bench.schema import (
+    EPOCH_COLUMNS,
+    LAYER_COLUMNS,
+    NUMERIC_COLUMNS,
+    NUMERIC_EPOCH_COLUMNS,
+    NUMERIC_LAYER_COLUMNS,
+    ROW_COLUMNS,
+    SETTING_COLUMNS,
+    TRAINING_KEY_COLUMNS,
+    read_jsonl,
+)
 
 log = logging.getLogger("bench.report")  # one logger for the package, as before the split
 
 
-# The columns of results.jsonl and layers.jsonl are the writer's (bench.schema); missing ones
-# are added as nulls so a report still renders from an older or partial run.
-_NUMERIC_RESULT_COLUMNS = (
-    "num_classes",
-    "threads",
-    "batch_size",
-    "params",
-    "params_total",
-    "macs_fvcore",
-    "flops",
-    "train_flops",
-    "weights_mib",
-    "grads_mib",
-    "optimizer_mib",
-    "activations_mib",
-    "peak_mem_mib",
-    "peak_mem_estimate_mib",
-    "step_ms_median",
-    "step_ms_p10",
-    "step_ms_p90",
-    "steps_timed",
-    "samples_per_s",
-    "achieved_gflops",
-    "max_batch",
-    "accuracy",
-    "target_acc",
-    "time_to_target_s",
-    "budget_s",
-    "epochs",
-    "train_s",
-    "world_size",
-    "global_batch",
-)
-# Two rows measure the same thing when these agree (accuracy rows also need data, seed and the
-# number of training processes; rows written before that column existed ran one process).
-SETTING_KEYS = ("model", "device", "dtype", "memory_format", "batch_size", "mode", "threads")
-ACCURACY_KEYS = ("data", "seed", "world_size")
 PEAK_KINDS = ("fp32_matmul", "fp32_conv3x3", "bf16_matmul", "bf16_conv3x3")
 
 
@@ -76,25 +50,11 @@ def empty(columns: Iterable[str]) -> pd.DataFrame:
 
 
 def _read_jsonl(path: Path) -> pd.DataFrame:
-    records = []
-    lines = path.read_text(encoding="utf-8").splitlines()
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            # Rows are appended as measured: a run killed mid-write leaves a torn last line.
-            if number == len(lines):
-                log.warning("%s:%d: skipping a truncated last line", path, number)
-                continue
-            raise ValueError(f"{path}:{number}: not valid JSON ({exc.msg})") from None
-        if not isinstance(record, dict):
-            raise ValueError(f"{path}:{number}: expected a JSON object per line")
-        records.append(record)
-    return pd.DataFrame.from_records(records)
+    return pd.DataFrame.from_records(read_jsonl(path))
 
 
+# The columns of results.jsonl and layers.jsonl are the writer's (bench.schema); missing ones
+# are added as nulls so a report still renders from an older or partial run.
 def _with_columns(
     df: pd.DataFrame, columns: Iterable[str], numeric: Iterable[str] = ()
 ) -> pd.DataFrame:
@@ -129,18 +89,12 @@ def load_run(path: Path) -> Run:
         log.warning("%s is missing: the report's header will be incomplete", meta_file)
     name = str(meta.get("run_id") or path.name)
     meta = {**meta, "run_id": name}
-    results = _with_columns(results, ROW_COLUMNS, _NUMERIC_RESULT_COLUMNS)
+    results = _with_columns(results, ROW_COLUMNS, NUMERIC_COLUMNS)
     # In the report "run" is the folder (meta.json's run_id); a row's own training run id moves.
     results["training_run"] = results["run"]
     results["run"] = name
-    layers = _optional_table(
-        path / "layers.jsonl", LAYER_COLUMNS, ("index", "params", "macs", "activation_mib")
-    )
-    epochs = _optional_table(
-        path / "epochs.jsonl",
-        EPOCH_COLUMNS,
-        ("world_size", "epoch", "wall_s", "train_loss", "test_accuracy", "samples_per_s"),
-    )
+    layers = _optional_table(path / "layers.jsonl", LAYER_COLUMNS, NUMERIC_LAYER_COLUMNS)
+    epochs = _optional_table(path / "epochs.jsonl", EPOCH_COLUMNS, NUMERIC_EPOCH_COLUMNS)
     epochs["folder"] = name
     return Run(name=name, metas=(meta,), results=results, layers=layers, epochs=epochs)
 
@@ -159,12 +113,15 @@ def key_value(value: Any) -> Any:
 
 
 def _row_key(row: Mapping[str, Any]) -> tuple[Any, ...]:
+    """Which row this is when folders merge: its settings (``bench.schema.SETTING_COLUMNS``; a
+    --max-batch row is the batch it found); an accuracy row's also its data, seed and number of
+    training processes (rows from before that column ran one) and its training run."""
     if row.get("mode") != "accuracy":
-        return tuple((k, key_value(row.get(k))) for k in SETTING_KEYS)
+        return tuple((k, key_value(row.get(k))) for k in SETTING_COLUMNS)
     row = {**row, "world_size": key_value(row.get("world_size")) or 1}
     # Each training run is its own row (a re-run, a budgeted and a full run of one model);
     # rows from before run ids existed (null) fall back to their settings.
-    keys = SETTING_KEYS + ACCURACY_KEYS + ("training_run",)
+    keys = SETTING_COLUMNS + TRAINING_KEY_COLUMNS + ("training_run",)
     return tuple((k, key_value(row.get(k))) for k in keys)
 
 
@@ -250,6 +207,30 @@ def session_meta(meta: Mapping[str, Any], session: Any = None) -> Mapping[str, A
         if isinstance(entry, Mapping) and key_value(entry.get("session")) == number:
             return {**meta, **entry}
     return {k: v for k, v in meta.items() if k != "peak_gflops"}
+
+
+def row_peaks(
+    metas: Sequence[Mapping[str, Any]],
+) -> Callable[[Mapping[str, Any]], dict[str, float]]:
+    """A function giving a row's :func:`device_peaks` as measured by the session that measured
+    the row (its folder's meta by ``run``, then its ``session``)."""
+    meta_by_run = {str(m.get("run_id")): m for m in metas}
+
+    def peaks(row: Mapping[str, Any]) -> dict[str, float]:
+        meta = session_meta(meta_by_run.get(str(row["run"]), {}), row["session"])
+        return device_peaks(meta, str(row["device"]))
+
+    return peaks
+
+
+def reference_peak(peaks: Mapping[str, float], dtype: str) -> tuple[str, float] | None:
+    """The peak a row of ``dtype`` is judged against, as ``(kind, GFLOP/s)``: the faster of the
+    matmul and the 3×3 convolution of the row's precision, bf16 or fp32 (on some CPUs the
+    convolution kernels outrun the matmul library). None if nothing was measured."""
+    precision = "bf16" if "bf16" in str(dtype) else "fp32"
+    kinds = (f"{precision}_matmul", f"{precision}_conv3x3")
+    measured = [(kind, peaks[kind]) for kind in kinds if peaks.get(kind)]
+    return max(measured, key=lambda item: item[1]) if measured else None
 
 
 def split_sessions(meta: Mapping[str, Any]) -> list[Mapping[str, Any]]:

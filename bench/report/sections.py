@@ -9,7 +9,6 @@ from typing import Any
 
 import pandas as pd
 
-from bench.report import figures
 from bench.report.document import Block, Heading, Image, Para, table
 from bench.report.formatting import duration, fmt_frac, fmt_int, fmt_num, fmt_pct, fmt_si, missing
 from bench.report.runs import (
@@ -17,7 +16,8 @@ from bench.report.runs import (
     Run,
     device_peaks,
     key_value,
-    session_meta,
+    reference_peak,
+    row_peaks,
     split_sessions,
 )
 from bench.report.summary import ERROR, failed_mask, model_order
@@ -73,52 +73,62 @@ def header_blocks(run: Run) -> list[Block]:
     ]
 
 
+def _section(title: str, intro: str, body: Block, images: Sequence[Image] = ()) -> list[Block]:
+    """A section of tables: its heading, what the table shows, the table, then its figures."""
+    return [Heading(2, title), Para(intro), body, *images]
+
+
+# The columns that say which measurement a row is, as the errors and measured tables head them.
+_SETTING_HEADERS = ("model", "device", "dtype", "memory format", "threads", "batch", "mode")
+
+
+def _setting_cells(r: pd.Series) -> list[str]:
+    """A row's cells under :data:`_SETTING_HEADERS`."""
+    return [
+        r["model"],
+        r["device"],
+        r["dtype"],
+        r["memory_format"],
+        fmt_int(r["threads"]),
+        fmt_int(r["batch_size"]),
+        r["mode"],
+    ]
+
+
+_LAYER_KINDS = ("conv", "fc", "other")
+_SHARE_HEADERS = (
+    "model",
+    "params",
+    *_LAYER_KINDS,
+    "MACs",
+    *_LAYER_KINDS,
+    "largest layer (share of params)",
+)
+
+
+def _share_row(r: pd.Series) -> tuple[str, ...]:
+    """A model's cells under :data:`_SHARE_HEADERS`."""
+    return (
+        r["model"],
+        fmt_int(r["params_total"]),
+        *(fmt_pct(r[f"params_{kind}_pct"], decimals=1) for kind in _LAYER_KINDS),
+        fmt_si(r["macs_total"]),
+        *(fmt_pct(r[f"macs_{kind}_pct"], decimals=1) for kind in _LAYER_KINDS),
+        f"{r['largest_layer']} ({r['largest_layer_type']}, "
+        f"{fmt_pct(r['largest_layer_params_pct'], decimals=1)})",
+    )
+
+
 def share_blocks(
     shares: pd.DataFrame, layer_figures: Sequence[tuple[str, str]], share_figure: str | None
 ) -> list[Block]:
+    """The layer shares per model (``shares``: :func:`~bench.report.summary.layer_shares`),
+    with the share figure and one per-layer figure per family (``(family, file)``)."""
     if shares.empty:
         return []
-    rows = [
-        (
-            r["model"],
-            fmt_int(r["params_total"]),
-            fmt_pct(r["params_conv_pct"], decimals=1),
-            fmt_pct(r["params_fc_pct"], decimals=1),
-            fmt_pct(r["params_other_pct"], decimals=1),
-            fmt_si(r["macs_total"]),
-            fmt_pct(r["macs_conv_pct"], decimals=1),
-            fmt_pct(r["macs_fc_pct"], decimals=1),
-            fmt_pct(r["macs_other_pct"], decimals=1),
-            f"{r['largest_layer']} ({r['largest_layer_type']}, "
-            f"{fmt_pct(r['largest_layer_params_pct'], decimals=1)})",
-        )
-        for _, r in shares.iterrows()
-    ]
-    blocks: list[Block] = [
-        Heading(2, "Where the parameters and the work sit"),
-        Para(
-            "From layers.jsonl: layers grouped by module type into conv (Conv*), fc (Linear, "
-            "and LeNet-5's RBF output) and other (normalisation, pooling, activations)."
-        ),
-        table(
-            (
-                "model",
-                "params",
-                "conv",
-                "fc",
-                "other",
-                "MACs",
-                "conv",
-                "fc",
-                "other",
-                "largest layer (share of params)",
-            ),
-            rows,
-            (False,) + (True,) * 8 + (False,),
-        ),
-    ]
+    images = []
     if share_figure:
-        blocks.append(
+        images.append(
             Image(
                 share_figure,
                 "Share of parameters (left) and MACs (right) in conv, "
@@ -126,14 +136,24 @@ def share_blocks(
             )
         )
     for family, file in layer_figures:
-        blocks.append(
+        images.append(
             Image(
                 file,
                 f"Per-layer parameters and MACs per sample for the {family} family, in forward "
                 "order (k = thousand, M = million, G = billion); colour gives the layer kind.",
             )
         )
-    return blocks
+    return _section(
+        "Where the parameters and the work sit",
+        "From layers.jsonl: layers grouped by module type into conv (Conv*), fc (Linear, "
+        "and LeNet-5's RBF output) and other (normalisation, pooling, activations).",
+        table(
+            _SHARE_HEADERS,
+            [_share_row(r) for _, r in shares.iterrows()],
+            (False,) + (True,) * 8 + (False,),
+        ),
+        images,
+    )
 
 
 def errors_blocks(results: pd.DataFrame, several_runs: bool) -> list[Block]:
@@ -143,28 +163,19 @@ def errors_blocks(results: pd.DataFrame, several_runs: bool) -> list[Block]:
     failed = failed.sort_values(
         ["model", "device", "mode", "dtype", "memory_format", "batch_size", "run"], kind="mergesort"
     )
-    headers = ["model", "device", "dtype", "memory format", "threads", "batch", "mode"]
-    headers += ["run"] if several_runs else []
+    headers = [*_SETTING_HEADERS, *(["run"] if several_runs else [])]
     rows = []
     for _, r in failed.iterrows():
-        cells = [
-            r["model"],
-            r["device"],
-            r["dtype"],
-            r["memory_format"],
-            fmt_int(r["threads"]),
-            fmt_int(r["batch_size"]),
-            r["mode"],
-        ]
+        cells = _setting_cells(r)
         if r["mode"] == "accuracy":
             cells[-1] = f"accuracy ({r['data']}, seed {key_value(r['seed'])})"
         cells += [r["run"]] if several_runs else []
         rows.append((*cells, str(r["error"]).splitlines()[0]))
-    return [
-        Heading(2, "Errors"),
-        Para("Rows that did not measure; their numbers are missing above, never dropped."),
+    return _section(
+        "Errors",
+        "Rows that did not measure; their numbers are missing above, never dropped.",
         table((*headers, "error"), rows),
-    ]
+    )
 
 
 def _data_on_clock_cell(row: pd.Series) -> str:
@@ -174,69 +185,70 @@ def _data_on_clock_cell(row: pd.Series) -> str:
     return "" if missing(row.get("data_loading_in_timing")) else "data loading (unspecified)"
 
 
+_ACCURACY_HEADERS = (
+    "model",
+    "data",
+    "seed",
+    "recipe",
+    "device",
+    "processes",
+    "dtype",
+    "batch",
+    "epochs",
+    "final accuracy",
+    "target",
+    "time to target (s)",
+    "budget (s)",
+    "train (s)",
+    "data on the clock",
+)
+
+
+def _accuracy_row(r: pd.Series, failed: bool) -> tuple[str, ...]:
+    """An accuracy row's cells under :data:`_ACCURACY_HEADERS`."""
+    return (
+        r["model"],
+        r["data"],
+        fmt_int(r["seed"]),
+        r["recipe"],
+        r["device"],
+        _processes_cell(r),
+        r["dtype"],
+        fmt_int(r["batch_size"]),
+        "" if missing(r["epochs"]) else f"{float(r['epochs']):.3g}",  # budgeted: 0.038
+        ERROR if failed else fmt_frac(r["accuracy"]),
+        fmt_frac(r["target_acc"]),
+        "not reached" if missing(r["time_to_target_s"]) else fmt_num(r["time_to_target_s"]),
+        fmt_num(r["budget_s"]),
+        fmt_num(r["train_s"]),
+        _data_on_clock_cell(r),
+    )
+
+
 def accuracy_blocks(results: pd.DataFrame, figure: str | None) -> list[Block]:
+    """The training runs (accuracy rows), with the time-to-accuracy figure if drawn."""
     acc = results[(results["mode"] == "accuracy")].sort_values(
         ["data", "model", "seed"], kind="mergesort"
     )
     if acc.empty:
         return []
-    rows = [
-        (
-            r["model"],
-            r["data"],
-            fmt_int(r["seed"]),
-            r["recipe"],
-            r["device"],
-            _processes_cell(r),
-            r["dtype"],
-            fmt_int(r["batch_size"]),
-            "" if missing(r["epochs"]) else f"{float(r['epochs']):.3g}",  # budgeted: 0.038
-            ERROR if failed_mask(pd.DataFrame([r])).iloc[0] else fmt_frac(r["accuracy"]),
-            fmt_frac(r["target_acc"]),
-            "not reached" if missing(r["time_to_target_s"]) else fmt_num(r["time_to_target_s"]),
-            fmt_num(r["budget_s"]),
-            fmt_num(r["train_s"]),
-            _data_on_clock_cell(r),
-        )
-        for _, r in acc.iterrows()
-    ]
-    blocks: list[Block] = [
-        Heading(2, "Time to accuracy"),
-        Para(
-            "DAWNBench-style: wall-clock time to the first evaluation at or above the target, "
-            "with the per-epoch log below."
-        ),
-        table(
-            (
-                "model",
-                "data",
-                "seed",
-                "recipe",
-                "device",
-                "processes",
-                "dtype",
-                "batch",
-                "epochs",
-                "final accuracy",
-                "target",
-                "time to target (s)",
-                "budget (s)",
-                "train (s)",
-                "data on the clock",
-            ),
-            rows,
-            (False,) * 5 + (True,) + (False,) + (True,) * 7 + (False,),
-        ),
-    ]
+    rows = [_accuracy_row(r, failed) for (_, r), failed in zip(acc.iterrows(), failed_mask(acc))]
+    images = []
     if figure:
-        blocks.append(
+        images.append(
             Image(
                 figure,
                 "Test accuracy against wall-clock training time, one line per training run "
                 "(epochs.jsonl); dashed line: the target.",
             )
         )
-    return blocks
+    return _section(
+        "Time to accuracy",
+        "DAWNBench-style: wall-clock time to the first evaluation at or above the target, "
+        "with the per-epoch log below.",
+        table(_ACCURACY_HEADERS, rows, (False,) * 5 + (True,) + (False,) + (True,) * 7 + (False,)),
+        images,
+    )
 
 
 def _processes_cell(r: pd.Series) -> str:
@@ -245,8 +257,55 @@ def _processes_cell(r: pd.Series) -> str:
     return f"{world} ({r['backend']})" if world > 1 else "1"
 
 
+_MEASURED_HEADERS = (
+    *_SETTING_HEADERS,
+    "step ms",
+    "samples/s",
+    "GFLOP/s",
+    "% of peak",
+    "measured peak MiB",
+    "estimated peak MiB",
+)
+_MEASURED_INTRO = (
+    "Every row but the accuracy runs, failed ones included; step time is the median "
+    "with the 10th–90th percentiles in brackets (rows of at least 10 timed steps); % of "
+    "peak is against the faster of a large matmul and a 3×3 convolution measured in the "
+    "row's precision (fp32, or bf16 for both bf16 dtypes). Estimated peak: what the "
+    "CPU memory guard planned for before the row ran (CPU rows only; it refuses a batch "
+    "whose estimate exceeds 70% of the available memory)."
+)
+
+
+def _measured_row(
+    r: pd.Series, failed: bool, peaks: Mapping[str, float], with_max_batch: bool
+) -> tuple[str, ...]:
+    """A row's cells under :data:`_MEASURED_HEADERS` (``peaks``: its session's, by kind)."""
+    ref = reference_peak(peaks, str(r["dtype"]))
+    gf = r["achieved_gflops"]
+
+    def cell(value: Any) -> str:
+        return ERROR if failed and missing(value) else fmt_num(value)
+
+    spread = (
+        ""
+        if failed or missing(r["step_ms_p10"]) or missing(r["step_ms_p90"])
+        else f" ({fmt_num(r['step_ms_p10'], 3)}–{fmt_num(r['step_ms_p90'], 3)})"
+    )
+    return (
+        *_setting_cells(r),
+        cell(r["step_ms_median"]) + spread,
+        cell(r["samples_per_s"]),
+        cell(gf),
+        "" if missing(gf) or not ref else f"{100 * float(gf) / ref[1]:.1f}%",
+        cell(r["peak_mem_mib"]),
+        fmt_num(r["peak_mem_estimate_mib"]),
+        *([fmt_int(r["max_batch"])] if with_max_batch else []),
+    )
+
+
 def measured_blocks(results: pd.DataFrame, metas: Sequence[Mapping[str, Any]]) -> list[Block]:
-    # Every row but accuracy runs (shown in their own table): a mode we do not plot still shows.
+    """Every row but the accuracy runs, in model order, failed ones included."""
+    # Accuracy runs have their own table; a mode we do not plot still shows here.
     rows_df = results[results["mode"] != "accuracy"].copy()
     if rows_df.empty:
         return []
@@ -257,71 +316,19 @@ def measured_blocks(results: pd.DataFrame, metas: Sequence[Mapping[str, Any]]) -
         ["rank", "device", "mode", "dtype", "memory_format", "threads", "batch_size"],
         kind="mergesort",
     )
-    meta_by_run = {str(m.get("run_id")): m for m in metas}
-    rows = []
-    for _, r in rows_df.iterrows():
-        failed = not missing(r["error"]) and str(r["error"]).strip() != ""
-        meta = session_meta(meta_by_run.get(str(r["run"]), {}), r["session"])
-        ref = figures.reference_peak(device_peaks(meta, str(r["device"])), str(r["dtype"]))
-        peak = ref[1] if ref else None
-        gf = r["achieved_gflops"]
-
-        def cell(value: Any, failed: bool = failed) -> str:
-            return ERROR if failed and missing(value) else fmt_num(value)
-
-        spread = (
-            ""
-            if missing(r["step_ms_p10"]) or missing(r["step_ms_p90"])
-            else f" ({fmt_num(r['step_ms_p10'], 3)}–{fmt_num(r['step_ms_p90'], 3)})"
-        )
-        rows.append(
-            (
-                r["model"],
-                r["device"],
-                r["dtype"],
-                r["memory_format"],
-                fmt_int(r["threads"]),
-                fmt_int(r["batch_size"]),
-                r["mode"],
-                cell(r["step_ms_median"]) + ("" if failed else spread),
-                cell(r["samples_per_s"]),
-                cell(gf),
-                "" if missing(gf) or not peak else f"{100 * float(gf) / peak:.1f}%",
-                cell(r["peak_mem_mib"]),
-                fmt_num(r["peak_mem_estimate_mib"]),
-                *([fmt_int(r["max_batch"])] if with_max_batch else []),
-            )
-        )
+    peaks_of = row_peaks(metas)
+    rows = [
+        _measured_row(r, failed, peaks_of(r), with_max_batch)
+        for (_, r), failed in zip(rows_df.iterrows(), failed_mask(rows_df))
+    ]
     methods = sorted(rows_df["peak_mem_method"].dropna().astype(str).unique())
     method_note = f" Peak memory measured by: {', '.join(methods)}." if methods else ""
-    return [
-        Heading(2, "All measured rows"),
-        Para(
-            "Every row but the accuracy runs, failed ones included; step time is the median "
-            "with the 10th–90th percentiles in brackets (rows of at least 10 timed steps); % of "
-            "peak is against the faster of a large matmul and a 3×3 convolution measured in the "
-            "row's precision (fp32, or bf16 for both bf16 dtypes). Estimated peak: what the "
-            "CPU memory guard planned for before the row ran (CPU rows only; it refuses a batch "
-            "whose estimate exceeds 70% of the available memory)." + method_note
-        ),
+    return _section(
+        "All measured rows",
+        _MEASURED_INTRO + method_note,
         table(
-            (
-                "model",
-                "device",
-                "dtype",
-                "memory format",
-                "threads",
-                "batch",
-                "mode",
-                "step ms",
-                "samples/s",
-                "GFLOP/s",
-                "% of peak",
-                "measured peak MiB",
-                "estimated peak MiB",
-                *(["largest batch that fits"] if with_max_batch else []),
-            ),
+            (*_MEASURED_HEADERS, *(["largest batch that fits"] if with_max_batch else [])),
             rows,
             (False,) * 4 + (True, True, False) + (True,) * (6 + with_max_batch),
         ),
-    ]
+    )

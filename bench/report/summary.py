@@ -1,7 +1,8 @@
 """The per-model summary table (summary.csv) and the computations behind it.
 
-Row selection (reference dtype and format, failed rows), the papers' facts from the zoo's
-registry, the memory-breakdown rows and the per-model layer shares.
+Row selection (reference dtype and format, failed rows), the order of families and the kind of
+a layer (which the figures share), the papers' facts from the zoo's registry, the
+memory-breakdown rows and the per-model layer shares.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from typing import Any
 
 import pandas as pd
 
-from bench.report import figures
 from bench.report.runs import empty
 
 log = logging.getLogger("bench.report")  # one logger for the package, as before the split
@@ -22,6 +22,28 @@ log = logging.getLogger("bench.report")  # one logger for the package, as before
 REFERENCE_DTYPE = "fp32"
 REFERENCE_FORMAT = "contiguous"
 ERROR = "error"
+
+
+# --------------------------------------------------------------------------- order and kinds
+
+FAMILY_ORDER = ("lenet", "alexnet", "vgg", "resnet")
+
+
+def family_rank(family: str) -> tuple[int, str]:
+    """Sort key of a family: the zoo's order (LeNet, AlexNet, VGG, ResNet), others after."""
+    family = str(family)
+    return (FAMILY_ORDER.index(family) if family in FAMILY_ORDER else len(FAMILY_ORDER), family)
+
+
+def layer_kind(layer_type: str) -> str:
+    """Group a layer's module type into ``"conv"``, ``"fc"`` (the classifier) or ``"other"``."""
+    lowered = str(layer_type).lower()
+    if "conv" in lowered:
+        return "conv"
+    # LeNet-5's RBF output units act on the F6 vector like a fully connected layer.
+    if "linear" in lowered or lowered.startswith("rbf"):
+        return "fc"
+    return "other"
 
 
 # --------------------------------------------------------------------------- the paper's facts
@@ -55,7 +77,7 @@ def model_order(results: pd.DataFrame) -> list[str]:
     firsts = results.groupby("model", sort=True).agg(
         family=("family", "first"), params=("params", "max")
     )
-    firsts["rank"] = [figures.family_rank(f) for f in firsts["family"]]
+    firsts["rank"] = [family_rank(f) for f in firsts["family"]]
     firsts["params_key"] = firsts["params"].fillna(float("inf"))
     firsts = firsts.reset_index().sort_values(["rank", "params_key", "model"])
     return list(firsts["model"])
@@ -127,77 +149,112 @@ def summary_table(results: pd.DataFrame, paper: Mapping[str, Any] | None = None)
     paper = dict(paper or {})
     models = model_order(results)
     devices = sorted(results["device"].dropna().astype(str).unique())
-    failed = failed_mask(results)
     mem = memory_rows(results, models).set_index("model") if models else pd.DataFrame()
-    out = []
-    for model in models:
-        rows = results[results["model"] == model]
-        model_failed = failed[rows.index]
-        row: dict[str, Any] = {
-            "model": model,
-            "family": rows["family"].dropna().iloc[0] if rows["family"].notna().any() else None,
-            "input_shape": (
-                rows["input_shape"].dropna().iloc[0] if rows["input_shape"].notna().any() else None
-            ),
+    table = pd.DataFrame(
+        [
+            _summary_row(model, results[results["model"] == model], devices, mem, paper.get(model))
+            for model in models
+        ]
+    )
+    return _integer_counts(table)
+
+
+# Summary columns taken from the first row that has them: (summary column, results column).
+_COUNT_SOURCES = (
+    ("params", "params"),
+    ("params_total", "params_total"),
+    ("macs", "macs_fvcore"),
+    ("flops", "flops"),
+    ("weights_mib", "weights_mib"),
+)
+
+
+def _summary_row(
+    model: str, rows: pd.DataFrame, devices: Sequence[str], mem: pd.DataFrame, facts: Any
+) -> dict[str, Any]:
+    """``model``'s row of :func:`summary_table` from its result ``rows``; the keys' order is
+    the order of summary.csv's columns."""
+    failed = failed_mask(rows)
+    row: dict[str, Any] = {
+        "model": model,
+        "family": _first_present(rows, "family"),
+        "input_shape": _first_present(rows, "input_shape"),
+    }
+    for column, source in _COUNT_SOURCES:
+        value = _first_value(rows, source)
+        row[column] = value if value is not None else (ERROR if failed.any() else None)
+    # The ops fvcore counts as no work, e.g. "max_pool2d×2, relu×4" (null: not counted).
+    ops = rows["uncounted_ops"].dropna() if "uncounted_ops" in rows else pd.Series(dtype=object)
+    row["uncounted_ops"] = str(ops.iloc[0]) if not ops.empty else None
+    if model in mem.index:
+        m = mem.loc[model]
+        row["activations_mib_per_sample"] = float(m["activations_mib"]) / float(m["batch_size"])
+    else:
+        train = rows[rows["mode"] == "train"]
+        row["activations_mib_per_sample"] = ERROR if failed_mask(train).any() else None
+    for device in devices:
+        for mode in ("infer", "train"):
+            sub = rows[(rows["device"] == device) & (rows["mode"] == mode)]
+            row.update(_speed_columns(sub, f"{device}_{mode}"))
+    row.update(_accuracy_summary(rows))
+    row.update(_paper_columns(row, facts))
+    row["error_rows"] = int(failed.sum())
+    return row
+
+
+def _first_present(rows: pd.DataFrame, column: str) -> Any:
+    return rows[column].dropna().iloc[0] if rows[column].notna().any() else None
+
+
+def _speed_columns(rows: pd.DataFrame, prefix: str) -> dict[str, Any]:
+    """Samples/s, batch, dtype and peak memory of the best of one device's and mode's rows."""
+    ref = _reference_row(rows)
+    if ref is None:
+        mark = ERROR if failed_mask(rows).any() else None
+        return {
+            f"{prefix}_samples_per_s": mark,
+            f"{prefix}_batch": None,
+            f"{prefix}_dtype": None,
+            f"{prefix}_peak_mem_mib": mark,
         }
-        for column, source in (
-            ("params", "params"),
-            ("params_total", "params_total"),
-            ("macs", "macs_fvcore"),
-            ("flops", "flops"),
-            ("weights_mib", "weights_mib"),
-        ):
-            value = _first_value(rows, source)
-            row[column] = value if value is not None else (ERROR if model_failed.any() else None)
-        # The ops fvcore counts as no work, e.g. "max_pool2d×2, relu×4" (null: not counted).
-        ops = rows["uncounted_ops"].dropna() if "uncounted_ops" in rows else pd.Series(dtype=object)
-        row["uncounted_ops"] = str(ops.iloc[0]) if not ops.empty else None
-        if model in mem.index:
-            m = mem.loc[model]
-            row["activations_mib_per_sample"] = float(m["activations_mib"]) / float(m["batch_size"])
-        else:
-            train = rows[rows["mode"] == "train"]
-            row["activations_mib_per_sample"] = ERROR if failed_mask(train).any() else None
-        for device in devices:
-            for mode in ("infer", "train"):
-                sub = rows[(rows["device"] == device) & (rows["mode"] == mode)]
-                ref = _reference_row(sub)
-                prefix = f"{device}_{mode}"
-                if ref is not None:
-                    row[f"{prefix}_samples_per_s"] = float(ref["samples_per_s"])
-                    row[f"{prefix}_batch"] = int(ref["batch_size"])
-                    row[f"{prefix}_dtype"] = ref["dtype"]
-                    peak = ref["peak_mem_mib"]
-                    row[f"{prefix}_peak_mem_mib"] = float(peak) if pd.notna(peak) else None
-                else:
-                    mark = ERROR if failed_mask(sub).any() else None
-                    row[f"{prefix}_samples_per_s"] = mark
-                    row[f"{prefix}_batch"] = None
-                    row[f"{prefix}_dtype"] = None
-                    row[f"{prefix}_peak_mem_mib"] = mark
-        row.update(_accuracy_summary(rows))
-        facts = paper.get(model)
-        row["paper_params"] = getattr(facts, "params", None)
-        row["params_diff_pct"] = _diff_pct(row["params"], row["paper_params"])
-        row["paper_macs"] = getattr(facts, "macs", None)
-        row["macs_diff_pct"] = _diff_pct(row["macs"], row["paper_macs"])
-        row["paper_accuracy"] = _paper_accuracy(facts)
-        row["paper_reported_on"] = getattr(facts, "reported_on", None)
-        row["error_rows"] = int(model_failed.sum())
-        out.append(row)
-    table = pd.DataFrame(out)
-    # Counts stay integers in summary.csv even where a column also holds "error".
-    for column in (
-        "params",
-        "params_total",
-        "macs",
-        "flops",
-        "accuracy_seeds",
-        "paper_params",
-        "paper_macs",
-        "error_rows",
-        *(c for c in table.columns if c.endswith("_batch")),
-    ):
+    peak = ref["peak_mem_mib"]
+    return {
+        f"{prefix}_samples_per_s": float(ref["samples_per_s"]),
+        f"{prefix}_batch": int(ref["batch_size"]),
+        f"{prefix}_dtype": ref["dtype"],
+        f"{prefix}_peak_mem_mib": float(peak) if pd.notna(peak) else None,
+    }
+
+
+def _paper_columns(row: Mapping[str, Any], facts: Any) -> dict[str, Any]:
+    """The paper's counts and accuracy beside ours (``facts``: PaperFacts, or None)."""
+    paper_params = getattr(facts, "params", None)
+    paper_macs = getattr(facts, "macs", None)
+    return {
+        "paper_params": paper_params,
+        "params_diff_pct": _diff_pct(row["params"], paper_params),
+        "paper_macs": paper_macs,
+        "macs_diff_pct": _diff_pct(row["macs"], paper_macs),
+        "paper_accuracy": _paper_accuracy(facts),
+        "paper_reported_on": getattr(facts, "reported_on", None),
+    }
+
+
+_INTEGER_COLUMNS = (
+    "params",
+    "params_total",
+    "macs",
+    "flops",
+    "accuracy_seeds",
+    "paper_params",
+    "paper_macs",
+    "error_rows",
+)
+
+
+def _integer_counts(table: pd.DataFrame) -> pd.DataFrame:
+    """Counts stay integers in summary.csv even where a column also holds "error"."""
+    for column in (*_INTEGER_COLUMNS, *(c for c in table.columns if c.endswith("_batch"))):
         if column in table.columns:
             table[column] = pd.Series(
                 [_as_int(v) for v in table[column]], index=table.index, dtype=object
@@ -260,7 +317,7 @@ def layer_shares(layers: pd.DataFrame) -> pd.DataFrame:
     if layers.empty:
         return pd.DataFrame()
     df = layers.copy()
-    df["kind"] = df["type"].map(figures.layer_kind)
+    df["kind"] = df["type"].map(layer_kind)
     out = []
     for model in sorted(df["model"].unique()):
         part = df[df["model"] == model]

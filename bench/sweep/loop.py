@@ -2,7 +2,9 @@
 
 Each row is measured by :func:`measure_row` and written before the next one starts. Any
 failure inside a row (out of memory, a dtype the device cannot run, a model that raises, a
-CPU batch refused by the memory estimate) becomes that row's ``error``; the run goes on.
+CPU batch refused by the memory estimate) becomes that row's ``error``, its traceback goes to
+the folder's ``errors.log``, and the run goes on. What the loop does is told to a
+:data:`bench.events.Listener` (a model started, a row done, a model finished).
 Ctrl-C (``KeyboardInterrupt``) stops the loop between two writes: every finished row is on
 disk and ``meta.json`` records ``interrupted: true``.
 
@@ -17,38 +19,41 @@ import dataclasses
 import datetime as dt
 import functools
 import gc
-import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 from torch import nn
 
 import zoo
+from bench.events import Listener, ModelFinished, ModelStarted, RowDone, silent
 from bench.measure import memory
-from bench.measure.counting import Counts, count_model, count_step_flops, uncounted_ops_text
-from bench.measure.machine import Machine, describe, load_average, row_tf32
+from bench.measure.counting import Counts, count_model, count_step_flops
+from bench.measure.machine import Machine, describe, load_average
 from bench.measure.timing import TimerSettings, Timing, time_steps, time_steps_cuda
-from bench.measure.workload import make_workload
-from bench.schema import ACCURACY_COLUMNS, ResultsWriter, row_key
+from bench.measure.workload import Workload, make_workload
+from bench.schema import (
+    MEASURED_COLUMNS,
+    ResultsWriter,
+    base_row,
+    row_key,
+    row_label,
+    timestamp,
+)
 from bench.sweep.plan import RunPlan
 from bench.training.recipes import loss_fn, recipe_for
 
 __all__ = [
     "RowSpec",
-    "Progress",
     "plan_rows",
-    "base_row",
     "measure_row",
     "find_max_batch",
     "run_plan",
     "new_run_dir",
 ]
-
-log = logging.getLogger(__name__)
 
 MAX_BATCH_LIMIT = 65_536  # --max-batch stops doubling here
 
@@ -77,16 +82,6 @@ class RowSpec:
         return row_key(self.settings(threads))
 
 
-class Progress(Protocol):
-    """What the loop reports; the CLI draws bars and lines from it (library code prints nothing)."""
-
-    def model_started(self, model: str, rows: int) -> None: ...
-
-    def row_done(self, row: dict[str, Any], skipped: bool) -> None: ...
-
-    def model_finished(self, model: str) -> None: ...
-
-
 def plan_rows(plan: RunPlan, model: str) -> list[RowSpec]:
     """The rows ``plan`` measures for ``model``, in measuring order (only its ``shard``'s)."""
     card = zoo.get_card(model)
@@ -104,54 +99,6 @@ def plan_rows(plan: RunPlan, model: str) -> list[RowSpec]:
     return rows
 
 
-def base_row(
-    spec: RowSpec, counts: Counts | None, threads: int, machine: Machine
-) -> dict[str, Any]:
-    """A row with the settings and counts filled in and every measurement null."""
-    card = zoo.get_card(spec.model)
-    return {
-        "model": spec.model,
-        "family": card.family,
-        "input_shape": "x".join(str(d) for d in card.input_shape),
-        "num_classes": card.num_classes,
-        "device": spec.device,
-        "device_name": machine.gpu if spec.device == "cuda" else machine.cpu_model,
-        "dtype": spec.dtype,
-        "memory_format": spec.memory_format,
-        "threads": threads,
-        "batch_size": spec.batch_size,
-        "mode": spec.mode,
-        "params": counts.params if counts else None,
-        "params_total": counts.params_total if counts else None,
-        "macs_fvcore": counts.macs_fvcore if counts else None,
-        "flops": counts.flops if counts else None,
-        "train_flops": None,
-        "uncounted_ops": uncounted_ops_text(counts.skipped_ops) if counts else None,
-        "weights_mib": None,
-        "grads_mib": None,
-        "optimizer_mib": None,
-        "activations_mib": None,
-        "peak_mem_mib": None,
-        "peak_mem_method": None,
-        "peak_mem_estimate_mib": None,
-        "step_ms_median": None,
-        "step_ms_p10": None,
-        "step_ms_p90": None,
-        "steps_timed": None,
-        "samples_per_s": None,
-        "achieved_gflops": None,
-        "tf32": row_tf32(spec.device, spec.dtype),
-        # The largest batch that fits, on a --max-batch row only (0 until found).
-        "max_batch": 0 if spec.max_batch else None,
-        "torch_version": machine.torch_version,
-        "git_commit": machine.git_commit,
-        "session": None,
-        "timestamp": _now(),
-        "error": None,
-        **dict.fromkeys(ACCURACY_COLUMNS),
-    }
-
-
 def measure_row(
     model: nn.Module,
     spec: RowSpec,
@@ -164,37 +111,10 @@ def measure_row(
     Raises on failure (the caller turns that into an ``error`` row). On CPU the batch is
     first checked against ``MemAvailable`` (:class:`bench.measure.memory.MemoryRefused`).
     """
-    card = zoo.get_card(spec.model)
     device = torch.device(spec.device)
     if device.type == "cpu" and counts is not None:
-        element_scale = 0.5 if spec.dtype == "bf16" else 1.0
-        sizes = memory.model_bytes(model)
-        # A model an earlier row of this placement ran is already bf16: do not halve it twice.
-        already_cast = any(p.dtype == torch.bfloat16 for p in model.parameters())
-        weight_scale = 1.0 if already_cast else element_scale
-        estimate = memory.estimate_peak_bytes(
-            weight_bytes=int(sizes.weights * weight_scale),
-            trainable_bytes=int(sizes.trainable * weight_scale),
-            activation_bytes_per_sample=counts.activation_bytes,
-            largest_activation_per_sample=counts.largest_activation_bytes,
-            input_bytes_per_sample=4 * _numel(card.input_shape),
-            batch_size=spec.batch_size,
-            mode=spec.mode,
-            element_scale=element_scale,
-        )
-        row["peak_mem_estimate_mib"] = estimate / memory.MIB  # also on a refused row
-        memory.check_fits_cpu(estimate)
-    work = make_workload(
-        model,
-        input_shape=card.input_shape,
-        num_classes=card.num_classes,
-        batch_size=spec.batch_size,
-        device=device,
-        dtype=spec.dtype,
-        memory_format=spec.memory_format,
-        mode=spec.mode,
-        loss=loss_fn(recipe_for(spec.model)),
-    )
+        _check_fits_cpu(model, spec, row, counts)
+    work = _workload(model, spec, spec.batch_size)
     step = work.train if spec.mode == "train" else work.infer
     train_flops: int | None = None
     try:
@@ -203,53 +123,121 @@ def measure_row(
             train_flops = count_step_flops(step) // spec.batch_size
         for _ in range(timer.warmup - (spec.mode == "train")):
             step()
-        # One untimed step after the warm-up measures memory: its peak and, when training,
-        # the activations autograd saves (the hooks only look, so they do not change the peak).
-        saved: list[int] = []
-
-        def memory_step() -> None:
-            if spec.mode == "train":
-                saved.append(memory.saved_activation_bytes(work.model, step))
-            else:
-                step()
-
-        if device.type == "cuda":
-            peak = memory.peak_cuda(memory_step, device)
-        else:
-            resident = memory.resident_tensor_bytes(
-                work.model, work.optimizer, work.inputs, work.targets
-            )
-            peak = memory.peak_cpu(memory_step, resident)
+        peak, saved_bytes = _memory_step(work, step, spec.mode)
         timed = dataclasses.replace(timer, warmup=0)  # warmed up above
         timing: Timing = (
             time_steps_cuda(step, timed, device=device)
             if device.type == "cuda"
             else time_steps(step, timed)
         )
-        sizes = memory.model_bytes(work.model)
-        row["weights_mib"] = sizes.weights / memory.MIB
-        if spec.mode == "train":
-            assert work.optimizer is not None
-            row["grads_mib"] = sizes.trainable / memory.MIB
-            row["optimizer_mib"] = memory.optimizer_bytes(work.optimizer) / memory.MIB
-            row["activations_mib"] = saved[0] / memory.MIB
-        else:
-            row["grads_mib"] = row["optimizer_mib"] = row["activations_mib"] = 0.0
+        row.update(_memory_columns(work, spec.mode, saved_bytes))
     finally:
         if work.optimizer is not None:
             work.optimizer.zero_grad(set_to_none=True)  # free the gradients for the next row
-    row["peak_mem_mib"] = peak.peak_bytes / memory.MIB
-    row["peak_mem_method"] = peak.method
-    row["step_ms_median"] = timing.median_ms
-    row["step_ms_p10"] = timing.p10_ms
-    row["step_ms_p90"] = timing.p90_ms
-    row["steps_timed"] = timing.steps
-    row["samples_per_s"] = timing.samples_per_s(spec.batch_size)
-    row["train_flops"] = train_flops
-    per_sample = train_flops if spec.mode == "train" else (counts.flops if counts else None)
-    if per_sample is not None:
-        row["achieved_gflops"] = per_sample * spec.batch_size / (timing.median_ms / 1e3) / 1e9
+    row.update(_timing_columns(spec, peak, timing, train_flops, counts))
     return row
+
+
+def _check_fits_cpu(model: nn.Module, spec: RowSpec, row: dict[str, Any], counts: Counts) -> None:
+    """Refuse (:class:`bench.measure.memory.MemoryRefused`) a CPU batch whose estimated peak
+    does not fit in memory; the estimate goes in ``row`` either way."""
+    card = zoo.get_card(spec.model)
+    element_scale = 0.5 if spec.dtype == "bf16" else 1.0
+    sizes = memory.model_bytes(model)
+    # A model an earlier row of this placement ran is already bf16: do not halve it twice.
+    already_cast = any(p.dtype == torch.bfloat16 for p in model.parameters())
+    weight_scale = 1.0 if already_cast else element_scale
+    estimate = memory.estimate_peak_bytes(
+        weight_bytes=int(sizes.weights * weight_scale),
+        trainable_bytes=int(sizes.trainable * weight_scale),
+        activation_bytes_per_sample=counts.activation_bytes,
+        largest_activation_per_sample=counts.largest_activation_bytes,
+        input_bytes_per_sample=4 * _numel(card.input_shape),
+        batch_size=spec.batch_size,
+        mode=spec.mode,
+        element_scale=element_scale,
+    )
+    row["peak_mem_estimate_mib"] = estimate / memory.MIB  # also on a refused row
+    memory.check_fits_cpu(estimate)
+
+
+def _workload(model: nn.Module, spec: RowSpec, batch_size: int) -> Workload:
+    card = zoo.get_card(spec.model)
+    return make_workload(
+        model, input_shape=card.input_shape, num_classes=card.num_classes,
+        batch_size=batch_size, device=spec.device, dtype=spec.dtype,
+        memory_format=spec.memory_format, mode=spec.mode,
+        loss=loss_fn(recipe_for(spec.model)),
+    )  # fmt: skip
+
+
+def _memory_step(
+    work: Workload, step: Callable[[], object], mode: str
+) -> tuple[memory.PeakMemory, int]:
+    """One untimed step after the warm-up: its peak memory and, when training, the bytes of
+    the activations autograd saves (0 otherwise; the hooks only look, so the peak is the same)."""
+    saved: list[int] = []
+
+    def memory_step() -> None:
+        if mode == "train":
+            saved.append(memory.saved_activation_bytes(work.model, step))
+        else:
+            step()
+
+    if work.device.type == "cuda":
+        peak = memory.peak_cuda(memory_step, work.device)
+    else:
+        resident = memory.resident_tensor_bytes(
+            work.model, work.optimizer, work.inputs, work.targets
+        )
+        peak = memory.peak_cpu(memory_step, resident)
+    return peak, sum(saved)
+
+
+def _memory_columns(work: Workload, mode: str, saved_bytes: int) -> dict[str, float]:
+    """The model's share of a row's memory: weights, and when training gradients, optimizer
+    state and the activations saved for the backward pass."""
+    sizes = memory.model_bytes(work.model)
+    if mode != "train":
+        return dict(
+            weights_mib=sizes.weights / memory.MIB,
+            grads_mib=0.0,
+            optimizer_mib=0.0,
+            activations_mib=0.0,
+        )
+    assert work.optimizer is not None
+    return dict(
+        weights_mib=sizes.weights / memory.MIB,
+        grads_mib=sizes.trainable / memory.MIB,
+        optimizer_mib=memory.optimizer_bytes(work.optimizer) / memory.MIB,
+        activations_mib=saved_bytes / memory.MIB,
+    )
+
+
+def _timing_columns(
+    spec: RowSpec,
+    peak: memory.PeakMemory,
+    timing: Timing,
+    train_flops: int | None,
+    counts: Counts | None,
+) -> dict[str, Any]:
+    per_sample = train_flops if spec.mode == "train" else (counts.flops if counts else None)
+    achieved = (
+        None
+        if per_sample is None
+        else per_sample * spec.batch_size / (timing.median_ms / 1e3) / 1e9
+    )
+    return dict(
+        peak_mem_mib=peak.peak_bytes / memory.MIB,
+        peak_mem_method=peak.method,
+        step_ms_median=timing.median_ms,
+        step_ms_p10=timing.p10_ms,
+        step_ms_p90=timing.p90_ms,
+        steps_timed=timing.steps,
+        samples_per_s=timing.samples_per_s(spec.batch_size),
+        train_flops=train_flops,
+        achieved_gflops=achieved,
+    )
 
 
 def find_max_batch(fits: Callable[[int], bool], limit: int = MAX_BATCH_LIMIT) -> int:
@@ -278,14 +266,8 @@ def find_max_batch(fits: Callable[[int], bool], limit: int = MAX_BATCH_LIMIT) ->
 
 
 def _cuda_fits(model: nn.Module, spec: RowSpec, batch: int) -> bool:
-    card = zoo.get_card(spec.model)
     try:
-        work = make_workload(
-            model, input_shape=card.input_shape, num_classes=card.num_classes,
-            batch_size=batch, device=spec.device, dtype=spec.dtype,
-            memory_format=spec.memory_format, mode=spec.mode,
-            loss=loss_fn(recipe_for(spec.model)),
-        )  # fmt: skip
+        work = _workload(model, spec, batch)
         step = work.train if spec.mode == "train" else work.infer
         step()
         step()  # the second training step holds the optimizer state too
@@ -318,7 +300,7 @@ def run_plan(
     plan: RunPlan,
     out: Path,
     *,
-    progress: Progress | None = None,
+    listen: Listener = silent,
     machine: Machine | None = None,
     resume: bool = False,
 ) -> Path:
@@ -326,15 +308,38 @@ def run_plan(
 
     With ``resume``, rows whose settings are already in ``out/results.jsonl`` are skipped.
     ``machine`` defaults to :func:`bench.measure.machine.describe` (which measures the matmul peak).
+    ``listen`` is told each model started and finished and each row done or skipped.
     """
     torch.set_num_threads(plan.threads)
     writer = ResultsWriter(out)
     machine = machine or describe(plan.devices, plan.threads)
     started = time.time()
+    meta, session = _open_session(writer, plan, machine, resume)
+    interrupted = True
+    try:
+        for name in plan.models:
+            _run_model(plan, name, writer, machine, listen)
+        interrupted = False
+    finally:
+        # Also on KeyboardInterrupt: the rows are already on disk; say how the run ended.
+        session["finished"] = meta["finished"] = timestamp()
+        session["duration_s"] = round(time.time() - started, 1)
+        durations = (s.get("duration_s") or 0.0 for s in meta["sessions"])
+        meta["duration_s"] = round(sum(durations), 1)
+        session["interrupted"] = meta["interrupted"] = interrupted
+        writer.write_meta(meta)
+        writer.write_csv()
+    return out
+
+
+def _open_session(
+    writer: ResultsWriter, plan: RunPlan, machine: Machine, resume: bool
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Write meta.json with this call as a new session; returns the meta and the session
+    (listed in the meta's ``sessions``), which the caller completes when the run ends."""
     previous = writer.read_meta() if resume else None
-    meta: dict[str, Any] = {
-        "run_id": out.name,
-        "started": _now(),
+    facts: dict[str, Any] = {
+        "started": timestamp(),
         "finished": None,
         "duration_s": None,
         "interrupted": None,
@@ -356,27 +361,14 @@ def run_plan(
     # top-level keys stay the first session's (readers from before sessions existed).
     sessions = _earlier_sessions(previous)
     number = 1 + max((s["session"] for s in sessions), default=0)
-    session = {"session": number, **{k: v for k, v in meta.items() if k != "run_id"}}
+    session = {"session": number, **facts}
     sessions.append(session)
-    if previous:
-        meta = {**previous, "run_id": out.name}
+    run_id = writer.folder.name
+    meta = {**previous, "run_id": run_id} if previous else {"run_id": run_id, **facts}
     meta["sessions"] = sessions
     writer.session = number
     writer.write_meta(meta)
-    interrupted = True
-    try:
-        for name in plan.models:
-            _run_model(plan, name, writer, machine, progress)
-        interrupted = False
-    finally:
-        # Also on KeyboardInterrupt: the rows are already on disk; say how the run ended.
-        session["finished"] = meta["finished"] = _now()
-        session["duration_s"] = round(time.time() - started, 1)
-        meta["duration_s"] = round(sum(s.get("duration_s") or 0.0 for s in sessions), 1)
-        session["interrupted"] = meta["interrupted"] = interrupted
-        writer.write_meta(meta)
-        writer.write_csv()
-    return out
+    return meta, session
 
 
 def _earlier_sessions(previous: dict[str, Any] | None) -> list[dict[str, Any]]:
@@ -392,28 +384,49 @@ def _earlier_sessions(previous: dict[str, Any] | None) -> list[dict[str, Any]]:
 
 
 def _run_model(
-    plan: RunPlan,
-    name: str,
-    writer: ResultsWriter,
-    machine: Machine,
-    progress: Progress | None,
+    plan: RunPlan, name: str, writer: ResultsWriter, machine: Machine, listen: Listener
 ) -> None:
-    card = zoo.get_card(name)
+    """Measure and write ``name``'s rows of ``plan`` (and its layer breakdown), skipping rows
+    already written."""
     specs = plan_rows(plan, name)
     if not specs:  # --shard: none of this model's rows are in the slice
         return
-    if progress:
-        progress.model_started(name, len(specs))
-    todo = [s for s in specs if not writer.has_row(s.key(plan.threads))]
-    counts: Counts | None = None
-    count_error: str | None = None
-    if todo or not writer.has_layers(name):
-        try:
-            counts = count_model(zoo.get_model(name), card.input_shape)
-        except Exception as error:  # a model fvcore cannot trace still gets timed
-            log.debug("counting %s failed", name, exc_info=True)
-            count_error = f"counting failed: {_one_line(error)}"
-    if counts is not None and not writer.has_layers(name):
+    listen(ModelStarted(name, len(specs)))
+    counts, count_error = _count(plan, name, specs, writer)
+    placed = _PlacedModel(name)
+    for spec in specs:
+        if writer.has_row(spec.key(plan.threads)):
+            listen(RowDone(spec.settings(plan.threads), skipped=True))
+            continue
+        row = base_row(
+            **dataclasses.asdict(spec), threads=plan.threads, counts=counts, machine=machine
+        )
+        if _measure_or_fail(plan, spec, placed, row, counts, writer) and count_error:
+            row["error"] = count_error
+        row["timestamp"] = timestamp()
+        writer.write_row(row)
+        listen(RowDone(row, skipped=False))
+    placed.discard()
+    _release("cuda" if "cuda" in plan.devices else "cpu")
+    listen(ModelFinished(name))
+
+
+def _count(
+    plan: RunPlan, name: str, specs: list[RowSpec], writer: ResultsWriter
+) -> tuple[Counts | None, str | None]:
+    """``name``'s counts, and its layer breakdown written, unless the rows and the breakdown are
+    all written already. A model the counters cannot trace is still timed: then the counts are
+    None and the error (its traceback in errors.log) is the rows' ``error``."""
+    todo = any(not writer.has_row(s.key(plan.threads)) for s in specs)
+    if not todo and writer.has_layers(name):
+        return None, None
+    card = zoo.get_card(name)
+    try:
+        counts = count_model(zoo.get_model(name), card.input_shape)
+    except Exception as error:
+        writer.write_traceback(f"model={name} counting", error)
+        return None, f"counting failed: {_one_line(error)}"
+    if not writer.has_layers(name):
         writer.write_layers(
             {
                 "model": name,
@@ -428,64 +441,78 @@ def _run_model(
             }  # fmt: skip
             for layer in counts.layers
         )
-    model: nn.Module | None = None
-    placed: tuple[str, str, str] | None = None
-    for spec in specs:
-        key = spec.key(plan.threads)
-        if writer.has_row(key):
-            if progress:
-                progress.row_done(spec.settings(plan.threads), skipped=True)
-            continue
-        row = base_row(spec, counts, plan.threads, machine)
-        try:
-            if model is None or placed != (spec.device, spec.dtype, spec.memory_format):
-                model = None
-                _release(spec.device)
-                model = zoo.get_model(name)
-                placed = (spec.device, spec.dtype, spec.memory_format)
-            current = model
-            timer = plan.timer if spec.device == "cuda" else plan.timer_for(card.input_shape)
-            if spec.max_batch:
-                largest = find_max_batch(
-                    functools.partial(_cuda_fits, current, spec), limit=MAX_BATCH_LIMIT
-                )
-                if largest == 0:
-                    raise torch.cuda.OutOfMemoryError("batch 1 does not fit")
-                spec = RowSpec(**{**spec.__dict__, "batch_size": largest})
-                row["batch_size"] = row["max_batch"] = largest
-            measure_row(current, spec, row, timer, counts)
-            if count_error:
-                row["error"] = count_error
-        except torch.cuda.OutOfMemoryError as error:
-            row["error"] = f"out of memory: {_one_line(error)}"
-            _clear_measurements(row)
-            model = None
-        except memory.MemoryRefused as error:
-            row["error"] = _one_line(error)
-        except Exception as error:
-            log.debug("row %s failed", spec, exc_info=True)
-            row["error"] = f"{type(error).__name__}: {_one_line(error)}"
-            _clear_measurements(row)
-            model = None  # a model that failed mid-step may be in any state: rebuild it
-        row["timestamp"] = _now()
-        writer.write_row(row)
-        if progress:
-            progress.row_done(row, skipped=False)
-    model = None
-    _release("cuda" if "cuda" in plan.devices else "cpu")
-    if progress:
-        progress.model_finished(name)
+    return counts, None
 
 
-_MEASURED = (
-    "weights_mib", "grads_mib", "optimizer_mib", "activations_mib", "peak_mem_mib",
-    "peak_mem_method", "step_ms_median", "step_ms_p10", "step_ms_p90", "steps_timed",
-    "samples_per_s", "achieved_gflops", "train_flops",
-)  # fmt: skip
+class _PlacedModel:
+    """The model the rows of one placement (device, dtype, memory format) share: built for the
+    first, again when the placement changes or after a row that failed mid-step."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.model: nn.Module | None = None
+        self.placement: tuple[str, str, str] | None = None
+
+    def for_row(self, spec: RowSpec) -> nn.Module:
+        placement = (spec.device, spec.dtype, spec.memory_format)
+        if self.model is None or self.placement != placement:
+            self.model = None
+            _release(spec.device)
+            self.model = zoo.get_model(self.name)
+            self.placement = placement
+        return self.model
+
+    def discard(self) -> None:
+        self.model = None
+
+
+def _measure_or_fail(
+    plan: RunPlan,
+    spec: RowSpec,
+    placed: _PlacedModel,
+    row: dict[str, Any],
+    counts: Counts | None,
+    writer: ResultsWriter,
+) -> bool:
+    """Measure ``spec`` into ``row``; True if it worked. A failure is the row's ``error`` (one
+    line; the traceback goes to errors.log) and the run goes on."""
+    try:
+        model = placed.for_row(spec)
+        card = zoo.get_card(spec.model)
+        timer = plan.timer if spec.device == "cuda" else plan.timer_for(card.input_shape)
+        if spec.max_batch:
+            spec = _find_max_batch(model, spec, row)
+        measure_row(model, spec, row, timer, counts)
+        return True
+    except Exception as error:
+        row["error"] = _error_text(error)
+        writer.write_traceback(row_label(row), error)
+        if not isinstance(error, memory.MemoryRefused):  # refused before anything ran
+            _clear_measurements(row)
+            placed.discard()  # a model that failed mid-step may be in any state: rebuild it
+        return False
+
+
+def _find_max_batch(model: nn.Module, spec: RowSpec, row: dict[str, Any]) -> RowSpec:
+    """``spec`` at the largest batch that fits (written in ``row``), for a --max-batch row."""
+    largest = find_max_batch(functools.partial(_cuda_fits, model, spec), limit=MAX_BATCH_LIMIT)
+    if largest == 0:
+        raise torch.cuda.OutOfMemoryError("batch 1 does not fit")
+    row["batch_size"] = row["max_batch"] = largest
+    return dataclasses.replace(spec, batch_size=largest)
+
+
+def _error_text(error: Exception) -> str:
+    """A failed row's ``error``: one line."""
+    if isinstance(error, torch.cuda.OutOfMemoryError):
+        return f"out of memory: {_one_line(error)}"
+    if isinstance(error, memory.MemoryRefused):
+        return _one_line(error)
+    return f"{type(error).__name__}: {_one_line(error)}"
 
 
 def _clear_measurements(row: dict[str, Any]) -> None:
-    for column in _MEASURED:
+    for column in MEASURED_COLUMNS:
         row[column] = None
 
 
@@ -505,7 +532,3 @@ def _numel(shape: tuple[int, ...]) -> int:
     for dim in shape:
         total *= dim
     return total
-
-
-def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).astimezone().isoformat(timespec="seconds")

@@ -25,6 +25,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from data.batches import RankShard
+
 __all__ = ["BACKENDS", "World", "ONE_PROCESS", "launched", "choose_backend", "start", "stop"]
 
 log = logging.getLogger(__name__)
@@ -51,8 +53,9 @@ class World:
         return self.backend is not None
 
     @property
-    def shard(self) -> tuple[int, int] | None:
-        """``(rank, world_size)`` for :meth:`data.Split.batches`, or None for one process."""
+    def rank_shard(self) -> RankShard | None:
+        """This rank's part of each epoch, ``(rank, world_size)``, for
+        :meth:`data.Split.batches`; None for one process."""
         return (self.rank, self.world_size) if self.distributed else None
 
     def device(self, device: str) -> str:

@@ -3,9 +3,9 @@
 As a student completes Lab 3: ``lab_cnn``, inputs divided by 255, Adam lr 1e-3,
 CrossEntropyLoss, batch 128, fp32, the per-sample ``DatasetMNIST`` through
 ``DataLoader(shuffle=True, num_workers=0)``. It is timed exactly as
-:func:`bench.training.loop.train`
-times ours: the training wall clock with data loading, evaluation off the clock, evaluated
-``evals_per_epoch`` times a pass, so the two times-to-accuracy compare like for like.
+:func:`bench.training.loop.train` times ours: the training wall clock with data loading,
+evaluation off the clock, evaluated ``evals_per_epoch`` times a pass, so the two
+times-to-accuracy compare like for like.
 """
 
 from __future__ import annotations

@@ -1,8 +1,7 @@
 """One training loop for every zoo model: time-to-accuracy and accuracy-at-budget.
 
 What differs per model is its recipe (``bench.training.recipes``). Timing follows DAWNBench: the
-wall
-clock of training, data loading included (batches are made inside the timed loop), evaluation
+wall clock of training, data loading included (batches are made inside the timed loop), evaluation
 excluded; time-to-accuracy is that clock at the first evaluation at or above the target.
 """
 
@@ -13,25 +12,33 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 import zoo
+from bench.events import EpochFinished, EpochStarted, Listener, StepsDone, silent
+from bench.measure.workload import autocast_context
 from bench.training.distributed import ONE_PROCESS, World
 from bench.training.recipes import Recipe, loss_fn, lr_factor, resolve_dtype
+
+if TYPE_CHECKING:
+    from data.batches import Split
+    from data.splits import Splits
 
 __all__ = [
     "TrainSettings",
     "EvalPoint",
     "TrainOutcome",
     "train",
+    "check_batch_fits",
     "evaluate",
     "save_weights",
     "load_weights",
+    "sha256_file",
     "EVAL_DTYPE",
 ]
 
@@ -119,12 +126,6 @@ def _clock(device: torch.device | str) -> float:
     return time.perf_counter()
 
 
-def _autocast(device: str, dtype: str):
-    if dtype == "bf16_autocast":
-        return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)
-    return nullcontext()
-
-
 def _optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
     params = [p for p in model.parameters() if p.requires_grad]
     if recipe.optimizer == "adam":
@@ -142,7 +143,7 @@ def _optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
 
 def evaluate(
     model: nn.Module,
-    split,
+    split: Split,
     *,
     device: str = "cpu",
     dtype: str = "fp32",
@@ -157,8 +158,8 @@ def evaluate(
     was_training = model.training
     model.eval()
     correct = total = 0
-    with torch.inference_mode(), _autocast(device, dtype):
-        for x, y in split.batches(batch_size, device=device, limit=limit, shard=world.shard):
+    with torch.inference_mode(), autocast_context(dtype, torch.device(device)):
+        for x, y in split.batches(batch_size, device=device, limit=limit, shard=world.rank_shard):
             if channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             correct += (model(x).argmax(1) == y).sum().item()
@@ -170,155 +171,225 @@ def evaluate(
 
 def train(
     settings: TrainSettings,
-    splits,
+    splits: Splits,
     recipe: Recipe,
     *,
     on_eval: Callable[[EvalPoint], None] | None = None,
-    progress: bool = True,
+    listen: Listener = silent,
     world: World = ONE_PROCESS,
 ) -> TrainOutcome:
     """Train ``settings.model`` on ``splits`` with ``recipe``; evaluate ``evals_per_epoch`` times
-    a pass. ``on_eval`` sees each evaluation as it happens (the caller writes it down).
+    a pass. ``on_eval`` sees each evaluation as it happens (the caller writes it down);
+    ``listen`` hears of each epoch and step (:mod:`bench.events`; rank 0 only).
 
     Under several processes (``world``, :mod:`bench.training.distributed`) the batch is the global
     one: each rank trains on ``batch / world_size`` samples of every step, DDP averages the
     gradients, and every decision (learning rate, budget, evaluation, stop) uses values all ranks
     share.
     """
-    from tqdm import tqdm
+    run = _prepare(settings, splits, recipe, world)
+    tally = _Tally(loss_sum=torch.zeros((), device=run.device))
+    listen = listen if world.is_main else silent
+    if world.is_main:
+        card = zoo.get_card(settings.model)
+        log.info("training %s (%s) with %s", card.name, card.input_shape, recipe.describe())
+    for epoch in range(run.epochs):
+        listen(EpochStarted(settings.model, epoch + 1, run.epochs, run.steps_per_epoch))
+        stop = _train_epoch(run, splits, tally, epoch, on_eval, listen)
+        listen(EpochFinished(settings.model, epoch + 1))
+        if stop:
+            break
+    history = tally.history
+    final = history[-1].test_accuracy if history else _evaluate(run, splits)
+    return TrainOutcome(
+        accuracy=final,
+        time_to_target_s=tally.time_to_target,
+        train_s=tally.train_s,
+        epochs=tally.step / run.steps_per_epoch,
+        history=history,
+        model=run.net,
+    )
 
-    card = zoo.get_card(settings.model)
-    device = world.device(settings.device)
-    dtype = resolve_dtype(settings.dtype or recipe.dtype, device)
-    batch_size = settings.batch_size or recipe.batch_size
-    local_batch = world.local_batch(batch_size)
-    epochs = settings.epochs or recipe.epochs
-    if batch_size > len(splits.train):
+
+@dataclass
+class _Run:
+    """What a training run holds fixed: the model, its optimizer and the run's sizes."""
+
+    settings: TrainSettings
+    recipe: Recipe
+    world: World
+    device: str
+    dtype: str  # the training dtype (evaluation: EVAL_DTYPE)
+    net: nn.Module
+    model: nn.Module  # ``net`` in DDP under several processes, ``net`` itself otherwise
+    optimizer: torch.optim.Optimizer
+    criterion: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    local_batch: int
+    epochs: int
+    steps_per_epoch: int
+    eval_every: int
+    # One generator for the run: a new order every epoch, the same orders for the same seed.
+    generator: torch.Generator
+
+
+@dataclass
+class _Tally:
+    """What a training run counts as it goes."""
+
+    loss_sum: torch.Tensor  # on the device: read at evaluations only
+    loss_count: int = 0
+    samples_since: int = 0  # since the previous evaluation, over every rank
+    step: int = 0
+    train_s: float = 0.0  # the training clock: evaluation time is not on it
+    clock_at_last_eval: float = 0.0
+    time_to_target: float | None = None
+    history: list[EvalPoint] = field(default_factory=list)
+
+
+def check_batch_fits(batch_size: int, samples: int) -> None:
+    """Refuse a batch larger than the training split (no whole batch to train on)."""
+    if batch_size > samples:
         raise ValueError(
-            f"batch size {batch_size} exceeds the {len(splits.train)} training samples: "
+            f"batch size {batch_size} exceeds the {samples} training samples: "
             "pass a smaller --batch-size"
         )
+
+
+def _prepare(settings: TrainSettings, splits: Splits, recipe: Recipe, world: World) -> _Run:
+    device = world.device(settings.device)
+    batch_size = settings.batch_size or recipe.batch_size
+    local_batch = world.local_batch(batch_size)
+    check_batch_fits(batch_size, len(splits.train))
     torch.manual_seed(settings.seed)
     num_classes = settings.num_classes or splits.num_classes
     net = zoo.get_model(settings.model, num_classes=num_classes).to(device)
     if recipe.channels_last:
         net = net.to(memory_format=torch.channels_last)
     net.train()
-    model = world.wrap(net, device)  # DDP under several processes; net itself otherwise
-    optimizer = _optimizer(net, recipe)
-    criterion = loss_fn(recipe)
     steps_per_epoch = len(splits.train) // batch_size  # the last short batch is dropped
-    total_steps = steps_per_epoch * epochs
-    eval_every = max(1, math.ceil(steps_per_epoch / settings.evals_per_epoch))
-    generator = torch.Generator().manual_seed(settings.seed)
-    evaluate_kw = dict(
-        device=device,
-        dtype=EVAL_DTYPE,
-        channels_last=recipe.channels_last,
-        limit=settings.eval_limit,
+    return _Run(
+        settings=settings,
+        recipe=recipe,
         world=world,
-    )
-
-    history: list[EvalPoint] = []
-    time_to_target: float | None = None
-    train_s = 0.0  # the training clock: evaluation time is not on it
-    loss_sum = torch.zeros((), device=device)
-    loss_count = samples_since = 0
-    clock_at_last_eval = 0.0
-    step = 0
-    stop = False
-    if world.is_main:
-        log.info("training %s (%s) with %s", card.name, card.input_shape, recipe.describe())
-
-    for epoch in range(epochs):
-        bar = tqdm(
-            total=steps_per_epoch,
-            desc=f"{settings.model} epoch {epoch + 1}/{epochs}",
-            disable=not (progress and world.is_main),
-            leave=False,
-            unit="step",
-        )
-        started = _clock(device)
-        # One generator for the run: a new order every epoch, the same orders for the same seed.
-        for x, y in splits.train.batches(
-            local_batch,
-            shuffle=True,
-            seed_or_generator=generator,
-            drop_last=True,
-            device=device,
-            shard=world.shard,
-        ):
-            progress_frac = step / total_steps
-            if settings.budget_s:
-                progress_frac = max(progress_frac, train_s / settings.budget_s)
-            factor = lr_factor(recipe, progress_frac, epoch)
-            for group in optimizer.param_groups:
-                group["lr"] = recipe.lr * factor
-            if recipe.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            with _autocast(device, dtype):
-                loss = criterion(model(x).float(), y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            loss_sum += loss.detach()
-            loss_count += 1
-            samples_since += y.numel() * world.world_size
-            step += 1
-            now = _clock(device)
-            train_s += now - started
-            started = now
-            bar.update(1)
-            if step % 20 == 0:
-                seen = train_s - clock_at_last_eval
-                bar.set_postfix(
-                    loss=f"{loss.item():.3f}", samples_s=f"{samples_since / max(seen, 1e-9):.0f}"
-                )
-            if settings.budget_s is not None:
-                train_s = world.max(train_s)  # one clock: the same lr and stop on every rank
-            out_of_time = settings.budget_s is not None and train_s >= settings.budget_s
-            in_epoch = step - epoch * steps_per_epoch
-            end_of_epoch = in_epoch == steps_per_epoch
-            if in_epoch % eval_every == 0 or end_of_epoch or out_of_time:
-                train_s = world.max(train_s)
-                accuracy = evaluate(net, splits.test, **evaluate_kw)
-                summed_loss, summed_count = world.sum(loss_sum.item(), loss_count)
-                point = EvalPoint(
-                    epoch=step / steps_per_epoch,
-                    wall_s=train_s,
-                    train_loss=summed_loss / max(summed_count, 1),
-                    test_accuracy=accuracy,
-                    samples_per_s=samples_since / max(train_s - clock_at_last_eval, 1e-9),
-                )
-                history.append(point)
-                if on_eval is not None:
-                    on_eval(point)
-                reached = settings.target_acc is not None and accuracy >= settings.target_acc
-                if reached and time_to_target is None:
-                    time_to_target = train_s
-                loss_sum.zero_()
-                loss_count = samples_since = 0
-                clock_at_last_eval = train_s
-                started = _clock(device)  # the evaluation is off the clock
-                stop = out_of_time or (reached and settings.stop_at_target)
-                if stop:
-                    break
-        bar.close()
-        if stop:
-            break
-
-    final = history[-1].test_accuracy if history else evaluate(net, splits.test, **evaluate_kw)
-    return TrainOutcome(
-        accuracy=final,
-        time_to_target_s=time_to_target,
-        train_s=train_s,
-        epochs=step / steps_per_epoch,
-        history=history,
-        model=net,
+        device=device,
+        dtype=resolve_dtype(settings.dtype or recipe.dtype, device),
+        net=net,
+        model=world.wrap(net, device),
+        optimizer=_optimizer(net, recipe),
+        criterion=loss_fn(recipe),
+        local_batch=local_batch,
+        epochs=settings.epochs or recipe.epochs,
+        steps_per_epoch=steps_per_epoch,
+        eval_every=max(1, math.ceil(steps_per_epoch / settings.evals_per_epoch)),
+        generator=torch.Generator().manual_seed(settings.seed),
     )
 
 
-def _sha256(path: Path) -> str:
+def _train_epoch(
+    run: _Run,
+    splits: Splits,
+    tally: _Tally,
+    epoch: int,
+    on_eval: Callable[[EvalPoint], None] | None,
+    listen: Listener,
+) -> bool:
+    """One pass (or less); True if training stops here (out of time, or the target reached)."""
+    budget_s = run.settings.budget_s
+    started = _clock(run.device)
+    for x, y in splits.train.batches(
+        run.local_batch,
+        shuffle=True,
+        seed_or_generator=run.generator,
+        drop_last=True,
+        device=run.device,
+        shard=run.world.rank_shard,
+    ):
+        loss = _step(run, tally, epoch, x, y)
+        now = _clock(run.device)
+        tally.train_s += now - started
+        started = now
+        if tally.step % 20 == 0:
+            seen = tally.train_s - tally.clock_at_last_eval
+            rate = tally.samples_since / max(seen, 1e-9)
+            listen(StepsDone(1, loss=loss.item(), samples_per_s=rate))
+        else:
+            listen(StepsDone(1))
+        if budget_s is not None:
+            tally.train_s = run.world.max(tally.train_s)  # one clock: same lr and stop everywhere
+        out_of_time = budget_s is not None and tally.train_s >= budget_s
+        in_epoch = tally.step - epoch * run.steps_per_epoch
+        if in_epoch % run.eval_every == 0 or in_epoch == run.steps_per_epoch or out_of_time:
+            reached = _evaluate_point(run, splits, tally, on_eval)
+            started = _clock(run.device)  # the evaluation is off the clock
+            if out_of_time or (reached and run.settings.stop_at_target):
+                return True
+    return False
+
+
+def _step(run: _Run, tally: _Tally, epoch: int, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """One optimizer step at the recipe's learning rate for where the run is; its loss."""
+    recipe, budget_s = run.recipe, run.settings.budget_s
+    progress = tally.step / (run.steps_per_epoch * run.epochs)
+    if budget_s:
+        progress = max(progress, tally.train_s / budget_s)
+    factor = lr_factor(recipe, progress, epoch)
+    for group in run.optimizer.param_groups:
+        group["lr"] = recipe.lr * factor
+    if recipe.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    with autocast_context(run.dtype, torch.device(run.device)):
+        loss = run.criterion(run.model(x).float(), y)
+    run.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    run.optimizer.step()
+    tally.loss_sum += loss.detach()
+    tally.loss_count += 1
+    tally.samples_since += y.numel() * run.world.world_size
+    tally.step += 1
+    return loss
+
+
+def _evaluate_point(
+    run: _Run, splits: Splits, tally: _Tally, on_eval: Callable[[EvalPoint], None] | None
+) -> bool:
+    """Evaluate, record the point and start the next interval; True if the target is reached."""
+    tally.train_s = run.world.max(tally.train_s)
+    accuracy = _evaluate(run, splits)
+    summed_loss, summed_count = run.world.sum(tally.loss_sum.item(), tally.loss_count)
+    point = EvalPoint(
+        epoch=tally.step / run.steps_per_epoch,
+        wall_s=tally.train_s,
+        train_loss=summed_loss / max(summed_count, 1),
+        test_accuracy=accuracy,
+        samples_per_s=tally.samples_since / max(tally.train_s - tally.clock_at_last_eval, 1e-9),
+    )
+    tally.history.append(point)
+    if on_eval is not None:
+        on_eval(point)
+    target = run.settings.target_acc
+    reached = target is not None and accuracy >= target
+    if reached and tally.time_to_target is None:
+        tally.time_to_target = tally.train_s
+    tally.loss_sum.zero_()
+    tally.loss_count = tally.samples_since = 0
+    tally.clock_at_last_eval = tally.train_s
+    return reached
+
+
+def _evaluate(run: _Run, splits: Splits) -> float:
+    return evaluate(
+        run.net,
+        splits.test,
+        device=run.device,
+        dtype=EVAL_DTYPE,
+        channels_last=run.recipe.channels_last,
+        limit=run.settings.eval_limit,
+        world=run.world,
+    )
+
+
+def sha256_file(path: Path) -> str:
+    """The SHA-256 of a file, read a MiB at a time (hex)."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -332,7 +403,7 @@ def save_weights(model: nn.Module, path: Path) -> Path:
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     torch.save(state, path)
     sidecar = path.with_name(path.name + ".sha256")
-    sidecar.write_text(f"{_sha256(path)}  {path.name}\n")
+    sidecar.write_text(f"{sha256_file(path)}  {path.name}\n")
     return sidecar
 
 
@@ -347,7 +418,7 @@ def load_weights(path: Path) -> dict[str, torch.Tensor]:
             f"{sidecar} is missing: weights are loaded only with their SHA-256 beside them"
         )
     expected = sidecar.read_text().split()[0]
-    actual = _sha256(path)
+    actual = sha256_file(path)
     if actual != expected:
         raise ValueError(
             f"{path} has SHA-256 {actual[:12]}…, its {sidecar.name} says {expected[:12]}…: "

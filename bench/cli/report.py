@@ -1,18 +1,20 @@
-"""The ``report`` subcommand: ``python -m bench report`` and ``python -m bench.report``."""
+"""``report``: ``python -m bench report`` and ``python -m bench.report``."""
 
 from __future__ import annotations
 
 import argparse
 import logging
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
-from bench.report.build import build_report
+from bench.cli.options import Parser, add_out
+
+__all__ = ["add_report_arguments", "run_report", "main"]
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Register ``report``'s arguments: one or more RESULTS_DIR and ``--out``."""
+def add_report_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``report``: one or more RESULTS_DIR and ``--out``."""
     parser.add_argument(
         "results_dirs",
         nargs="+",
@@ -21,17 +23,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="results folder(s) written by `bench run`/`bench train`; several "
         "are merged (rows with the same settings are refused)",
     )
-    parser.add_argument(
-        "--out",
-        type=Path,
-        default=None,
-        metavar="DIR",
-        help="report folder (default: reports/<run_id>/ at the repository root)",
-    )
+    add_out(parser, "report folder (default: reports/<run_id>/ at the repository root)")
 
 
-def run(args: argparse.Namespace) -> int:
+def run_report(args: argparse.Namespace) -> int:
     """Build the report for parsed ``args``; print its folder, or ``error: ...`` and return 2."""
+    from bench.report.build import build_report
+
     try:
         out = build_report(args.results_dirs, args.out)
     except (FileNotFoundError, ValueError) as exc:
@@ -41,21 +39,11 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def register_cli(register: Callable[..., None]) -> None:
-    """Register ``report`` with the harness CLI (``python -m bench report``)."""
-    register(
-        "report",
-        help="write the comparison report (Markdown, HTML, CSV, plots) of results folders",
-        add_arguments=add_arguments,
-        run=run,
-    )
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m bench.report RESULTS_DIR... [--out DIR]``."""
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="python -m bench.report", description="Write the comparison report of results folders."
     )
-    add_arguments(parser)
+    add_report_arguments(parser)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    return run(parser.parse_args(argv))
+    return run_report(parser.parse_args(argv))

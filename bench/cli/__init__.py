@@ -1,0 +1,139 @@
+"""``python -m bench``: the command line, every subcommand in plain argparse. The only place
+that prints or draws bars: library code reports through :mod:`bench.events`, and the listeners
+here render it.
+
+One module per group of subcommands, each subcommand an ``add_*_arguments(parser)`` and a
+``run_*(args) -> int`` listed in :data:`SUBCOMMANDS`:
+
+- :mod:`bench.cli.sweep`: ``list``, ``layers``, ``run`` (the throughput sweep);
+- :mod:`bench.cli.training`: ``train``, ``eval``, ``accuracy`` (the accuracy plan);
+- :mod:`bench.cli.report`: ``report`` (also ``python -m bench.report``);
+- here: ``all``, the three in a row.
+
+The group modules import torch, the zoo and the report inside their subcommands, so that
+``--help`` and ``list`` stay quick. User errors (an unknown model, a bad batch size, ``cuda``
+without a GPU, ...) are checked before any work starts and end the program with one line
+``error: ...`` and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.cli import report, sweep, training
+from bench.cli.options import Parser
+from bench.cli.sweep import build_plan
+
+__all__ = ["Subcommand", "SUBCOMMANDS", "build_parser", "build_plan", "main"]
+
+
+@dataclass(frozen=True)
+class Subcommand:
+    """One ``python -m bench NAME``: its help line, options and body."""
+
+    help: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+
+
+def run_all(args: argparse.Namespace) -> int:
+    """``run`` with the same arguments, then ``accuracy`` and ``report`` of its folder."""
+    code = SUBCOMMANDS["run"].run(args)
+    if code != 0:
+        return code
+    out: Path = args.resolved_out
+    code = _follow_up("accuracy", _accuracy_argv(out, args))
+    if code != 0:
+        return code
+    if not (out / "results.jsonl").exists():
+        print(f"report: {out} has no rows (an empty shard), skipped")
+        return 0
+    return _follow_up("report", [str(out)])
+
+
+def _follow_up(name: str, argv: list[str]) -> int:
+    """Subcommand ``name`` with ``argv``, parsed as on the command line."""
+    return SUBCOMMANDS[name].run(build_parser().parse_args([name, *argv]))
+
+
+def _accuracy_argv(out: Path, args: argparse.Namespace) -> list[str]:
+    """``accuracy``'s arguments from ``all``'s: every option of ``all`` that concerns training
+    (models, devices, threads, the plan's length, resume, shard) applies to it too."""
+    argv = [str(out)]
+    argv += ["--full"] if args.full else []
+    argv += ["--resume"] if args.resume else []
+    argv += ["--shard", args.shard] if args.shard else []
+    if list(args.models) != ["*"]:
+        argv += ["--models", *sweep.resolve_models(args.models), "--none-ok"]
+    argv += ["--devices", *dict.fromkeys(args.devices)] if args.devices else []
+    argv += ["--threads", str(args.threads)] if args.threads is not None else []
+    return argv
+
+
+SUBCOMMANDS: dict[str, Subcommand] = {
+    "list": Subcommand("list the registered models", sweep.add_list_arguments, sweep.run_list),
+    "layers": Subcommand(
+        "per-layer breakdown of one model: shapes, parameters, MACs, activations",
+        sweep.add_layers_arguments,
+        sweep.run_layers,
+    ),
+    "run": Subcommand(
+        "measure models × devices × dtypes × formats × modes × batch sizes",
+        sweep.add_run_arguments,
+        sweep.run_run,
+    ),
+    "all": Subcommand(
+        "the main job (nox -s bench): `run` (default: the short plan), `accuracy`, `report`",
+        sweep.add_run_arguments,
+        run_all,
+    ),
+    "train": Subcommand(
+        "Train a model on MNIST or an ImageFolder: time-to-accuracy and accuracy-at-budget.",
+        training.add_train_arguments,
+        training.run_train,
+    ),
+    "eval": Subcommand(
+        "Evaluate saved weights on the test (or val) split, after checking their SHA-256.",
+        training.add_eval_arguments,
+        training.run_eval,
+    ),
+    "accuracy": Subcommand(
+        "Train the accuracy plan on MNIST (provisioned if missing), one row per run.",
+        training.add_accuracy_arguments,
+        training.run_accuracy_plan,
+    ),
+    "report": Subcommand(
+        "write the comparison report (Markdown, HTML, CSV, plots) of results folders",
+        report.add_report_arguments,
+        report.run_report,
+    ),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser of every subcommand in :data:`SUBCOMMANDS`."""
+    parser = Parser(prog="python -m bench", description="Count, time and measure the zoo's models.")
+    sub = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", parser_class=Parser
+    )
+    for name, command in SUBCOMMANDS.items():
+        command.add_arguments(sub.add_parser(name, help=command.help, description=command.help))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``python -m bench``; returns the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        args = build_parser().parse_args(argv)
+        return SUBCOMMANDS[args.command].run(args)
+    except (ValueError, FileNotFoundError) as error:
+        message = str(error).strip().splitlines()
+        print(f"error: {message[0] if message else type(error).__name__}", file=sys.stderr)
+        return 2

@@ -1,0 +1,358 @@
+"""``list``, ``layers`` and ``run``: the zoo, one model's layers, and the throughput sweep."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from bench.cli.options import add_out, add_threads
+from bench.events import Event, ModelFinished, ModelStarted, Note, RowDone
+
+__all__ = [
+    "add_list_arguments",
+    "run_list",
+    "add_layers_arguments",
+    "run_layers",
+    "add_run_arguments",
+    "run_run",
+    "resolve_models",
+    "build_plan",
+    "SweepListener",
+    "row_line",
+]
+
+
+# --- list -------------------------------------------------------------------------------------
+
+
+def add_list_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("pattern", nargs="?", default="*", help="shell pattern, e.g. 'vgg*'")
+
+
+def run_list(args: argparse.Namespace) -> int:
+    """List the registered models."""
+    import zoo
+
+    names = zoo.list_models(args.pattern)
+    if not names:
+        raise ValueError(f"no model matches {args.pattern!r}: see `python -m bench list`")
+    print(f"{'model':<16} {'family':<8} {'input':<10} {'classes':>7} {'paper params':>13}  summary")
+    for name in names:
+        card = zoo.get_card(name)
+        shape = "x".join(str(d) for d in card.input_shape)
+        params = f"{card.paper.params:,}" if card.paper and card.paper.params else "-"
+        columns = f"{name:<16} {card.family:<8} {shape:<10} {card.num_classes:>7} {params:>13}"
+        print(f"{columns}  {card.summary}")
+    return 0
+
+
+# --- layers -----------------------------------------------------------------------------------
+
+
+def add_layers_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", help="a registered model name (see `list`)")
+
+
+def run_layers(args: argparse.Namespace) -> int:
+    """Print one model's layers: output shapes, parameters, MACs, activations."""
+    import zoo
+    from bench.measure.counting import count_model, uncounted_ops_text
+
+    card = zoo.get_card(args.model)
+    counts = count_model(zoo.get_model(args.model), card.input_shape)
+    width = max([len(layer.layer) for layer in counts.layers] + [5])
+    print(
+        f"{'#':>3} {'layer':<{width}} {'type':<18} {'output shape':<14} "
+        f"{'params':>12} {'MACs':>15} {'new KiB':>9} {'calls':>5}"
+    )
+    for layer in counts.layers:
+        shape = "x".join(str(d) for d in layer.output_shape)
+        print(
+            f"{layer.index:>3} {layer.layer:<{width}} {layer.type:<18} {shape:<14} "
+            f"{layer.params:>12,} {layer.macs:>15,} {layer.activation_bytes / 1024:>9.1f} "
+            f"{layer.calls:>5}"
+        )
+    print(
+        "new KiB: the tensors a layer's own calls create, one sample, fp32 (an in-place ReLU "
+        "or a view creates none; a layer called twice, both calls)"
+    )
+    print(
+        f"{card.name}: input {'x'.join(map(str, card.input_shape))}; params {counts.params:,} "
+        f"trainable ({counts.params_total:,} total); MACs {counts.macs_fvcore:,} per sample "
+        f"(fvcore, {counts.macs_by_handles:,} of them by our LRN/RBF handles); "
+        f"FLOPs {counts.flops:,} (FlopCounterMode); tensors the forward pass creates "
+        f"{counts.activation_bytes / 2**20:.2f} MiB per sample (fp32, each storage once)"
+    )
+    if counts.skipped_ops:
+        print(
+            "not counted (elementwise/pooling, fvcore's convention), calls per forward pass: "
+            f"{uncounted_ops_text(counts.skipped_ops)}"
+        )
+    return 0
+
+
+# --- run --------------------------------------------------------------------------------------
+
+
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``run`` (and ``all``): what to measure, how long, where to write."""
+    _add_plan_axes(parser)
+    _add_timing(parser)
+    add_out(parser, "results folder (default: results/<run-id>)")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="skip rows already in DIR (default DIR: the latest under results/)",
+    )
+    parser.add_argument(
+        "--shard",
+        default=None,
+        metavar="I/N",
+        help="measure only the I-th of N disjoint slices of the plan (I = 1..N), one per "
+        "machine or job-array task; merge the folders with `bench report DIR...`",
+    )
+
+
+def _add_plan_axes(parser: argparse.ArgumentParser) -> None:
+    """The plan's axes: models × devices × batch sizes × dtypes × formats × modes."""
+    from bench.sweep.plan import DTYPES, MEMORY_FORMATS, MODES
+
+    axes = [
+        ("--models", "PATTERN", ["*"], "model names or shell patterns (default: every model)"),
+        ("--devices", "DEVICE", None, "cpu and/or cuda (default: cpu, plus cuda when present)"),
+        (
+            "--batch-sizes",
+            "N",
+            None,
+            "batch sizes for every model and mode (default: per model, see the plan)",
+        ),
+        ("--dtypes", "DTYPE", None, f"{' '.join(DTYPES)} (default: fp32; --full: all)"),
+        (
+            "--memory-formats",
+            "FORMAT",
+            None,
+            f"{' '.join(MEMORY_FORMATS)} (default: contiguous; --full: both)",
+        ),
+        ("--modes", "MODE", None, f"{' '.join(MODES)} (default: both)"),
+    ]
+    for flag, metavar, default, help in axes:
+        parser.add_argument(flag, nargs="+", default=default, metavar=metavar, help=help)
+
+
+def _add_timing(parser: argparse.ArgumentParser) -> None:
+    """How the rows are measured: threads, timing length, the long plan, --max-batch."""
+    add_threads(parser)
+    parser.add_argument("--min-steps", type=int, default=None, help="timed steps at least")
+    parser.add_argument(
+        "--min-time", type=float, default=None, metavar="SECONDS", help="timed seconds at least"
+    )
+    parser.add_argument(
+        "--full",
+        action="store_true",
+        help="the long plan: all dtypes and formats, a batch sweep, longer timing",
+    )
+    parser.add_argument(
+        "--max-batch",
+        action="store_true",
+        help="CUDA: also find and measure the largest batch that fits",
+    )
+
+
+def resolve_models(patterns: Sequence[str]) -> tuple[str, ...]:
+    """Model names from names and shell patterns, in order, each once; unknown: ``ValueError``."""
+    import zoo
+
+    chosen: list[str] = []
+    for pattern in patterns:
+        if any(ch in pattern for ch in "*?["):
+            names = zoo.list_models(pattern)
+            if not names:
+                raise ValueError(f"no model matches {pattern!r}: see `python -m bench list`")
+        else:
+            names = [zoo.get_card(pattern).name]  # unknown name: one line with close matches
+        chosen.extend(n for n in names if n not in chosen)
+    return tuple(chosen)
+
+
+def build_plan(args: argparse.Namespace) -> Any:
+    """The :class:`bench.sweep.plan.RunPlan` of ``run``'s arguments; ``ValueError`` on bad input."""
+    import torch
+
+    from bench.sweep.plan import RunPlan, parse_batch_size
+
+    models = resolve_models(args.models)
+    cuda = torch.cuda.is_available()
+    if args.devices is None:
+        devices: tuple[str, ...] = ("cpu", "cuda") if cuda else ("cpu",)
+    else:
+        devices = tuple(dict.fromkeys(args.devices))
+        if "cuda" in devices and not cuda:
+            raise ValueError("cuda requested but no CUDA device is available: use --devices cpu")
+    if args.max_batch and "cuda" not in devices:
+        raise ValueError("--max-batch needs a CUDA device (--devices cuda)")
+    overrides: dict[str, Any] = {"devices": devices, "max_batch": args.max_batch}
+    if args.batch_sizes is not None:
+        overrides["batch_sizes"] = tuple(parse_batch_size(b) for b in args.batch_sizes)
+    for option in ("dtypes", "memory_formats", "modes"):
+        if getattr(args, option) is not None:
+            overrides[option] = tuple(dict.fromkeys(getattr(args, option)))
+    if args.threads is not None:
+        overrides["threads"] = args.threads
+    if args.shard is not None:
+        from bench.sweep.shards import Shard
+
+        overrides["shard"] = Shard.parse(args.shard)
+    preset = RunPlan.full if args.full else RunPlan.short
+    return _with_timing(preset(models, **overrides), args.min_steps, args.min_time)
+
+
+def _with_timing(plan: Any, min_steps: int | None, min_time: float | None) -> Any:
+    """``plan`` with --min-steps/--min-time applied to both its timers."""
+    if min_steps is None and min_time is None:
+        return plan
+    from bench.measure.timing import TimerSettings
+
+    def adjust(timer: TimerSettings) -> TimerSettings:
+        # replace, not a new TimerSettings: the time cap (max_time_s, floor_steps) stays
+        return replace(
+            timer,
+            min_steps=min_steps if min_steps is not None else timer.min_steps,
+            min_time_s=min_time if min_time is not None else timer.min_time_s,
+            max_steps=max(timer.max_steps, min_steps or 0),
+        )
+
+    return replace(plan, timer=adjust(plan.timer), large_timer=adjust(plan.large_timer))
+
+
+def resolve_out(args: argparse.Namespace) -> Path:
+    """The results folder: --out, a new results/<run-id>, or with --resume the latest one."""
+    from bench.sweep.loop import new_run_dir
+
+    if not args.resume:
+        if args.out is not None:
+            return Path(args.out)
+        return new_run_dir(suffix=_shard_suffix(args))
+    if args.out is not None:
+        if not (args.out / "results.jsonl").exists():
+            raise FileNotFoundError(f"--resume: {args.out}/results.jsonl does not exist")
+        return Path(args.out)
+    # The latest run of the same slice: another slice's folder holds other rows.
+    pattern = f"*{_shard_suffix(args)}/results.jsonl" if args.shard else "*/results.jsonl"
+    runs = sorted(p.parent for p in Path("results").glob(pattern))
+    if not runs:
+        raise FileNotFoundError(
+            f"--resume: no results/<run-id>{_shard_suffix(args)}/results.jsonl to resume; "
+            "give --out DIR"
+        )
+    return runs[-1]
+
+
+def _shard_suffix(args: argparse.Namespace) -> str:
+    if args.shard is None:
+        return ""
+    from bench.sweep.shards import Shard
+
+    shard = Shard.parse(args.shard)
+    return f"-shard{shard.index}of{shard.count}"
+
+
+class SweepListener:
+    """Renders the sweep's events: a bar per model on stderr and a line per row on stdout."""
+
+    def __init__(self) -> None:
+        self._bar: Any = None
+
+    def __call__(self, event: Event) -> None:
+        from tqdm import tqdm
+
+        if isinstance(event, ModelStarted):
+            self._bar = tqdm(
+                total=event.rows, desc=event.model, unit="row", file=sys.stderr, leave=False
+            )
+        elif isinstance(event, RowDone):
+            tqdm.write(row_line(event.row, event.skipped), file=sys.stdout)
+            sys.stdout.flush()  # a line per row as it is measured, also into a pipe or a file
+            if self._bar is not None:
+                self._bar.update(1)
+        elif isinstance(event, ModelFinished) and self._bar is not None:
+            self._bar.close()
+            self._bar = None
+        elif isinstance(event, Note):
+            tqdm.write(event.text, file=sys.stderr)
+
+
+def row_line(row: dict[str, Any], skipped: bool) -> str:
+    """A sweep row in one line: its settings and step time, or its error."""
+    what = (
+        f"{row['model']} {row['device']} {row['dtype']} {row['memory_format']} "
+        f"{row['mode']} b={row['batch_size']}{' (max)' if row.get('max_batch') is not None else ''}"
+    )
+    if skipped:
+        return f"{what}: already measured, skipped"
+    if row.get("error"):
+        return f"{what}: ERROR {row['error']}"
+    gflops = row.get("achieved_gflops")
+    p10, p90 = row.get("step_ms_p10"), row.get("step_ms_p90")
+    spread = "" if p10 is None or p90 is None else f"p10 {p10:.2f}, p90 {p90:.2f}, "
+    return (
+        f"{what}: {row['step_ms_median']:.2f} ms/step ({spread}n={row['steps_timed']}), "
+        f"{row['samples_per_s']:.1f} samples/s"
+        + (f", {gflops:.1f} GFLOP/s" if gflops is not None else "")
+        + f", peak {row['peak_mem_mib']:.0f} MiB"
+    )
+
+
+def run_run(args: argparse.Namespace) -> int:
+    """Measure models × devices × dtypes × formats × modes × batch sizes."""
+    from bench.sweep.loop import run_plan
+
+    plan = build_plan(args)
+    out = resolve_out(args)
+    args.resolved_out = out  # for `all`, which reports this folder next
+    _print_plan(plan, out)
+    started = time.perf_counter()
+    try:
+        run_plan(plan, out, listen=SweepListener(), resume=args.resume)
+    except KeyboardInterrupt:
+        print(
+            f"interrupted: rows measured so far are in {out} (continue with --resume --out {out})",
+            file=sys.stderr,
+        )
+        return 130
+    print(f"done in {time.perf_counter() - started:.0f} s: {out}", file=sys.stderr)
+    return 0
+
+
+def _print_plan(plan: Any, out: Path) -> None:
+    """What ``run`` is about to do, on stderr: devices, the slice, a warning if cores are busy."""
+    import torch
+
+    from bench.measure.machine import load_average
+    from bench.sweep.plan import default_threads
+
+    if not torch.cuda.is_available():
+        print("cuda: absent (no CUDA device); measuring on cpu", file=sys.stderr)
+    print(
+        f"plan {plan.label}: {len(plan.models)} models on {', '.join(plan.devices)}, "
+        f"{plan.threads} threads; writing {out}",
+        file=sys.stderr,
+    )
+    if plan.shard is not None:
+        from bench.sweep.loop import plan_rows
+
+        whole = replace(plan, shard=None)
+        total = sum(len(plan_rows(whole, m)) for m in plan.models)
+        mine = sum(len(plan_rows(plan, m)) for m in plan.models)
+        print(f"shard {plan.shard}: {mine} of the plan's {total} rows", file=sys.stderr)
+    load, cores = load_average(), default_threads()
+    if load is not None and plan.threads > 1 and load + plan.threads > cores + 0.5:
+        print(
+            f"warning: load average {load:.1f} on {cores} cores: other work competes for them, "
+            f"and timings with {plan.threads} threads will suffer (--threads 1 is steadier)",
+            file=sys.stderr,
+        )

@@ -1,0 +1,432 @@
+"""``train``, ``eval`` and ``accuracy``: training runs, saved weights, the accuracy plan."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import statistics
+import sys
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from bench.cli.options import add_out, add_threads, fraction, non_negative_int, positive
+from bench.events import (
+    EpochFinished,
+    EpochStarted,
+    Evaluated,
+    Event,
+    RunFinished,
+    RunSkipped,
+    RunStarted,
+    StepsDone,
+)
+
+__all__ = [
+    "add_train_arguments",
+    "run_train",
+    "add_eval_arguments",
+    "run_eval",
+    "add_accuracy_arguments",
+    "run_accuracy_plan",
+    "TrainingListener",
+]
+
+
+# --- train ------------------------------------------------------------------------------------
+
+
+def _add_common(parser: argparse.ArgumentParser, dtype_help: str) -> None:
+    """What ``train`` and ``eval`` share: the model, the data, the device and dtype."""
+    parser.add_argument("model", help="a registered model name (see `python -m bench list`)")
+    parser.add_argument("--data", default="mnist", help="'mnist' or an ImageFolder path")
+    parser.add_argument(
+        "--skip-bad-files",
+        action="store_true",
+        help="an ImageFolder's non-image or unreadable files are skipped (logged), not an error",
+    )
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument(
+        "--dtype", default=None, choices=["auto", "fp32", "bf16_autocast"], help=dtype_help
+    )
+    parser.add_argument(
+        "--num-classes",
+        type=positive(int),
+        default=None,
+        help="refuse data whose class count differs",
+    )
+    add_threads(parser, positive(int))
+
+
+def add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``python -m bench train``."""
+    _add_common(
+        parser,
+        "training dtype; default: the recipe's ('auto': bf16 autocast where the CPU has native "
+        "bf16); evaluation is always fp32",
+    )
+    _add_run_length(parser)
+    parser.add_argument("--no-save", action="store_true", help="do not save the weights")
+    _add_loading(parser)
+    from bench.training.distributed import BACKENDS
+
+    parser.add_argument(
+        "--backend",
+        default=None,
+        choices=BACKENDS,
+        help="under torchrun: the process group's backend (default: gloo on cpu, nccl on cuda)",
+    )
+    add_out(parser, "results folder (default: results/<run-id>)")
+
+
+def _add_run_length(parser: argparse.ArgumentParser) -> None:
+    """How long a run trains and how often it is evaluated; its seeds and batch."""
+    parser.add_argument(
+        "--epochs",
+        type=positive(int),
+        default=None,
+        help="passes over the training split (default: the recipe's)",
+    )
+    parser.add_argument(
+        "--target-acc",
+        type=fraction,
+        default=None,
+        help="time-to-accuracy target, a fraction (default: 0.99 on MNIST)",
+    )
+    parser.add_argument(
+        "--budget-s",
+        type=positive(float),
+        default=None,
+        help="stop training after this many seconds (accuracy at budget)",
+    )
+    parser.add_argument("--seed", type=non_negative_int, default=0)
+    parser.add_argument(
+        "--seeds",
+        type=positive(int),
+        default=1,
+        help="repeat with seeds seed..seed+N-1 and report mean ± std",
+    )
+    parser.add_argument("--batch-size", type=positive(int), default=None)
+    parser.add_argument("--evals-per-epoch", type=positive(int), default=2)
+    parser.add_argument(
+        "--eval-limit",
+        type=positive(int),
+        default=None,
+        metavar="N",
+        help="evaluate on the first N test samples only (default: all; rows record N)",
+    )
+    parser.add_argument(
+        "--stop-at-target",
+        action="store_true",
+        help="stop at the first evaluation at or above --target-acc",
+    )
+
+
+def _add_loading(parser: argparse.ArgumentParser) -> None:
+    """How an ImageFolder is loaded: cached as a tensor or streamed by workers."""
+    parser.add_argument(
+        "--cache-limit-mb",
+        type=float,
+        default=None,
+        metavar="MB",
+        help="an ImageFolder up to this many decoded MB is cached as a tensor, a larger one "
+        "streams through DataLoader workers (default: 512; 0: always stream)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="DataLoader worker processes of a streamed ImageFolder (default: cores - 1, "
+        "at most 4; 0: decode in the training process)",
+    )
+
+
+def _setup(args: argparse.Namespace) -> None:
+    import torch
+
+    import zoo
+
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda but no CUDA device is available: use --device cpu")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    zoo.get_card(args.model)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    """Train a model on MNIST or an ImageFolder: time-to-accuracy and accuracy-at-budget."""
+    from bench.sweep.loop import new_run_dir
+    from bench.training import distributed
+    from bench.training.distributed import World
+    from bench.training.recipes import recipe_for
+    from bench.training.runs import run_accuracy
+
+    _setup(args)
+    _check_folder(args.out, "--out")
+    base = _train_settings(args)
+    data_options = _data_options(args)
+    launched = distributed.launched()
+    # Refused before the process group forms: a bad batch must not leave the others waiting.
+    World(world_size=launched[1] if launched else 1).local_batch(
+        args.batch_size or recipe_for(args.model).batch_size
+    )
+    world = distributed.start(args.device, args.backend)
+    if not world.is_main:
+        logging.getLogger().setLevel(logging.WARNING)  # rank 0 speaks for all
+    try:
+        out = args.out or new_run_dir()
+        rows = [
+            run_accuracy(
+                replace(base, seed=seed),
+                out,
+                save=not args.no_save,
+                listen=TrainingListener(),
+                data_progress=True,
+                world=world,
+                data_options=data_options,
+            ).row
+            for seed in range(args.seed, args.seed + args.seeds)
+        ]
+        if world.is_main:
+            _print_seeds_summary(rows)
+            print(f"results in {out}", file=sys.stderr)
+    finally:
+        distributed.stop(world)
+    return 0 if all(r["error"] is None for r in rows) else 1
+
+
+def _train_settings(args: argparse.Namespace) -> Any:
+    """``train``'s :class:`bench.training.loop.TrainSettings` (the first seed's): each of its
+    fields is an option of ``train`` of the same name."""
+    from dataclasses import fields
+
+    from bench.training.loop import TrainSettings
+
+    return TrainSettings(
+        **{field.name: getattr(args, field.name) for field in fields(TrainSettings)}
+    )
+
+
+def _data_options(args: argparse.Namespace) -> dict[str, Any]:
+    """``data.load``'s loading options from ``train``'s flags (only those given)."""
+    options: dict[str, Any] = {}
+    if args.cache_limit_mb is not None:
+        if args.cache_limit_mb < 0:
+            raise ValueError(f"--cache-limit-mb must be 0 or more, got {args.cache_limit_mb:g}")
+        options["cache_limit_bytes"] = int(args.cache_limit_mb * 2**20)
+    if args.workers is not None:
+        if args.workers < 0:
+            raise ValueError(f"--workers must be 0 or more, got {args.workers}")
+        options["num_workers"] = args.workers
+    if args.skip_bad_files:
+        options["bad_files"] = "skip"
+    return options
+
+
+def _check_folder(path: Path | None, what: str) -> None:
+    """Refuse a results folder that is a file, before any work."""
+    if path is not None and path.exists() and not path.is_dir():
+        raise ValueError(f"{what} {path} is a file: give a results folder (new or existing)")
+
+
+class TrainingListener:
+    """Renders training's events: a bar per epoch on stderr; a line per evaluation, per run
+    and per run of a plan started or skipped on stdout."""
+
+    def __init__(self) -> None:
+        self._bar: Any = None
+
+    def __call__(self, event: Event) -> None:
+        from tqdm import tqdm
+
+        if isinstance(event, EpochStarted):
+            desc = f"{event.model} epoch {event.epoch}/{event.epochs}"
+            self._bar = tqdm(total=event.steps, desc=desc, leave=False, unit="step")
+        elif isinstance(event, StepsDone) and self._bar is not None:
+            self._bar.update(event.steps)
+            if event.loss is not None and event.samples_per_s is not None:
+                self._bar.set_postfix(
+                    loss=f"{event.loss:.3f}", samples_s=f"{event.samples_per_s:.0f}"
+                )
+        elif isinstance(event, EpochFinished) and self._bar is not None:
+            self._bar.close()
+            self._bar = None
+        elif isinstance(event, Evaluated | RunFinished | RunStarted | RunSkipped):
+            tqdm.write(_line(event), file=sys.stdout)
+            sys.stdout.flush()
+
+
+def _line(event: Evaluated | RunFinished | RunStarted | RunSkipped) -> str:
+    if isinstance(event, Evaluated):
+        return (
+            f"{event.model} seed {event.seed} epoch {event.epoch:5.2f}  "
+            f"{event.wall_s:7.1f} s  loss {event.train_loss:.4f}  "
+            f"test acc {event.test_accuracy:.4f}  {event.samples_per_s:,.0f} samples/s"
+        )
+    if isinstance(event, RunFinished):
+        return _row_line(event.row, event.weights)
+    if isinstance(event, RunSkipped):
+        return f"[{event.index}/{event.total}] {event.model} seed {event.seed}: already measured"
+    budget = f", budget {event.budget_s:g} s" if event.budget_s else ""
+    what = f"{event.model} on {event.data}, {event.device} (seed {event.seed}{budget})"
+    return f"[{event.index}/{event.total}] training {what}"
+
+
+def _row_line(row: dict[str, Any], weights: Path | None) -> str:
+    """A training run's row in one line: its accuracy, time and target, or its error."""
+    if row["error"]:
+        return f"{row['model']} seed {row['seed']}: ERROR {row['error']}"
+    ttt = row["time_to_target_s"]
+    target = row["target_acc"]
+    reached = (
+        f"{target:.2%} reached at {ttt:.1f} s"
+        if ttt is not None
+        else (f"{target:.2%} not reached" if target is not None else "no target")
+    )
+    procs = (
+        f" on {row['world_size']} processes ({row['backend']}, global batch {row['global_batch']})"
+        if (row.get("world_size") or 1) > 1
+        else ""
+    )
+    return (
+        f"{row['model']} seed {row['seed']}{procs}: test accuracy {row['accuracy']:.4f} after "
+        f"{row['epochs']:g} epochs, {row['train_s']:.1f} s of training ({row['data_on_clock']} "
+        f"on the clock, evaluation excluded); {reached}"
+        + (f"; weights {weights}" if weights else "")
+    )
+
+
+def _print_seeds_summary(rows: list[dict[str, Any]]) -> None:
+    """Mean ± std over the seeds that trained, when there are two or more."""
+    good = [r for r in rows if r["error"] is None]
+    if len(good) < 2:
+        return
+    acc = [r["accuracy"] for r in good]
+    line = f"{good[0]['model']} over {len(good)} seeds: accuracy {statistics.mean(acc):.4f} ± "
+    line += f"{statistics.stdev(acc):.4f}"
+    times = [r["time_to_target_s"] for r in good]
+    if all(t is not None for t in times):
+        line += f"; time to target {statistics.mean(times):.1f} ± {statistics.stdev(times):.1f} s"
+    elif any(t is not None for t in times):
+        line += f"; target reached by {sum(t is not None for t in times)} of {len(times)} seeds"
+    print(line)
+
+
+# --- eval -------------------------------------------------------------------------------------
+
+
+def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``python -m bench eval``."""
+    _add_common(parser, "evaluation dtype (default: fp32, as during training)")
+    parser.add_argument(
+        "--weights",
+        type=Path,
+        required=True,
+        help="a .pt file saved by `bench train` (its .sha256 beside it)",
+    )
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    """Evaluate saved weights on the test (or val) split, after checking their SHA-256."""
+    import data
+    import zoo
+    from bench.training.loop import EVAL_DTYPE, evaluate, load_weights
+    from bench.training.recipes import recipe_for, resolve_dtype
+    from bench.training.runs import check_input_fits, data_shape
+
+    _setup(args)
+    state = load_weights(args.weights)  # checks the hash first; weights_only=True
+    check_input_fits(args.model, data_shape(args.data))
+    splits = data.load(
+        args.data,
+        input_shape=zoo.get_card(args.model).input_shape,
+        normalisation=recipe_for(args.model).normalisation,
+        bad_files="skip" if args.skip_bad_files else "error",
+    )
+    classes = args.num_classes or splits.num_classes
+    if classes != splits.num_classes:
+        raise ValueError(
+            f"--num-classes {classes} but {args.data} has {splits.num_classes} classes: "
+            "drop --num-classes or fix the data"
+        )
+    model = zoo.get_model(args.model, num_classes=classes)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as error:
+        first = str(error).splitlines()[0]
+        raise ValueError(f"{args.weights} does not fit {args.model}: {first}") from None
+    dtype = resolve_dtype(args.dtype or EVAL_DTYPE, args.device)
+    accuracy = evaluate(model.to(args.device), splits.test, device=args.device, dtype=dtype)
+    print(
+        f"{args.model} on {args.data} ({len(splits.test)} test samples, {dtype}): "
+        f"accuracy {accuracy:.4f}"
+    )
+    return 0
+
+
+# --- accuracy ---------------------------------------------------------------------------------
+
+
+def add_accuracy_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``python -m bench accuracy``."""
+    parser.add_argument("out", type=Path, help="results folder to append the rows to")
+    parser.add_argument("--full", action="store_true", help="the long plan (recipes to the end)")
+    parser.add_argument(
+        "--models",
+        nargs="+",
+        default=None,
+        metavar="PATTERN",
+        help="only the plan's runs whose model matches",
+    )
+    parser.add_argument(
+        "--none-ok",
+        action="store_true",
+        help="no run matching --models is not an error (`bench all` passes its own --models)",
+    )
+    parser.add_argument(
+        "--devices",
+        nargs="+",
+        default=None,
+        choices=["cpu", "cuda"],
+        metavar="DEVICE",
+        help="train each run on each of these: cpu and/or cuda (default: cpu)",
+    )
+    add_threads(parser, positive(int))
+    parser.add_argument("--resume", action="store_true", help="skip runs already in OUT")
+    parser.add_argument(
+        "--shard",
+        default=None,
+        metavar="I/N",
+        help="only the I-th of N disjoint slices of the plan (as `bench run --shard`)",
+    )
+
+
+def run_accuracy_plan(args: argparse.Namespace) -> int:
+    """Train the accuracy plan on MNIST (provisioned if missing), one row per run."""
+    import torch
+
+    from bench.training import runs
+
+    _check_folder(args.out, "accuracy:")
+    devices = tuple(dict.fromkeys(args.devices or ["cpu"]))
+    if "cuda" in devices and not torch.cuda.is_available():
+        raise ValueError("--devices cuda but no CUDA device is available: use --devices cpu")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    whole = runs.FULL_ACCURACY_PLAN if args.full else runs.ACCURACY_PLAN
+    plan = runs.select_runs(whole, args.models, devices)
+    if not plan:
+        if args.none_ok:
+            print(f"accuracy: no run of the plan matches {' '.join(args.models)}; skipped")
+            return 0
+        raise ValueError(f"no run of the accuracy plan matches {' '.join(args.models)}")
+    if args.shard is not None:
+        from bench.sweep.shards import Shard
+
+        shard = Shard.parse(args.shard)
+        mine = tuple(s for s in plan if runs.in_shard(s, shard))
+        print(f"accuracy plan, shard {shard}: {len(mine)} of its {len(plan)} runs", flush=True)
+        plan = mine
+    done = runs.run_accuracy_plan(plan, args.out, resume=args.resume, listen=TrainingListener())
+    return 1 if any(run.row["error"] is not None for run in done) else 0
