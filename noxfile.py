@@ -1,10 +1,13 @@
-"""Sessions of cnn-zoo-bench: `nox -s tests`, `nox -s bench`, `nox -s lint`, `nox -s fixture`
-(`nox -l` lists them; only `tests` runs by default).
+"""Sessions of cnn-zoo-bench: `nox -s tests`, `nox -s browser`, `nox -s bench`, `nox -s lint`,
+`nox -s fixture` (`nox -l` lists them; only `tests` runs by default).
 
 Arguments after `--` go to the session's command, e.g. `nox -s tests -- -k lenet -x`.
 """
 
 from __future__ import annotations
+
+import os
+import shutil
 
 import nox
 
@@ -12,11 +15,41 @@ nox.options.sessions = ["tests"]
 nox.options.default_venv_backend = "venv"  # pip finds the pinned torch wheels on this disk
 
 
+CHROMIUM = ("chromium", "chromium-browser", "google-chrome")
+
+
+def _ensure_chromium(session: nox.Session, required: bool) -> None:
+    """Install Debian's chromium with apt-get where it is missing and we may (root); the
+    browser test is skipped, visibly, where none can be had."""
+    if any(shutil.which(name) for name in CHROMIUM):
+        return
+    if shutil.which("apt-get") and hasattr(os, "geteuid") and os.geteuid() == 0:
+        env = {"DEBIAN_FRONTEND": "noninteractive"}
+        session.run("apt-get", "update", "-qq", external=True, success_codes=[0, 100], env=env)
+        session.run(
+            "apt-get", "install", "-y", "-qq", "chromium",
+            external=True, success_codes=[0, 100], env=env,
+        )  # fmt: skip
+    if required and not any(shutil.which(name) for name in CHROMIUM):
+        session.error("no Chromium and none could be installed (apt-get install chromium as root)")
+
+
 @nox.session
 def tests(session: nox.Session) -> None:
-    """Run the test suite (CPU; CUDA cases show as skips without a GPU)."""
+    """Run the test suite (CPU; CUDA cases show as skips without a GPU). Chromium is installed
+    for the browser test where it can be (root with apt-get); else that test is skipped."""
     session.install("-e", ".[test]")
+    _ensure_chromium(session, required=False)
     session.run("python", "-m", "pytest", *session.posargs)
+
+
+@nox.session
+def browser(session: nox.Session) -> None:
+    """Open the fixture's report.html in headless Chromium (installed if missing) and check it:
+    no console errors, every figure loaded, sorting, the contents' links."""
+    session.install("-e", ".[test]")
+    _ensure_chromium(session, required=True)
+    session.run("python", "-m", "pytest", "-m", "browser", *session.posargs)
 
 
 @nox.session

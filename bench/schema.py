@@ -54,23 +54,26 @@ log = logging.getLogger(__name__)
 # The columns of results.jsonl / results.csv, in order (docs/ARCHITECTURE.md).
 ROW_COLUMNS = (
     "model", "family", "input_shape", "num_classes", "device", "device_name", "dtype",
-    "memory_format", "threads", "batch_size", "mode", "params", "params_total", "macs_fvcore",
-    "flops", "train_flops", "uncounted_ops", "weights_mib", "grads_mib", "optimizer_mib",
+    "memory_format", "threads", "batch_size", "mode", "compile", "params", "params_total",
+    "macs_fvcore", "flops", "train_flops", "uncounted_ops", "activation_elements", "weights_mib",
+    "grads_mib", "optimizer_mib",
     "activations_mib", "peak_mem_mib", "peak_mem_method", "peak_mem_estimate_mib",
-    "step_ms_median", "step_ms_p10", "step_ms_p90", "steps_timed", "samples_per_s",
-    "achieved_gflops", "tf32", "max_batch", "torch_version", "git_commit", "session",
+    "mem_estimate_mib", "mem_estimate_ratio",
+    "step_ms_median", "step_ms_p10", "step_ms_p90", "step_iqr_rel", "noisy", "steps_timed",
+    "samples_per_s", "achieved_gflops", "forward_ms", "backward_ms", "optimizer_ms", "compile_s",
+    "tf32", "max_batch", "torch_version", "git_commit", "session",
     "timestamp", "error",
 ) + (
     # Accuracy rows (mode "accuracy", bench.training.runs); null on the harness's rows.
     "data", "accuracy", "target_acc", "time_to_target_s", "budget_s", "epochs", "seed",
     "recipe", "data_loading_in_timing", "data_on_clock", "data_setup_s", "train_s",
-    "test_samples", "eval_dtype", "run",
+    "test_samples", "eval_dtype", "run", "samples_seen", "stopped_by", "curve_test_samples",
     # Training processes (torchrun): world_size 1 and backend null for one process.
     "world_size", "backend", "global_batch",
 )  # fmt: skip
 ACCURACY_COLUMNS = ROW_COLUMNS[ROW_COLUMNS.index("data") :]
 LAYER_COLUMNS = (
-    "model", "family", "index", "layer", "type", "output_shape", "params", "macs",
+    "model", "family", "index", "layer", "paper_layer", "type", "output_shape", "params", "macs",
     "activation_mib", "layer_count",
 )  # fmt: skip
 # epochs.jsonl: one line per evaluation during training; ``run`` names the training run (the
@@ -83,7 +86,8 @@ EPOCH_COLUMNS = (
 MEASURED_COLUMNS = (
     "weights_mib", "grads_mib", "optimizer_mib", "activations_mib", "peak_mem_mib",
     "peak_mem_method", "step_ms_median", "step_ms_p10", "step_ms_p90", "steps_timed",
-    "samples_per_s", "achieved_gflops", "train_flops",
+    "samples_per_s", "achieved_gflops", "train_flops", "step_iqr_rel", "noisy", "forward_ms",
+    "backward_ms", "optimizer_ms", "mem_estimate_mib", "mem_estimate_ratio", "compile_s",
 )  # fmt: skip
 # The columns a reader takes as numbers, by table (the others are text, flags or mixed).
 NUMERIC_COLUMNS = (
@@ -91,7 +95,10 @@ NUMERIC_COLUMNS = (
     "train_flops", "weights_mib", "grads_mib", "optimizer_mib", "activations_mib",
     "peak_mem_mib", "peak_mem_estimate_mib", "step_ms_median", "step_ms_p10", "step_ms_p90",
     "steps_timed", "samples_per_s", "achieved_gflops", "max_batch", "accuracy", "target_acc",
+    "mem_estimate_mib", "mem_estimate_ratio", "step_iqr_rel", "forward_ms", "backward_ms",
+    "optimizer_ms", "compile_s", "activation_elements",
     "time_to_target_s", "budget_s", "epochs", "train_s", "world_size", "global_batch",
+    "samples_seen", "curve_test_samples",
 )  # fmt: skip
 NUMERIC_LAYER_COLUMNS = ("index", "params", "macs", "activation_mib")
 NUMERIC_EPOCH_COLUMNS = (
@@ -99,7 +106,9 @@ NUMERIC_EPOCH_COLUMNS = (
 )  # fmt: skip
 # The settings that identify a row: --resume skips a row whose key is already written. A
 # training (accuracy) row is also told apart by its data, seed and number of processes.
-SETTING_COLUMNS = ("model", "device", "dtype", "memory_format", "batch_size", "mode", "threads")
+SETTING_COLUMNS = (
+    "model", "device", "dtype", "memory_format", "batch_size", "mode", "threads", "compile",
+)  # fmt: skip
 TRAINING_KEY_COLUMNS = ("data", "seed", "world_size")
 KEY_COLUMNS = (*SETTING_COLUMNS, "max_batch", *TRAINING_KEY_COLUMNS)
 
@@ -108,15 +117,21 @@ def row_key(row: Mapping[str, Any]) -> tuple[Any, ...]:
     """The settings of ``row`` that ``--resume`` compares.
 
     A ``--max-batch`` row (``max_batch`` set) matches whatever batch it found: its key has
-    ``batch_size`` None and ``max_batch`` True; every other row has ``max_batch`` False.
+    ``batch_size`` None and ``max_batch`` True; every other row has ``max_batch`` False. A row
+    without ``compile`` (written before the column, or an accuracy row) ran eagerly: ``"none"``.
     """
     is_max = row.get("max_batch") is not None and row.get("max_batch") is not False
     return tuple(
         (None if is_max else row.get(column))
         if column == "batch_size"
-        else (is_max if column == "max_batch" else row.get(column))
+        else (is_max if column == "max_batch" else _key_value(row, column))
         for column in KEY_COLUMNS
     )
+
+
+def _key_value(row: Mapping[str, Any], column: str) -> Any:
+    value = row.get(column)
+    return "none" if column == "compile" and value is None else value
 
 
 def row_label(row: Mapping[str, Any]) -> str:
@@ -138,6 +153,7 @@ def base_row(
     mode: str,
     batch_size: int,
     max_batch: bool = False,
+    compile: str = "none",
     *,
     threads: int,
     counts: Counts | None,
@@ -145,7 +161,8 @@ def base_row(
 ) -> dict[str, Any]:
     """A row (every column of :data:`ROW_COLUMNS`) with its settings, the model's facts and
     ``counts`` filled in and every measurement null. ``max_batch``: a ``--max-batch`` row,
-    whose ``max_batch`` column is 0 until the largest batch is found."""
+    whose ``max_batch`` column is 0 until the largest batch is found; ``compile``: the
+    ``torch.compile`` mode the row runs under (``"none"``: eager)."""
     # zoo and bench.measure load torch: imported here so that the report reads this module
     # (the columns, read_jsonl) without it.
     import zoo
@@ -173,6 +190,7 @@ def base_row(
         threads=threads,
         batch_size=batch_size,
         mode=mode,
+        compile=compile,
         **counted,
         tf32=row_tf32(device, dtype),
         max_batch=0 if max_batch else None,
@@ -286,12 +304,13 @@ class ResultsWriter:
         self.write_csv()
 
     def write_layers(self, rows: Iterable[Mapping[str, Any]]) -> None:
-        """Append a model's per-layer breakdown, in one write; ``layer_count`` is filled in.
+        """Append a model's per-layer breakdown, in one write; ``layer_count`` is filled in, and
+        ``paper_layer`` is the module path where a line has none.
 
         Lines already in layers.jsonl for the same model (a batch a kill cut short) are
         removed first, so a model's breakdown is never partial or repeated.
         """
-        rows = list(rows)
+        rows = [{"paper_layer": row["layer"], **row} for row in rows]
         lines_per_model = Counter(row["model"] for row in rows)
         ordered = [
             {

@@ -112,3 +112,10 @@ def exit_code(argv: list[str]) -> int:
         return main(argv)
     except SystemExit as stop:
         return int(stop.code or 0)
+
+
+def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    """`python -m bench ARGS`: its exit status, standard output and standard error."""
+    code = exit_code(args)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err

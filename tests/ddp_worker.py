@@ -23,7 +23,7 @@ from data.splits import Splits
 
 TEST_SAMPLES = 101  # odd: two ranks get 51 and 50; padding would count one sample twice
 LIMIT = 37
-QUICK = Recipe(lr=0.05, batch_size=32, epochs=50, dtype="fp32", channels_last=False)
+QUICK = Recipe(lr=0.05, batch_size=32, samples=50 * 256, dtype="fp32", channels_last=False)
 
 
 def random_split(n: int, seed: int) -> TensorSplit:
@@ -53,9 +53,9 @@ def main(out: Path) -> None:
         "accuracy": evaluate(model, test, batch_size=16, world=world),
         "accuracy_first_37": evaluate(model, test, batch_size=16, limit=LIMIT, world=world),
     }
-    # A budget far shorter than the 50 epochs: every rank must stop at the same step.
+    # The budget is the length: every rank must stop at the same step.
     splits = Splits("random", random_split(256, 0), test, (1, 28, 28), test.normalisation)
-    settings = TrainSettings("lenet5_mnist", budget_s=0.5, evals_per_epoch=2)
+    settings = TrainSettings("lenet5_mnist", budget_s=1.0, evals_per_epoch=2)
     outcome = train(settings, splits, QUICK, world=world)
     result.update(
         budget_epochs=outcome.epochs,

@@ -9,22 +9,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import FAKE_MACHINE, register_test_models
+from conftest import FAKE_MACHINE, register_test_models, run_cli
 
 from bench import cli
 from bench.cli import sweep
 from bench.schema import read_jsonl
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    try:
-        code = cli.main(args)
-    except SystemExit as exit_:  # argparse's own errors
-        code = int(exit_.code or 0)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 @pytest.fixture

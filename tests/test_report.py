@@ -199,6 +199,8 @@ def test_every_plot_is_a_png_referenced_by_the_markdown(built: Path, markdown: s
     referenced = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", markdown)
     families = sorted({la["family"] for la in LAYERS})
     expected = {
+        "fig_accuracy_vs_cost.png",
+        "fig_latency_vs_macs.png",
         "fig_params_vs_macs.png",
         "fig_throughput_vs_batch.png",
         "fig_gflops_vs_peak.png",

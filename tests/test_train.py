@@ -28,7 +28,7 @@ from data.batches import TensorSplit
 from data.normalise import Normalisation
 from data.splits import Splits
 
-QUICK = Recipe(lr=0.05, batch_size=32, epochs=2, dtype="fp32", channels_last=False)
+QUICK = Recipe(lr=0.05, batch_size=32, samples=1280, dtype="fp32", channels_last=False)
 
 
 @pytest.fixture(scope="module")
@@ -53,10 +53,17 @@ def test_onecycle_warms_up_then_decays_to_zero():
 
 def test_lenet5_recipe_is_the_papers_schedule():
     recipe = RECIPES["lenet5"]
-    etas = [lr_factor(recipe, 0.0, epoch) * recipe.lr / LENET5_SGD_SCALE for epoch in range(20)]
+    etas = [
+        lr_factor(recipe, 0.0, epoch * 60_000 + 59_999) * recipe.lr / LENET5_SGD_SCALE
+        for epoch in range(20)
+    ]
     paper = [5e-4] * 2 + [2e-4] * 3 + [1e-4] * 3 + [5e-5] * 4 + [1e-5] * 8
     assert etas == pytest.approx(paper)
-    assert recipe.loss == "map" and recipe.epochs == 20 and recipe.normalisation == "lenet5_paper"
+    assert (
+        recipe.loss == "map"
+        and recipe.samples == 20 * 60_000
+        and recipe.normalisation == "lenet5_paper"
+    )
     assert "stands in" in recipe.describe()  # the SGD stand-in is said in every row
 
 
@@ -129,9 +136,80 @@ def test_stop_at_target_and_budget(splits):
     settings = TrainSettings("lenet5_mnist", target_acc=0.2, stop_at_target=True, epochs=5)
     outcome = train(settings, splits, QUICK)
     assert outcome.epochs < 5 and outcome.time_to_target_s is not None
-    tiny = train(TrainSettings("lenet5_mnist", budget_s=1e-6, epochs=5), splits, QUICK)
-    assert tiny.epochs == pytest.approx(1 / 20)  # one step, then the budget is spent
-    assert len(tiny.history) == 1
+    assert outcome.stopped_by == "target"
+    capped = train(TrainSettings("lenet5_mnist", budget_s=1e3, epochs=1), splits, QUICK)
+    assert capped.stopped_by == "length" and capped.samples_seen == 640
+    with pytest.raises(ValueError, match="ran out in the first training step"):
+        train(TrainSettings("lenet5_mnist", budget_s=1e-9, epochs=5), splits, QUICK)
+
+
+@pytest.mark.parametrize(
+    "train_size, batch, samples, steps",
+    [
+        # 3,000 images at batch 128: 23 steps a pass; 60,000 samples are 469 steps (20.4
+        # passes), not the one pass of 23 steps that a length in epochs gave.
+        (3000, 128, 60_000, 469),
+        (640, 32, 1000, 32),  # ceil(1000 / 32): 1,024 samples, 1.6 passes
+        (640, 32, 64, 2),
+    ],
+)
+def test_the_length_is_samples_whatever_the_data_size(train_size, batch, samples, steps):
+    from bench.training.loop import length_steps
+
+    recipe = replace(QUICK, batch_size=batch, samples=samples)
+    assert length_steps(TrainSettings("lab_cnn"), recipe, train_size // batch) == steps
+    assert length_steps(TrainSettings("lab_cnn", epochs=2), recipe, train_size // batch) == 2 * (
+        train_size // batch
+    )
+    assert length_steps(TrainSettings("lab_cnn", budget_s=5.0), recipe, 1) is None
+
+
+def test_a_small_split_trains_the_recipes_samples(splits):
+    outcome = train(TrainSettings("lenet5_mnist"), splits, replace(QUICK, samples=1000))
+    assert outcome.samples_seen == 1024 and outcome.epochs == pytest.approx(1.6)
+    assert outcome.stopped_by == "length"
+    assert len(outcome.history) == 4  # after steps 10, 20 and 30 (two a pass), and the last
+
+
+def test_evaluations_during_training_use_the_subset_the_last_the_whole_split(splits, monkeypatch):
+    sizes: list[int] = []
+    real = TensorSplit.batches
+
+    def counted(self, batch_size, **kw):
+        if self is splits.test:
+            sizes.append(min(kw.get("limit") or len(self), len(self)))
+        return real(self, batch_size, **kw)
+
+    monkeypatch.setattr(TensorSplit, "batches", counted)
+    settings = TrainSettings("lenet5_mnist", samples=320, eval_limit=50)  # half a pass
+    outcome = train(settings, splits, QUICK)
+    # 10 steps, shorter than a pass: MIN_EVALS = 4 points, after steps 3, 6, 9 and 10
+    assert sizes == [50, 50, 50, 200] and [p.epoch for p in outcome.history] == [
+        0.15,
+        0.3,
+        0.45,
+        0.5,
+    ]
+    assert outcome.accuracy == outcome.history[-1].test_accuracy
+
+
+def test_the_budget_is_the_length_the_schedule_runs_over(splits, monkeypatch):
+    import bench.training.loop as loop
+
+    ticks = iter(range(10_000))
+    monkeypatch.setattr(loop, "_clock", lambda device: float(next(ticks)))  # 1 s a step
+    progress: list[float] = []
+    real = loop.lr_factor
+    monkeypatch.setattr(
+        loop, "lr_factor", lambda r, p, seen: progress.append(p) or real(r, p, seen)
+    )
+    outcome = train(TrainSettings("lenet5_mnist", budget_s=10.0), splits, QUICK)
+    assert progress == pytest.approx([k / 10 for k in range(10)])
+    assert outcome.stopped_by == "budget" and outcome.samples_seen == 10 * 32
+    assert outcome.train_s == 10.0
+    # one-cycle over the budget: warm-up to the peak at 20% of it, then down towards 0
+    factors = [real(QUICK, p, 0) for p in progress]
+    assert factors[2] == pytest.approx(1.0) and factors[-1] == pytest.approx(0.125)
 
 
 def test_the_training_clock_waits_for_queued_cuda_work(monkeypatch):
@@ -181,7 +259,8 @@ def test_lenet5_trains_with_the_map_loss():
         for s in (separable_split(3000, 0), separable_split(200, 1))
     )
     padded = Splits("synthetic", train_split, test_split, (1, 32, 32), norm)
-    recipe = replace(RECIPES["lenet5"], epochs=2)  # the recipe's first two passes
+    # The recipe's first two passes, a pass made 3,000 samples long.
+    recipe = replace(RECIPES["lenet5"], samples=6000, pass_samples=3000)
     outcome = train(TrainSettings("lenet5"), padded, recipe)
     assert outcome.history[0].train_loss > outcome.history[-1].train_loss
     assert outcome.accuracy > 0.9
@@ -234,7 +313,9 @@ def test_train_and_eval_an_imagefolder_with_no_other_flag(
     monkeypatch.setenv("CNN_ZOO_DATA", str(tmp_path / "data-root"))
     for model in ("lenet5_mnist", "lab_cnn"):
         out = tmp_path / model
-        assert main(["train", model, "--data", str(gray_folder), "--out", str(out)]) == 0
+        short = ["--samples", "480"]  # the recipes' 60,000+ samples are too long for the suite
+        argv = ["train", model, "--data", str(gray_folder), *short, "--out", str(out)]
+        assert main(argv) == 0
         rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
         assert len(rows) == 1 and rows[0]["mode"] == "accuracy" and rows[0]["error"] is None
         assert 0.0 <= rows[0]["accuracy"] <= 1.0 and rows[0]["data_loading_in_timing"] is False
@@ -288,3 +369,76 @@ def test_the_cpu_flags_can_be_forced_for_the_whole_suite(monkeypatch, forced, na
     monkeypatch.setenv("CNN_ZOO_CPU_FLAGS", forced)
     assert set(machine.cpu_flags()) == set(forced.split(","))
     assert machine.native_bf16("cpu") is native
+
+
+# --- bad input: one line, and a non-zero exit where nothing could be measured ---------------
+
+
+def test_a_budget_too_short_for_one_step_is_an_error_row(gray_folder, tmp_path, capsys):
+    out = tmp_path / "r"
+    argv = ["train", "lenet5_mnist", "--data", str(gray_folder), "--budget-s", "1e-9"]
+    assert main([*argv, "--no-save", "--out", str(out)]) == 1
+    (row,) = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert "ran out in the first training step" in row["error"] and row["accuracy"] is None
+    printed = [line for line in capsys.readouterr().out.splitlines() if "ERROR" in line]
+    assert len(printed) == 1 and "give a longer budget" in printed[0]
+
+
+def test_an_imagefolder_smaller_than_a_batch_is_refused_in_one_line(tmp_path, capsys):
+    from PIL import Image
+
+    split = separable_split(300, 4)
+    for label in range(10):  # 4 images a class: 40, fewer than a batch of 64 in either split
+        (tmp_path / "few" / f"c{label}").mkdir(parents=True)
+        for i in (split.labels == label).nonzero().flatten()[:4].tolist():
+            image = split.images[i, 0].numpy()
+            Image.fromarray(image, mode="L").save(tmp_path / "few" / f"c{label}/{i}.png")
+    out = tmp_path / "r"
+    argv = ["train", "lenet5_mnist", "--data", str(tmp_path / "few"), "--out", str(out)]
+    assert exit_code(argv) == 2  # the recipe's batch of 64 > the folder's training images
+    err = capsys.readouterr().err.strip()
+    assert "exceeds the" in err and "--batch-size" in err and "\n" not in err
+
+
+def test_a_target_not_reached_within_the_length_is_said(gray_folder, tmp_path, capsys):
+    argv = ["train", "lenet5_mnist", "--data", str(gray_folder), "--target-acc", "1.0"]
+    argv += ["--stop-at-target", "--samples", "64", "--no-save", "--out", str(tmp_path / "r")]
+    assert main(argv) == 0  # it trained and was measured: the row says the target was missed
+    (row,) = [json.loads(line) for line in (tmp_path / "r/results.jsonl").read_text().splitlines()]
+    assert row["stopped_by"] == "length" and row["time_to_target_s"] is None
+    assert row["samples_seen"] == 64 and row["test_samples"] > 0
+    assert "100.00% not reached within its length" in capsys.readouterr().out
+
+
+# --- AlexNet's two initialisations; the default accuracy plan ---------------------------------
+
+
+def test_alexnet_mnist_keeps_the_papers_init_and_its_kaiming_twin_is_he_et_al():
+    import zoo
+
+    torch.manual_seed(0)
+    paper, kaiming = (zoo.get_model(n) for n in ("alexnet_mnist", "alexnet_mnist_kaiming"))
+    assert [p.shape for p in paper.parameters()] == [p.shape for p in kaiming.parameters()]
+    fc6 = paper.classifier[0]  # 1,024 -> 4,096: four million draws
+    assert fc6.weight.std().item() == pytest.approx(0.01, rel=0.01)
+    assert bool((fc6.bias == 1).all())
+    conv2 = kaiming.features[4]  # 48 inputs a group x 5 x 5: fan_in 1,200
+    assert isinstance(conv2, torch.nn.Conv2d) and conv2.groups == 2
+    assert conv2.weight.std().item() == pytest.approx((2 / (48 * 25)) ** 0.5, rel=0.02)
+    assert all(bool((m.bias == 0).all()) for m in kaiming.modules() if hasattr(m, "bias"))
+
+
+def test_the_default_plan_trains_every_familys_mnist_model_by_samples():
+    from bench.training.runs import ACCURACY_PLAN, CURVE_EVAL
+
+    models = [s.model for s in ACCURACY_PLAN]
+    assert set(models) == {
+        "lenet5_mnist", "lab_cnn", "lenet5", "alexnet_mnist", "alexnet_mnist_kaiming",
+        "vgg16_mnist", "resnet34_mnist",
+    }  # fmt: skip
+    assert all(s.budget_s is None and s.epochs is None for s in ACCURACY_PLAN)  # lengths: work
+    big = [s for s in ACCURACY_PLAN if s.model.startswith(("alexnet", "vgg", "resnet"))]
+    assert {s.eval_limit for s in big} == {CURVE_EVAL}
+    assert recipe_for("alexnet_mnist_kaiming") == replace(
+        recipe_for("alexnet_mnist"), note=recipe_for("alexnet_mnist_kaiming").note
+    )  # only the initialisation (and its note) differs

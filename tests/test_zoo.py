@@ -89,6 +89,7 @@ COUNTED_PARAMS = {
     + linear(84, 10),
     "alexnet_cifar": alexnet_small(3, 3),
     "alexnet_mnist": alexnet_small(1, 2),
+    "alexnet_mnist_kaiming": alexnet_small(1, 2),
     "vgg16_mnist": vgg_small(1, "D"),
     "vgg19_mnist": vgg_small(1, "E"),
     "resnet34_mnist": resnet34_small(1),

@@ -6,6 +6,22 @@ Everything enumerates models through the registry: ``list_models``, ``get_model`
 from __future__ import annotations
 
 from zoo import alexnet, lenet, resnet, vgg  # noqa: F401  (importing registers the models)
-from zoo.registry import ModelCard, PaperFacts, get_card, get_model, list_models, register_model
+from zoo.registry import (
+    ModelCard,
+    PaperFacts,
+    get_card,
+    get_model,
+    list_models,
+    paper_layer_names,
+    register_model,
+)
 
-__all__ = ["ModelCard", "PaperFacts", "get_card", "get_model", "list_models", "register_model"]
+__all__ = [
+    "ModelCard",
+    "PaperFacts",
+    "get_card",
+    "get_model",
+    "list_models",
+    "paper_layer_names",
+    "register_model",
+]

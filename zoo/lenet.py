@@ -12,12 +12,14 @@ Variants are rows of ``VARIANTS`` (config, classes, paper facts), each registere
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from zoo.paper_layers import SequentialStyle, by_prefix, sequential_names
 from zoo.registry import PaperFacts, Variant, register_variants
 
 __all__ = [
@@ -29,6 +31,8 @@ __all__ = [
     "ConvPoolConfig",
     "LeNet5Input",
     "VARIANTS",
+    "LENET5_LAYERS",
+    "paper_layer_names",
 ]
 
 LECUN_1998 = (
@@ -316,4 +320,18 @@ VARIANTS: dict[str, Variant[LeNet5Input | ConvPoolConfig]] = {
     ),
 }
 
-register_variants("lenet", _build, VARIANTS)
+# LeCun et al. 1998, Fig. 2: the paper's seven layers; C3's groups of grouped convolutions are
+# one layer, and so are the tutorial network's ReLU and max-pool with the layer before them.
+LENET5_LAYERS = ("C1", "S2", "C3", "S4", "C5", "F6", "OUTPUT")
+_LENET5_MODULES = tuple(zip(("c1", "s2", "c3", "s4", "c5", "f6", "output"), LENET5_LAYERS))
+
+
+def paper_layer_names(layers: Sequence[tuple[str, str]]) -> list[str]:
+    """LeNet-5's names (C1 … OUTPUT) for the paper's network and the tutorial one; the lab's
+    network (two convolutions, two Linear layers) is conv1, conv2, fc1, fc2."""
+    if any(path == "c1" for path, _ in layers):
+        return by_prefix(layers, _LENET5_MODULES)
+    return sequential_names(layers, SequentialStyle(names=LENET5_LAYERS, fc_start=1))
+
+
+register_variants("lenet", _build, VARIANTS, paper_layer_names)

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
 from torch import nn
+
+from zoo.paper_layers import PaperNamer
 
 __all__ = [
     "PaperFacts",
@@ -24,6 +26,7 @@ __all__ = [
     "list_models",
     "get_model",
     "get_card",
+    "paper_layer_names",
 ]
 
 
@@ -53,6 +56,8 @@ class ModelCard:
     num_classes: int
     summary: str
     paper: PaperFacts | None = None
+    # the family's map of module paths to the paper's layer names (zoo.paper_layers)
+    paper_names: PaperNamer | None = None
 
 
 _REGISTRY: dict[str, ModelCard] = {}
@@ -91,6 +96,7 @@ def register_variants(
     family: str,
     build: Callable[[Config, int], nn.Module],
     variants: Mapping[str, Variant[Config]],
+    paper_names: PaperNamer | None = None,
 ) -> None:
     """Register each row of ``variants`` under its name, built by ``build(config, num_classes)``;
     its card's input shape and classes come from the row."""
@@ -102,6 +108,7 @@ def register_variants(
             num_classes=variant.num_classes,
             summary=variant.summary,
             paper=variant.paper,
+            paper_names=paper_names,
         )(_builder(name, build, variant))
 
 
@@ -124,6 +131,7 @@ def register_model(
     num_classes: int,
     summary: str,
     paper: PaperFacts | None = None,
+    paper_names: PaperNamer | None = None,
 ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
     """Decorator registering a builder under ``name``; a duplicate name is an error."""
 
@@ -138,6 +146,7 @@ def register_model(
             num_classes=num_classes,
             summary=summary,
             paper=paper,
+            paper_names=paper_names,
         )
         return builder
 
@@ -162,3 +171,13 @@ def get_card(name: str) -> ModelCard:
 def get_model(name: str, **kwargs: Any) -> nn.Module:
     """Build model ``name`` (keyword arguments go to its builder, e.g. ``num_classes=10``)."""
     return get_card(name).builder(**kwargs)
+
+
+def paper_layer_names(name: str, layers: Sequence[tuple[str, str]]) -> list[str]:
+    """The paper's name of each of model ``name``'s layers, given as ``(module path, type)`` in
+    forward order; a model whose family has no map keeps its module paths."""
+    namer = get_card(name).paper_names
+    names = namer(layers) if namer is not None else [path for path, _ in layers]
+    if len(names) != len(layers):
+        raise ValueError(f"{name}: {len(names)} paper names for {len(layers)} layers")
+    return names

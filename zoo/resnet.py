@@ -13,15 +13,17 @@ name; one class, :class:`ResNet`, reads them.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from zoo.paper_layers import by_prefix
 from zoo.registry import PaperFacts, Variant, register_variants
 
-__all__ = ["ResNetConfig", "VARIANTS", "BasicBlock", "PadShortcut", "ResNet"]
+__all__ = ["ResNetConfig", "VARIANTS", "BasicBlock", "PadShortcut", "ResNet", "paper_layer_names"]
 
 HE_2016 = "He, Zhang, Ren, Sun. Deep residual learning for image recognition. CVPR 2016"
 CIFAR_RESNET = "He et al. 2016's ResNet-34 as the field adapts it to CIFAR-10 (3x3 stem, no pool)"
@@ -167,4 +169,18 @@ VARIANTS: dict[str, Variant[ResNetConfig]] = {
     ),
 }
 
-register_variants("resnet", ResNet, VARIANTS)
+# He et al. 2016, Table 1: conv1 (with its BN and ReLU), conv2_x (the 3x3 max-pool and the
+# first stage's blocks) … conv5_x, and the last row's average pool and fc.
+_RESNET_STAGES = (
+    ("conv1", "conv1"), ("bn1", "conv1"), ("relu", "conv1"), ("maxpool", "conv2_x"),
+    ("layer1", "conv2_x"), ("layer2", "conv3_x"), ("layer3", "conv4_x"), ("layer4", "conv5_x"),
+    ("avgpool", "fc"), ("fc", "fc"),
+)  # fmt: skip
+
+
+def paper_layer_names(layers: Sequence[tuple[str, str]]) -> list[str]:
+    """He et al.'s stages: conv1, conv2_x … conv5_x, fc; a block's modules are its parts."""
+    return by_prefix(layers, _RESNET_STAGES)
+
+
+register_variants("resnet", ResNet, VARIANTS, paper_layer_names)

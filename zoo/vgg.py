@@ -15,14 +15,16 @@ Depths are rows of ``CFGS`` keyed by the paper's column letter; variants are row
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from zoo.paper_layers import SequentialStyle, sequential_names
 from zoo.registry import PaperFacts, Variant, register_variants
 
-__all__ = ["CFGS", "VGGConfig", "VARIANTS", "VGG"]
+__all__ = ["CFGS", "VGGConfig", "VARIANTS", "VGG", "paper_layer_names"]
 
 SIMONYAN_2015 = (
     "Simonyan, Zisserman. Very deep convolutional networks for large-scale image recognition. "
@@ -193,4 +195,11 @@ VARIANTS: dict[str, Variant[VGGConfig]] = {
     ),
 }
 
-register_variants("vgg", VGG, VARIANTS)
+
+def paper_layer_names(layers: Sequence[tuple[str, str]]) -> list[str]:
+    """Simonyan and Zisserman's blocks as Caffe names them: conv1_1 … conv5_4, pool1 … pool5,
+    fc6 … fc8 (one Linear alone, the CIFAR head, is fc); BN and ReLU are parts of their conv."""
+    return sequential_names(layers, SequentialStyle(blocks=True))
+
+
+register_variants("vgg", VGG, VARIANTS, paper_layer_names)

@@ -8,6 +8,7 @@ One module per group of subcommands, each subcommand an ``add_*_arguments(parser
 - :mod:`bench.cli.sweep`: ``list``, ``layers``, ``run`` (the throughput sweep);
 - :mod:`bench.cli.training`: ``train``, ``eval``, ``accuracy`` (the accuracy plan);
 - :mod:`bench.cli.report`: ``report`` (also ``python -m bench.report``);
+- :mod:`bench.cli.compare`: ``compare`` (two results folders, row against row);
 - here: ``all``, the three in a row.
 
 The group modules import torch, the zoo and the report inside their subcommands, so that
@@ -25,7 +26,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.cli import report, sweep, training
+from bench.cli import compare, report, sweep, training
 from bench.cli.options import Parser
 from bench.cli.sweep import build_plan
 
@@ -111,6 +112,11 @@ SUBCOMMANDS: dict[str, Subcommand] = {
         "write the comparison report (Markdown, HTML, CSV, plots) of results folders",
         report.add_report_arguments,
         report.run_report,
+    ),
+    "compare": Subcommand(
+        "run against run: NEW/OLD samples/s of the rows two results folders share",
+        compare.add_compare_arguments,
+        compare.run_compare,
     ),
 }
 

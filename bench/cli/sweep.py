@@ -59,25 +59,26 @@ def add_layers_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_layers(args: argparse.Namespace) -> int:
-    """Print one model's layers: output shapes, parameters, MACs, activations."""
+    """Print one model's layers by the paper's names, each with its modules beneath: output
+    shapes, parameters, MACs, activations."""
     import zoo
-    from bench.measure.counting import count_model, uncounted_ops_text
+    from bench.measure.counting import count_model, paper_layer_groups, uncounted_ops_text
 
     card = zoo.get_card(args.model)
-    counts = count_model(zoo.get_model(args.model), card.input_shape)
-    width = max([len(layer.layer) for layer in counts.layers] + [5])
+    counts = count_model(zoo.get_model(args.model), card.input_shape, card.paper_names)
+    width = max([len(layer.layer) + 2 for layer in counts.layers] + [12])
     print(
-        f"{'#':>3} {'layer':<{width}} {'type':<18} {'output shape':<14} "
+        f"{'#':>3} {'paper layer':<{width}} {'type':<18} {'output shape':<14} "
         f"{'params':>12} {'MACs':>15} {'new KiB':>9} {'calls':>5}"
     )
-    for layer in counts.layers:
-        shape = "x".join(str(d) for d in layer.output_shape)
-        print(
-            f"{layer.index:>3} {layer.layer:<{width}} {layer.type:<18} {shape:<14} "
-            f"{layer.params:>12,} {layer.macs:>15,} {layer.activation_bytes / 1024:>9.1f} "
-            f"{layer.calls:>5}"
-        )
+    for name, parts in paper_layer_groups(counts.layers):
+        if len(parts) > 1 or parts[0].layer != name:
+            _print_layer_line("", name, "", parts[-1].output_shape, parts, width)
+        for part in parts:
+            label = f"  {part.layer}" if (len(parts) > 1 or part.layer != name) else name
+            _print_layer_line(str(part.index), label, part.type, part.output_shape, [part], width)
     print(
+        "a paper layer's line sums its modules, indented beneath it; "
         "new KiB: the tensors a layer's own calls create, one sample, fp32 (an in-place ReLU "
         "or a view creates none; a layer called twice, both calls)"
     )
@@ -94,6 +95,25 @@ def run_layers(args: argparse.Namespace) -> int:
             f"{uncounted_ops_text(counts.skipped_ops)}"
         )
     return 0
+
+
+def _print_layer_line(
+    index: str,
+    label: str,
+    kind: str,
+    shape: tuple[int, ...],
+    parts: list[Any],
+    width: int,
+) -> None:
+    dims = "x".join(str(d) for d in shape)
+    params = sum(p.params for p in parts)
+    macs = sum(p.macs for p in parts)
+    kib = sum(p.activation_bytes for p in parts) / 1024
+    calls = str(parts[0].calls) if len(parts) == 1 else ""
+    print(
+        f"{index:>3} {label:<{width}} {kind:<18} {dims:<14} "
+        f"{params:>12,} {macs:>15,} {kib:>9.1f} {calls:>5}"
+    )
 
 
 # --- run --------------------------------------------------------------------------------------
@@ -120,7 +140,7 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _add_plan_axes(parser: argparse.ArgumentParser) -> None:
     """The plan's axes: models × devices × batch sizes × dtypes × formats × modes."""
-    from bench.sweep.plan import DTYPES, MEMORY_FORMATS, MODES
+    from bench.sweep.plan import COMPILE_MODES, DTYPES, MEMORY_FORMATS, MODES
 
     axes = [
         ("--models", "PATTERN", ["*"], "model names or shell patterns (default: every model)"),
@@ -139,6 +159,13 @@ def _add_plan_axes(parser: argparse.ArgumentParser) -> None:
             f"{' '.join(MEMORY_FORMATS)} (default: contiguous; --full: both)",
         ),
         ("--modes", "MODE", None, f"{' '.join(MODES)} (default: both)"),
+        (
+            "--compile",
+            "MODE",
+            None,
+            f"{' '.join(COMPILE_MODES)}: eager and/or torch.compile modes, each its own row "
+            "with its compile time (default: none, eager)",
+        ),
     ]
     for flag, metavar, default, help in axes:
         parser.add_argument(flag, nargs="+", default=default, metavar=metavar, help=help)
@@ -160,6 +187,12 @@ def _add_timing(parser: argparse.ArgumentParser) -> None:
         "--max-batch",
         action="store_true",
         help="CUDA: also find and measure the largest batch that fits",
+    )
+    parser.add_argument(
+        "--fastest-format",
+        action="store_true",
+        help="also measure bf16 autocast with channels_last on each device with native bf16 "
+        "(detected; none extra elsewhere)",
     )
 
 
@@ -195,12 +228,21 @@ def build_plan(args: argparse.Namespace) -> Any:
             raise ValueError("cuda requested but no CUDA device is available: use --devices cpu")
     if args.max_batch and "cuda" not in devices:
         raise ValueError("--max-batch needs a CUDA device (--devices cuda)")
-    overrides: dict[str, Any] = {"devices": devices, "max_batch": args.max_batch}
+    overrides: dict[str, Any] = {
+        "devices": devices,
+        "max_batch": args.max_batch,
+        "fastest_format": getattr(args, "fastest_format", False),
+    }
     if args.batch_sizes is not None:
         overrides["batch_sizes"] = tuple(parse_batch_size(b) for b in args.batch_sizes)
-    for option in ("dtypes", "memory_formats", "modes"):
-        if getattr(args, option) is not None:
-            overrides[option] = tuple(dict.fromkeys(getattr(args, option)))
+    for option, field in (
+        ("dtypes", "dtypes"),
+        ("memory_formats", "memory_formats"),
+        ("modes", "modes"),
+        ("compile", "compiles"),
+    ):
+        if getattr(args, option, None) is not None:
+            overrides[field] = tuple(dict.fromkeys(getattr(args, option)))
     if args.threads is not None:
         overrides["threads"] = args.threads
     if args.shard is not None:
@@ -266,6 +308,8 @@ class SweepListener:
 
     def __init__(self) -> None:
         self._bar: Any = None
+        self.measured = 0  # rows measured (not skipped), error rows included
+        self.noisy = 0  # of them, rows flagged noisy
 
     def __call__(self, event: Event) -> None:
         from tqdm import tqdm
@@ -275,6 +319,9 @@ class SweepListener:
                 total=event.rows, desc=event.model, unit="row", file=sys.stderr, leave=False
             )
         elif isinstance(event, RowDone):
+            if not event.skipped:
+                self.measured += 1
+                self.noisy += event.row.get("noisy") is True
             tqdm.write(row_line(event.row, event.skipped), file=sys.stdout)
             sys.stdout.flush()  # a line per row as it is measured, also into a pipe or a file
             if self._bar is not None:
@@ -291,6 +338,7 @@ def row_line(row: dict[str, Any], skipped: bool) -> str:
     what = (
         f"{row['model']} {row['device']} {row['dtype']} {row['memory_format']} "
         f"{row['mode']} b={row['batch_size']}{' (max)' if row.get('max_batch') is not None else ''}"
+        + (f" compile={row['compile']}" if row.get("compile") not in (None, "none") else "")
     )
     if skipped:
         return f"{what}: already measured, skipped"
@@ -299,11 +347,48 @@ def row_line(row: dict[str, Any], skipped: bool) -> str:
     gflops = row.get("achieved_gflops")
     p10, p90 = row.get("step_ms_p10"), row.get("step_ms_p90")
     spread = "" if p10 is None or p90 is None else f"p10 {p10:.2f}, p90 {p90:.2f}, "
+    iqr = row.get("step_iqr_rel")
+    spread += "" if iqr is None else f"IQR {iqr:.0%}{' NOISY' if row.get('noisy') else ''}, "
     return (
-        f"{what}: {row['step_ms_median']:.2f} ms/step ({spread}n={row['steps_timed']}), "
-        f"{row['samples_per_s']:.1f} samples/s"
+        f"{what}: {row['step_ms_median']:.2f} ms/step ({spread}n={row['steps_timed']})"
+        + _phases_text(row)
+        + f", {row['samples_per_s']:.1f} samples/s"
         + (f", {gflops:.1f} GFLOP/s" if gflops is not None else "")
         + f", peak {row['peak_mem_mib']:.0f} MiB"
+        + (
+            f" (analytic estimate {row['mem_estimate_mib']:.1f})"
+            if row.get("mem_estimate_mib") is not None
+            else ""
+        )
+        + (f", compiled in {row['compile_s']:.1f} s" if row.get("compile_s") is not None else "")
+    )
+
+
+def _phases_text(row: dict[str, Any]) -> str:
+    """`` [fwd 1.00 + bwd 2.00 + opt 0.50 ms]`` for a training row, else ``""``."""
+    phases = [("fwd", "forward_ms"), ("bwd", "backward_ms"), ("opt", "optimizer_ms")]
+    if any(row.get(column) is None for _, column in phases):
+        return ""
+    return " [" + " + ".join(f"{short} {row[column]:.2f}" for short, column in phases) + " ms]"
+
+
+def closing_line(out: Path, seconds: float, listener: SweepListener) -> str:
+    """The run's last line: where, how long, how many rows were noisy and the load average
+    at the start and at the end of this session (meta.json's)."""
+    import json
+
+    from bench.measure.timing import NOISY_IQR_REL
+
+    try:
+        meta = json.loads((out / "meta.json").read_text())
+        session = meta["sessions"][-1] if meta.get("sessions") else meta
+    except (OSError, ValueError, KeyError, IndexError, TypeError):
+        session = {}
+    loads = (session.get("load_average_1m"), session.get("load_average_1m_end"))
+    load = "/".join("?" if v is None else f"{v:.1f}" for v in loads)
+    return (
+        f"done in {seconds:.0f} s: {out}; {listener.noisy} of {listener.measured} rows noisy "
+        f"(IQR over {NOISY_IQR_REL:.0%} of the median); load average {load} (start/end)"
     )
 
 
@@ -316,15 +401,16 @@ def run_run(args: argparse.Namespace) -> int:
     args.resolved_out = out  # for `all`, which reports this folder next
     _print_plan(plan, out)
     started = time.perf_counter()
+    listener = SweepListener()
     try:
-        run_plan(plan, out, listen=SweepListener(), resume=args.resume)
+        run_plan(plan, out, listen=listener, resume=args.resume)
     except KeyboardInterrupt:
         print(
             f"interrupted: rows measured so far are in {out} (continue with --resume --out {out})",
             file=sys.stderr,
         )
         return 130
-    print(f"done in {time.perf_counter() - started:.0f} s: {out}", file=sys.stderr)
+    print(closing_line(out, time.perf_counter() - started, listener), file=sys.stderr)
     return 0
 
 

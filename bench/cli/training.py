@@ -85,7 +85,14 @@ def _add_run_length(parser: argparse.ArgumentParser) -> None:
         "--epochs",
         type=positive(int),
         default=None,
-        help="passes over the training split (default: the recipe's)",
+        help="the length in passes over the training split (default: the recipe's samples)",
+    )
+    parser.add_argument(
+        "--samples",
+        type=positive(int),
+        default=None,
+        metavar="N",
+        help="the length in samples seen, rounded up to whole batches (default: the recipe's)",
     )
     parser.add_argument(
         "--target-acc",
@@ -97,7 +104,8 @@ def _add_run_length(parser: argparse.ArgumentParser) -> None:
         "--budget-s",
         type=positive(float),
         default=None,
-        help="stop training after this many seconds (accuracy at budget)",
+        help="train for this many seconds, the schedule run over them (accuracy at budget); "
+        "with --epochs or --samples, only a cap",
     )
     parser.add_argument("--seed", type=non_negative_int, default=0)
     parser.add_argument(
@@ -241,7 +249,8 @@ class TrainingListener:
         from tqdm import tqdm
 
         if isinstance(event, EpochStarted):
-            desc = f"{event.model} epoch {event.epoch}/{event.epochs}"
+            of = f"/{event.epochs}" if event.epochs else ""  # 0: the budget is the length
+            desc = f"{event.model} epoch {event.epoch}{of}"
             self._bar = tqdm(total=event.steps, desc=desc, leave=False, unit="step")
         elif isinstance(event, StepsDone) and self._bar is not None:
             self._bar.update(event.steps)
@@ -282,7 +291,7 @@ def _row_line(row: dict[str, Any], weights: Path | None) -> str:
     reached = (
         f"{target:.2%} reached at {ttt:.1f} s"
         if ttt is not None
-        else (f"{target:.2%} not reached" if target is not None else "no target")
+        else (f"{target:.2%} not reached within its {_ended(row)}" if target else "no target")
     )
     procs = (
         f" on {row['world_size']} processes ({row['backend']}, global batch {row['global_batch']})"
@@ -290,11 +299,19 @@ def _row_line(row: dict[str, Any], weights: Path | None) -> str:
         else ""
     )
     return (
-        f"{row['model']} seed {row['seed']}{procs}: test accuracy {row['accuracy']:.4f} after "
-        f"{row['epochs']:g} epochs, {row['train_s']:.1f} s of training ({row['data_on_clock']} "
-        f"on the clock, evaluation excluded); {reached}"
-        + (f"; weights {weights}" if weights else "")
+        f"{row['model']} seed {row['seed']}{procs}: test accuracy {row['accuracy']:.4f} "
+        f"({row['test_samples']:,} images) after {row['samples_seen']:,} samples "
+        f"({row['epochs']:g} epochs), {row['train_s']:.1f} s of training "
+        f"({row['data_on_clock']} on the clock, evaluation excluded), stopped by its "
+        f"{_ended(row)}; {reached}" + (f"; weights {weights}" if weights else "")
     )
+
+
+def _ended(row: dict[str, Any]) -> str:
+    """What ended a run, in words: its length, its budget or its target."""
+    if row["stopped_by"] == "budget":
+        return f"budget of {row['budget_s']:g} s"
+    return str(row["stopped_by"])  # "length" or "target"
 
 
 def _print_seeds_summary(rows: list[dict[str, Any]]) -> None:

@@ -42,8 +42,8 @@ import logging
 import math
 import warnings
 from collections import Counter
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -60,8 +60,12 @@ __all__ = [
     "count_macs_fvcore",
     "count_flops",
     "count_step_flops",
+    "forward_elements",
+    "activation_elements_per_sample",
     "uncounted_ops_text",
     "layer_breakdown",
+    "with_paper_names",
+    "paper_layer_groups",
     "count_model",
 ]
 
@@ -111,6 +115,9 @@ class LayerInfo:
     # once: 0 for an in-place ReLU), summed over its calls.
     activation_bytes: int
     calls: int = 1  # how often the forward pass calls it (ResNet's BasicBlock.relu: 2)
+    # The paper's name of the layer this module is part of (LeNet-5's "C3" for each of
+    # c3.groups.0..2); the module path where no map is given.
+    paper_layer: str = ""
 
     @property
     def activation_mib(self) -> float:
@@ -259,6 +266,7 @@ class _CreatedTensors(TorchDispatchMode):
         self.seen = {tensor.untyped_storage().data_ptr() for tensor in known}
         self.alive: list[torch.Tensor] = []  # held, so no freed address is handed out again
         self.created: list[tuple[str, int]] = []  # (module path, bytes), in creation order
+        self.elements = 0  # of every created tensor
         self.stack = stack
 
     def __torch_dispatch__(
@@ -277,7 +285,31 @@ class _CreatedTensors(TorchDispatchMode):
                 self.seen.add(storage.data_ptr())
                 self.alive.append(leaf)
                 self.created.append((self.stack[-1] if self.stack else "", storage.nbytes()))
+                self.elements += storage.nbytes() // leaf.element_size()
         return out
+
+
+def forward_elements(model: nn.Module, example: torch.Tensor) -> int:
+    """Elements of every new tensor one eval forward pass of ``example`` creates (each storage
+    once: a view or an in-place op writes none, a module called twice writes at each call)."""
+    was_training = model.training
+    model.eval()
+    recorder = _CreatedTensors([example, *model.parameters(), *model.buffers()], [])
+    try:
+        with torch.no_grad(), recorder:
+            model(example)
+    finally:
+        model.train(was_training)
+    return recorder.elements
+
+
+def activation_elements_per_sample(model: nn.Module, input_shape: tuple[int, ...]) -> int:
+    """Elements the forward pass writes for one sample (the rows' ``activation_elements``): a
+    batch of two's beyond a batch of one, so a tensor that does not grow with the batch counts
+    nothing. timm's ``infer_macts`` (fvcore's ActivationCountAnalysis) counts the outputs of
+    conv, matmul and similar ops only; this counts every op's, as the byte counts here do."""
+    one = torch.zeros((1, *input_shape))
+    return forward_elements(model, torch.cat([one, one])) - forward_elements(model, one)
 
 
 def _record_calls(
@@ -392,8 +424,41 @@ def _layers_from_calls(
     return tuple(rows)
 
 
-def count_model(model: nn.Module, input_shape: tuple[int, int, int]) -> Counts:
-    """Every count of ``model`` for one sample of ``input_shape``, on CPU in fp32 eval mode."""
+def with_paper_names(
+    layers: Sequence[LayerInfo],
+    paper_names: Callable[[Sequence[tuple[str, str]]], list[str]] | None,
+) -> tuple[LayerInfo, ...]:
+    """``layers`` with ``paper_layer`` set by ``paper_names`` (the module path without one)."""
+    rows = [(layer.layer, layer.type) for layer in layers]
+    names = paper_names(rows) if paper_names is not None else [path for path, _ in rows]
+    return tuple(
+        replace(layer, paper_layer=name) for layer, name in zip(layers, names, strict=True)
+    )
+
+
+def paper_layer_groups(layers: Sequence[LayerInfo]) -> list[tuple[str, list[LayerInfo]]]:
+    """``layers`` grouped by paper layer, in forward order: ``(paper name, its parts)``; a
+    name that comes back after another (a model's own code between layers) starts a new
+    group."""
+    groups: list[tuple[str, list[LayerInfo]]] = []
+    for layer in layers:
+        name = layer.paper_layer or layer.layer
+        if groups and groups[-1][0] == name:
+            groups[-1][1].append(layer)
+        else:
+            groups.append((name, [layer]))
+    return groups
+
+
+def count_model(
+    model: nn.Module,
+    input_shape: tuple[int, int, int],
+    paper_names: Callable[[Sequence[tuple[str, str]]], list[str]] | None = None,
+) -> Counts:
+    """Every count of ``model`` for one sample of ``input_shape``, on CPU in fp32 eval mode.
+
+    ``paper_names`` (a model card's, see ``zoo.paper_layers``) names each layer's paper layer.
+    """
     model = model.eval()
     example = torch.randn(1, *input_shape)
     trainable, total = count_params(model)
@@ -420,6 +485,6 @@ def count_model(model: nn.Module, input_shape: tuple[int, int, int]) -> Counts:
         macs_by_handles=int(by_handles),
         flops=count_flops(model, example),
         skipped_ops=skipped,
-        layers=_layers_from_calls(model, calls, by_module, created),
+        layers=with_paper_names(_layers_from_calls(model, calls, by_module, created), paper_names),
         largest_tensor_bytes=max((nbytes for _, nbytes in created), default=0),
     )

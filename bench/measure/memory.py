@@ -19,6 +19,14 @@
 - CPU refusal: :func:`estimate_peak_bytes` from the layer outputs of one sample, checked
   against ``MemAvailable`` before a batch runs, so the kernel's OOM killer never gets there.
   The row keeps it as ``peak_mem_estimate_mib``, beside the measured ``peak_mem_mib``.
+- The analytical estimate (:func:`estimate_train_bytes`, the row's ``mem_estimate_mib``):
+  what torchinfo's "estimated total size" adds up for training, not a guard: weights,
+  gradients, optimizer state, the batch, and every layer output of the forward pass kept for
+  backward. The measured peak exceeds it where autograd saves what no layer outputs (the
+  inputs of in-place ops, a ReLU's mask, autocast's bf16 copies of the weights), where the
+  allocator keeps freed blocks (slack), and where the CPU's oneDNN kernels take scratch space
+  and reordered copies of the weights; it falls below it where a layer output is freed before
+  backward (a view, an in-place op's input not saved).
 """
 
 from __future__ import annotations
@@ -47,6 +55,7 @@ __all__ = [
     "peak_cuda",
     "mem_available_bytes",
     "estimate_peak_bytes",
+    "estimate_train_bytes",
     "MemoryRefused",
     "check_fits_cpu",
 ]
@@ -241,6 +250,24 @@ def estimate_peak_bytes(
         per_sample += 2 * largest_activation_per_sample * element_scale
         fixed = weight_bytes + weight_bytes
     return int(fixed + STEP_OVERHEAD_BYTES + per_sample * batch_size)
+
+
+def estimate_train_bytes(
+    *,
+    model_bytes: ModelBytes,
+    momentum_buffers: int,
+    activation_bytes_per_sample: int,
+    activation_scale: float,
+    input_bytes_per_sample: int,
+    batch_size: int,
+) -> int:
+    """torchinfo's way of estimating a training step's memory, analytically: weights and
+    buffers, a gradient and ``momentum_buffers`` optimizer buffers per trainable parameter,
+    the batch, and every tensor the forward pass creates (``activation_bytes_per_sample``,
+    counted in fp32; ``activation_scale`` 0.5 where they are bf16) kept for backward."""
+    fixed = model_bytes.weights + (1 + momentum_buffers) * model_bytes.trainable
+    per_sample = input_bytes_per_sample + activation_bytes_per_sample * activation_scale
+    return int(fixed + per_sample * batch_size)
 
 
 class MemoryRefused(RuntimeError):

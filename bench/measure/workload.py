@@ -12,6 +12,13 @@ dtype conventions (the ``dtype`` column):
 A training step is ``zero_grad`` → forward → the recipe's loss (cross-entropy; MAP for
 LeNet-5) → backward → SGD(momentum 0.9)
 step, the papers' optimizer. Inputs are random: timing does not depend on their values.
+``compile``: ``"none"`` runs the model eagerly; ``"default"`` or ``"max-autotune"`` runs it
+through ``torch.compile`` with that mode (inductor), the optimizer step staying eager. Dynamo's
+caches are reset first, so the first call compiles from scratch (inductor's on-disk caches
+may still shorten it on a machine that compiled the same graph before).
+``train_marked(mark)`` is the same step marking its phases for
+:func:`bench.measure.timing.time_phased_steps`: ``forward`` (forward and loss), ``backward``,
+``optimizer`` (``zero_grad`` and the SGD step).
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bench.measure import machine
+from bench.measure.timing import Mark, no_mark
 
 __all__ = ["TORCH_DTYPES", "Workload", "make_workload", "autocast_context", "check_dtype"]
 
@@ -37,6 +45,7 @@ class Workload:
     """A model placed on a device with one batch, and its step callables.
 
     ``infer()`` and ``train()`` each run one step; ``optimizer`` exists once ``train`` is built.
+    ``train_marked(mark)`` is ``train()`` calling ``mark`` at the end of each phase.
     """
 
     model: nn.Module
@@ -47,6 +56,7 @@ class Workload:
     optimizer: torch.optim.Optimizer | None
     infer: Callable[[], torch.Tensor]
     train: Callable[[], torch.Tensor]
+    train_marked: Callable[[Mark], torch.Tensor]
 
 
 def check_dtype(dtype: str, device: torch.device) -> None:
@@ -84,40 +94,73 @@ def make_workload(
     mode: str,
     seed: int = 0,
     loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = F.cross_entropy,
+    compile: str = "none",
 ) -> Workload:
     """Place ``model`` and a random batch on ``device`` and build its step callables.
 
     ``mode`` is ``"infer"`` (model in eval mode) or ``"train"`` (train mode, SGD optimizer);
     ``loss`` is the training step's criterion (the model's recipe's: LeNet-5 trains with MAP).
-    The model is moved/cast in place, once.
+    The model is moved/cast in place, once. ``compile``: a ``torch.compile`` mode, or
+    ``"none"``; compiling happens at the first call of a step.
     """
     device = torch.device(device)
     check_dtype(dtype, device)
-    torch_dtype = TORCH_DTYPES[dtype]
     fmt = torch.channels_last if memory_format == "channels_last" else torch.contiguous_format
-    generator = torch.Generator().manual_seed(seed)
-    inputs = torch.randn((batch_size, *input_shape), generator=generator)
-    targets = torch.randint(0, num_classes, (batch_size,), generator=generator)
-    model.to(device=device, dtype=torch_dtype, memory_format=fmt)
-    inputs = inputs.to(device=device, dtype=torch_dtype).contiguous(memory_format=fmt)
-    targets = targets.to(device)
+    model.to(device=device, dtype=TORCH_DTYPES[dtype], memory_format=fmt)
+    inputs, targets = _random_batch(
+        (batch_size, *input_shape), num_classes, seed, device, TORCH_DTYPES[dtype], fmt
+    )
     model.train(mode == "train")
-    optimizer: torch.optim.Optimizer | None = None
-    if mode == "train":
-        # foreach=False: the per-parameter loop, the same on every device and dtype.
-        optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9, foreach=False)
+    # foreach=False: the per-parameter loop, the same on every device and dtype.
+    optimizer = (
+        torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9, foreach=False)
+        if mode == "train"
+        else None
+    )
+    runner = _compiled(model, compile)
 
     def infer() -> torch.Tensor:
         with torch.inference_mode(), autocast_context(dtype, device):
-            return model(inputs)
+            return runner(inputs)
 
-    def train() -> torch.Tensor:
+    def train_marked(mark: Mark) -> torch.Tensor:
         assert optimizer is not None, "train step built without an optimizer"
         optimizer.zero_grad(set_to_none=True)
+        mark("optimizer")
         with autocast_context(dtype, device):
-            value = loss(model(inputs), targets)
+            value = loss(runner(inputs), targets)
+        mark("forward")
         value.backward()
+        mark("backward")
         optimizer.step()
+        mark("optimizer")
         return value.detach()
 
-    return Workload(model, inputs, targets, device, dtype, optimizer, infer, train)
+    def train() -> torch.Tensor:
+        return train_marked(no_mark)
+
+    return Workload(model, inputs, targets, device, dtype, optimizer, infer, train, train_marked)
+
+
+def _random_batch(
+    shape: tuple[int, ...],
+    num_classes: int,
+    seed: int,
+    device: torch.device,
+    dtype: torch.dtype,
+    fmt: torch.memory_format,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Inputs of ``shape`` and targets below ``num_classes``, the same for the same seed."""
+    generator = torch.Generator().manual_seed(seed)
+    inputs = torch.randn(shape, generator=generator)
+    targets = torch.randint(0, num_classes, (shape[0],), generator=generator)
+    inputs = inputs.to(device=device, dtype=dtype).contiguous(memory_format=fmt)
+    return inputs, targets.to(device)
+
+
+def _compiled(model: nn.Module, mode: str) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``model`` itself (``"none"``) or ``torch.compile(model)`` with ``mode``."""
+    if mode == "none":
+        return model
+    torch._dynamo.reset()  # compile from scratch: no cached graph, no recompile limit reached
+    return torch.compile(model, mode=None if mode == "default" else mode)

@@ -6,16 +6,18 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from bench.report import figures
+from bench.report.answers import answer_blocks
 from bench.report.document import (
     Block,
     Bullets,
+    Contents,
     Heading,
     Image,
     Para,
@@ -24,6 +26,7 @@ from bench.report.document import (
 )
 from bench.report.formatting import missing
 from bench.report.glance import glance_blocks, paper_blocks
+from bench.report.model_details import model_detail_blocks
 from bench.report.runs import Run, device_peaks, load_run, merge_runs, row_peaks, session_meta
 from bench.report.sections import (
     accuracy_blocks,
@@ -41,6 +44,7 @@ from bench.report.summary import (
     layer_shares,
     memory_rows,
     model_order,
+    named_layers,
     paper_facts,
     summary_table,
 )
@@ -68,6 +72,7 @@ def build_report(results_dirs: Sequence[Path], out_dir: Path | None = None) -> P
     if not results_dirs:
         raise ValueError("no results folders given: pass at least one RESULTS_DIR")
     run_data = merge_runs([load_run(Path(d)) for d in results_dirs])
+    run_data = replace(run_data, layers=named_layers(run_data.layers))
     out = Path(out_dir) if out_dir is not None else _default_out_dir(run_data.name)
     out.mkdir(parents=True, exist_ok=True)
     for stale in sorted(out.glob("fig_*.png")):  # figures of an earlier build of this folder
@@ -75,7 +80,7 @@ def build_report(results_dirs: Sequence[Path], out_dir: Path | None = None) -> P
     tables = _tables(run_data)
     tables.summary.to_csv(out / "summary.csv", index=False, lineterminator="\n")
     drawn = _draw_figures(run_data, tables, out)
-    layer_figs = _draw_layer_figures(run_data.layers, out)
+    layer_figs = _draw_layer_figures(run_data.layers, out, model_order(run_data.results))
     blocks = _report_blocks(results_dirs, run_data, tables, drawn, layer_figs)
     title = f"cnn-zoo-bench report: {run_data.name}"
     (out / "report.md").write_text(render_markdown(title, blocks), encoding="utf-8")
@@ -124,6 +129,8 @@ def _draw_figures(run_data: Run, tables: _Tables, out: Path) -> dict[str, str | 
         if not missing(t)
     }
     draw: dict[str, Callable[[Path], Path | None]] = {
+        "fig_accuracy_vs_cost.png": lambda path: figures.accuracy_vs_cost(acc, path),
+        "fig_latency_vs_macs.png": lambda path: figures.latency_vs_macs(ok, path),
         "fig_params_vs_macs.png": lambda path: figures.params_vs_macs(tables.summary, path),
         "fig_throughput_vs_batch.png": lambda path: figures.throughput_vs_batch(ok, path),
         "fig_gflops_vs_peak.png": lambda path: figures.gflops_vs_peak(
@@ -131,19 +138,25 @@ def _draw_figures(run_data: Run, tables: _Tables, out: Path) -> dict[str, str | 
         ),
         "fig_memory.png": lambda path: figures.memory_breakdown(tables.memory, path),
         "fig_time_to_accuracy.png": lambda path: figures.time_to_accuracy(
-            run_data.epochs, targets, path
+            run_data.epochs,
+            targets,
+            path,
+            dict(zip(tables.summary["model"], tables.summary["family"])),
         ),
         "fig_layer_share.png": lambda path: figures.param_share(tables.shares, path),
     }
     return {file: file if figure(out / file) is not None else None for file, figure in draw.items()}
 
 
-def _draw_layer_figures(layers: pd.DataFrame, out: Path) -> list[tuple[str, str]]:
-    """One per-layer figure per family, in the zoo's order: ``(family, file)`` of those drawn."""
+def _draw_layer_figures(
+    layers: pd.DataFrame, out: Path, order: Sequence[str] = ()
+) -> list[tuple[str, str]]:
+    """One per-layer figure per family, in the zoo's order, its models in ``order``:
+    ``(family, file)`` of those drawn."""
     drawn = []
     for family in sorted(layers["family"].dropna().astype(str).unique(), key=family_rank):
         file = f"fig_layers_{re.sub(r'[^A-Za-z0-9_-]', '_', family)}.png"
-        if figures.layers_by_family(layers, family, out / file) is not None:
+        if figures.layers_by_family(layers, family, out / file, order) is not None:
             drawn.append((family, file))
     return drawn
 
@@ -155,7 +168,8 @@ def _report_blocks(
     drawn: Mapping[str, str | None],
     layer_figs: Sequence[tuple[str, str]],
 ) -> list[Block]:
-    """The report's sections, in reading order (``drawn``: :func:`_draw_figures`)."""
+    """The report's sections, in reading order (``drawn``: :func:`_draw_figures`): the
+    answers and their figures first, then the contents, then the details."""
     results, summary = run_data.results, tables.summary
     blocks: list[Block] = [
         Para(
@@ -164,6 +178,8 @@ def _report_blocks(
             + "`: every number below is read from the results folders or, for the papers' "
             "columns, from the zoo's registry."
         ),
+        *answer_blocks(results, summary, tables.shares, tables.memory, drawn),
+        Contents(),
         *header_blocks(run_data),
     ]
     sentences = comparison_sentences(
@@ -172,18 +188,12 @@ def _report_blocks(
     if sentences:
         blocks += [Heading(2, "What the numbers say"), Bullets(tuple(sentences))]
     blocks += glance_blocks(summary, tables.devices)
-    if drawn["fig_params_vs_macs.png"]:
-        blocks.append(
-            Image(
-                "fig_params_vs_macs.png",
-                "Parameters against MACs per sample (log-log), one point per model.",
-            )
-        )
     blocks += paper_blocks(summary, tables.paper)
     blocks += _speed_blocks(drawn)
     blocks += _memory_blocks(drawn["fig_memory.png"], tables.memory)
     blocks += accuracy_blocks(results, drawn["fig_time_to_accuracy.png"])
-    blocks += share_blocks(tables.shares, layer_figs, drawn["fig_layer_share.png"])
+    blocks += share_blocks(tables.shares, (), drawn["fig_layer_share.png"])
+    blocks += model_detail_blocks(run_data.layers, model_order(results), layer_figs)
     blocks += errors_blocks(results, several_runs=len(run_data.metas) > 1)
     blocks += measured_blocks(results, run_data.metas)
     return blocks
@@ -192,13 +202,15 @@ def _report_blocks(
 _SPEED_CAPTIONS = (
     (
         "fig_throughput_vs_batch.png",
-        "Throughput (samples/s) against batch size per model, for each device and mode; "
-        "dashed and dotted lines are other dtypes or memory formats.",
+        "Throughput (samples/s) against batch size, one panel per device and mode, for the "
+        "settings measured at more than one batch; dashed lines are other dtypes or memory "
+        "formats.",
     ),
     (
         "fig_gflops_vs_peak.png",
-        "Best achieved GFLOP/s per model, mode and dtype against the matmul and 3×3 "
-        "convolution peaks measured at the start of the run (meta.json).",
+        "Best achieved GFLOP/s per model and dtype, one panel per device and mode, against the "
+        "matmul and 3×3 convolution peaks of the precisions shown, measured at the start of "
+        "the run (meta.json).",
     ),
 )
 
@@ -209,15 +221,16 @@ def _speed_blocks(drawn: Mapping[str, str | None]) -> list[Block]:
 
 
 def _memory_blocks(figure: str | None, memory: pd.DataFrame) -> list[Block]:
+    """The memory figure's rows, in words (the figure itself opens the report)."""
     if not figure:
         return []
     batches = ", ".join(f"{m} {int(b)}" for m, b in zip(memory["model"], memory["batch_size"]))
     return [
         Heading(2, "Where training memory goes"),
-        Image(
-            figure,
-            "Weights, gradients, optimizer state and activations saved for backward, from each "
-            f"model's smallest-batch train row at {REFERENCE_DTYPE}/{REFERENCE_FORMAT} where "
-            f"measured (batch: {batches}).",
+        Para(
+            "The figure at the top (Where training memory goes) stacks weights, gradients, "
+            "optimizer state and activations saved for backward, from each model's "
+            f"smallest-batch train row at {REFERENCE_DTYPE}/{REFERENCE_FORMAT} where measured "
+            f"(batch: {batches})."
         ),
     ]

@@ -21,19 +21,23 @@ matplotlib.use("Agg")  # the report never needs a display; harmless if already A
 import pandas as pd  # noqa: E402
 from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
+from matplotlib.colors import to_rgb  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.text import Text  # noqa: E402
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
 
 from bench.report.runs import epoch_curves, reference_peak  # noqa: E402
-from bench.report.summary import family_rank, layer_kind  # noqa: E402
+from bench.report.summary import family_rank, paper_layer_totals  # noqa: E402
 
 __all__ = [
     "DPI",
     "KIND_COLORS",
     "gflops_vs_peak",
+    "accuracy_vs_cost",
+    "latency_vs_macs",
     "layers_by_family",
+    "variant_colors",
     "memory_breakdown",
     "param_share",
     "params_vs_macs",
@@ -64,6 +68,22 @@ def _family_color(family: str) -> str:
 def _model_colors(models: Sequence[str]) -> dict[str, tuple[float, float, float, float]]:
     cmap = matplotlib.colormaps["tab10" if len(models) <= 10 else "tab20"]
     return {m: cmap(i % cmap.N) for i, m in enumerate(models)}
+
+
+def variant_colors(families: Mapping[str, str]) -> dict[str, tuple[float, float, float]]:
+    """One colour per family, a shade of it per variant: ``families`` maps each model to its
+    family, in the report's model order; a family's first model is the darkest shade."""
+    by_family: dict[str, list[str]] = {}
+    for model, family in families.items():
+        by_family.setdefault(str(family), []).append(model)
+    out = {}
+    for family, models in by_family.items():
+        base = to_rgb(_family_color(family))
+        for k, model in enumerate(models):
+            t = -0.35 + 0.8 * k / (len(models) - 1) if len(models) > 1 else 0.0
+            mix, towards = (t, 1.0) if t > 0 else (-t, 0.0)
+            out[model] = tuple(c + (towards - c) * mix for c in base)
+    return out
 
 
 def _new_figure(width: float, height: float) -> Figure:
@@ -100,20 +120,19 @@ def _label_bar_end(ax: Axes, text: str, x: float, y: float) -> None:
 
 
 def params_vs_macs(summary: pd.DataFrame, path: Path) -> Path | None:
-    """Log-log scatter of parameters against MACs per sample, one labelled point per model."""
+    """Log-log scatter of parameters against MACs per sample, one labelled point per model,
+    a colour per family and a shade per variant."""
     df = summary[["model", "family", "params", "macs"]].copy()
     df["params"] = pd.to_numeric(df["params"], errors="coerce")
     df["macs"] = pd.to_numeric(df["macs"], errors="coerce")
-    df = df[(df["params"] > 0) & (df["macs"] > 0)].sort_values("model")
+    df = df[(df["params"] > 0) & (df["macs"] > 0)]
     if df.empty:
         return None
+    colors = variant_colors(dict(zip(df["model"], df["family"])))
+    df = df.sort_values("model")
     fig = _new_figure(8, 5.5)
     ax = fig.add_subplot()
-    for family in sorted(df["family"].unique(), key=family_rank):
-        part = df[df["family"] == family]
-        ax.scatter(
-            part["macs"], part["params"], s=40, color=_family_color(family), label=family, zorder=3
-        )
+    ax.scatter(df["macs"], df["params"], s=44, c=[colors[m] for m in df["model"]], zorder=3)
     _log_axis(ax, "x")
     _log_axis(ax, "y")
     _pad_log_limits(ax, df["macs"], df["params"])
@@ -122,7 +141,94 @@ def params_vs_macs(summary: pd.DataFrame, path: Path) -> Path | None:
     ax.set_ylabel("trainable parameters (log scale)")
     ax.set_title("Size against compute: parameters vs MACs")
     ax.grid(True, which="major", alpha=0.3)
-    ax.legend(title="family", loc="upper left", fontsize=8)
+    _family_key(ax, df["family"])
+    return _save(fig, path)
+
+
+def _family_key(ax: Axes, families: Any) -> None:
+    """A small key of the families present (the points and lines carry their own names)."""
+    present = sorted({str(f) for f in families}, key=family_rank)
+    handles = [Patch(color=_family_color(f), label=f) for f in present]
+    ax.legend(handles=handles, title="family", loc="upper left", fontsize=7, title_fontsize=7)
+
+
+def latency_vs_macs(rows: pd.DataFrame, path: Path) -> Path | None:
+    """Batch-1 inference latency (median step) against MACs per sample, log-log, one panel per
+    device, one labelled point per model (fp32, contiguous rows; error-free ``rows``)."""
+    df = rows[
+        (rows["mode"] == "infer")
+        & (rows["batch_size"] == 1)
+        & (rows["dtype"] == "fp32")
+        & (rows["memory_format"] == "contiguous")
+        & (pd.to_numeric(rows["step_ms_median"], errors="coerce") > 0)
+        & (pd.to_numeric(rows["macs_fvcore"], errors="coerce") > 0)
+    ]
+    df = df.sort_values("step_ms_median").drop_duplicates(["device", "model"])
+    if df.empty:
+        return None
+    colors = variant_colors(dict(zip(df["model"], df["family"])))
+    devices = sorted(df["device"].astype(str).unique())
+    fig = _new_figure(8 * len(devices), 5.5)
+    axes = fig.subplots(1, len(devices), squeeze=False)[0]
+    for ax, device in zip(axes, devices):
+        part = df[df["device"] == device].sort_values("model")
+        xs, ys = part["macs_fvcore"].astype(float), part["step_ms_median"].astype(float)
+        ax.scatter(xs, ys, s=44, c=[colors[m] for m in part["model"]], zorder=3)
+        _log_axis(ax, "x")
+        _log_axis(ax, "y")
+        _pad_log_limits(ax, xs, ys)
+        _label_points(fig, ax, list(zip(xs, ys, part["model"])))
+        ax.set_xlabel("MACs per sample, forward pass (log scale)")
+        ax.set_ylabel("latency: median step at batch 1 (ms, log scale)")
+        ax.set_title(f"Latency against compute on {device} (infer, batch 1, fp32)")
+        ax.grid(True, which="major", alpha=0.3)
+        _family_key(ax, part["family"])
+    return _save(fig, path)
+
+
+def accuracy_vs_cost(rows: pd.DataFrame, path: Path) -> Path | None:
+    """Final test accuracy against the training clock, one labelled point per training run,
+    one panel per data set (error-free accuracy ``rows``)."""
+    df = rows[
+        (rows["mode"] == "accuracy")
+        & (pd.to_numeric(rows["train_s"], errors="coerce") > 0)
+        & rows["accuracy"].notna()
+    ]
+    if df.empty:
+        return None
+    colors = variant_colors(dict(zip(df["model"], df["family"])))
+    datasets = sorted(df["data"].astype(str).unique())
+    fig = _new_figure(8 * len(datasets), 5.5)
+    axes = fig.subplots(1, len(datasets), squeeze=False)[0]
+    for ax, data in zip(axes, datasets):
+        part = df[df["data"].astype(str) == data].sort_values(["model", "seed"])
+        xs = part["train_s"].astype(float)
+        ys = 100 * part["accuracy"].astype(float)
+        ax.scatter(xs, ys, s=44, c=[colors[m] for m in part["model"]], zorder=3)
+        _log_axis(ax, "x")
+        ax.set_xlim(xs.min() / 3, xs.max() * 8)
+        span = max(ys.max() - ys.min(), 1.0)
+        ax.set_ylim(ys.min() - 0.15 * span, ys.max() + 0.15 * span)
+        names = [
+            f"{m} (seed {int(s)})" if part["model"].tolist().count(m) > 1 else str(m)
+            for m, s in zip(part["model"], part["seed"].fillna(0))
+        ]
+        _label_points(fig, ax, list(zip(xs, ys, names)))
+        targets = part["target_acc"].dropna()
+        if not targets.empty:
+            ax.axhline(100 * float(targets.iloc[0]), color="black", linestyle="--", linewidth=1)
+            ax.annotate(
+                f"target {100 * float(targets.iloc[0]):.2f}%",
+                (0.01, 100 * float(targets.iloc[0])),
+                xycoords=("axes fraction", "data"),
+                xytext=(0, 3),
+                textcoords="offset points",
+                fontsize=7,
+            )
+        ax.set_xlabel("training time (s on the training clock, log scale)")
+        ax.set_ylabel("final test accuracy (%)")
+        ax.set_title(f"Accuracy against training cost on {data}")
+        ax.grid(True, which="major", alpha=0.3)
     return _save(fig, path)
 
 
@@ -169,59 +275,53 @@ def _pad_log_limits(ax: Axes, xs: pd.Series, ys: pd.Series) -> None:
 
 
 def throughput_vs_batch(rows: pd.DataFrame, path: Path) -> Path | None:
-    """Samples/s against batch size, one panel per device and mode, one line per model setting.
+    """Samples/s against batch size, one panel per device and mode, one line per model setting
+    measured at more than one batch, named at its end; None if no setting was swept.
 
     ``rows``: measured (error-free) infer/train rows with ``samples_per_s``.
     """
     df = rows[rows["mode"].isin(["infer", "train"]) & rows["samples_per_s"].notna()]
+    setting = ["device", "mode", "model", "dtype", "memory_format"]
+    swept = df.groupby(setting)["batch_size"].transform("nunique") > 1
+    df = df[swept]
     if df.empty:
         return None
-    devices = sorted(df["device"].unique())
-    modes = [m for m in ("infer", "train") if m in set(df["mode"])]
-    models = sorted(df["model"].unique())
-    colors = _model_colors(models)
-    variants = sorted(
-        {(d, f) for d, f in zip(df["dtype"], df["memory_format"])},
-        key=lambda v: (v != ("fp32", "contiguous"), v),
+    panels = sorted(
+        {(str(d), str(m)) for d, m in zip(df["device"], df["mode"])},
+        key=lambda p: (p[0], p[1] != "infer"),
     )
-    fig = _new_figure(6.5 * len(modes), 4.8 * len(devices))
-    axes = fig.subplots(len(devices), len(modes), squeeze=False)
-    for i, device in enumerate(devices):
-        for j, mode in enumerate(modes):
-            ax = axes[i][j]
-            part = df[(df["device"] == device) & (df["mode"] == mode)]
-            for model in models:
-                for k, (dtype, fmt) in enumerate(variants):
-                    line = part[
-                        (part["model"] == model)
-                        & (part["dtype"] == dtype)
-                        & (part["memory_format"] == fmt)
-                    ].sort_values("batch_size")
-                    if line.empty:
-                        continue
-                    label = (
-                        model
-                        if (dtype, fmt) == ("fp32", "contiguous")
-                        else (f"{model} ({dtype}, {fmt})")
-                    )
-                    ax.plot(
-                        line["batch_size"],
-                        line["samples_per_s"],
-                        color=colors[model],
-                        linestyle=_LINESTYLES[k % len(_LINESTYLES)],
-                        marker=_MARKERS[k % len(_MARKERS)],
-                        markersize=4,
-                        label=label,
-                    )
-            ax.set_xscale("log", base=2)
-            ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _p: f"{x:g}"))
-            _log_axis(ax, "y")
-            ax.set_xlabel("batch size (samples, log scale)")
-            ax.set_ylabel("throughput (samples/s, log scale)")
-            ax.set_title(f"{mode} on {device}")
-            ax.grid(True, which="major", alpha=0.3)
-            if ax.has_data():
-                ax.legend(fontsize=7, loc="best")
+    colors = variant_colors(dict(zip(df["model"], df["family"])))
+    reference = {("fp32", "contiguous")}
+    fig = _new_figure(7.5 * len(panels), 5.2)
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    for ax, (device, mode) in zip(axes, panels):
+        part = df[(df["device"] == device) & (df["mode"] == mode)]
+        ends = []
+        for (model, dtype, fmt), line in part.groupby(["model", "dtype", "memory_format"]):
+            line = line.sort_values("batch_size")
+            other = (dtype, fmt) not in reference
+            ax.plot(
+                line["batch_size"],
+                line["samples_per_s"],
+                color=colors[model],
+                linestyle="--" if other else "-",
+                marker="o",
+                markersize=4,
+            )
+            name = f"{model} ({dtype}, {fmt})" if other else str(model)
+            ends.append(
+                (float(line["batch_size"].iloc[-1]), float(line["samples_per_s"].iloc[-1]), name)
+            )
+        ax.set_xscale("log", base=2)
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _p: f"{x:g}"))
+        _log_axis(ax, "y")
+        xs = part["batch_size"].astype(float)
+        ax.set_xlim(xs.min() / 1.5, xs.max() * 6)
+        _label_points(fig, ax, ends)
+        ax.set_xlabel("batch size (samples, log scale)")
+        ax.set_ylabel("throughput (samples/s, log scale)")
+        ax.set_title(f"{mode} on {device}: models measured at several batches")
+        ax.grid(True, which="major", alpha=0.3)
     return _save(fig, path)
 
 
@@ -256,60 +356,72 @@ def gflops_vs_peak(
         .groupby(["device", "model", "mode", "dtype"], sort=True)
         .head(1)
     )
-    devices = sorted(best["device"].unique())
-    heights = [0.32 * len(best[best["device"] == d]) + 1.6 for d in devices]
-    fig = _new_figure(9, sum(heights) + 0.4)
-    axes = fig.subplots(len(devices), 1, squeeze=False, height_ratios=heights)
+    panels = sorted(
+        {(str(d), str(m)) for d, m in zip(best["device"], best["mode"])},
+        key=lambda p: (p[0], p[1] != "infer"),
+    )
+    devices = sorted({d for d, _ in panels})
+    modes = [m for m in ("infer", "train") if any(pm == m for _, pm in panels)]
+    colors = variant_colors(dict(zip(best["model"], best["family"])))
+    most = max(len(best[(best["device"] == d) & (best["mode"] == m)]) for d, m in panels)
+    fig = _new_figure(7.5 * len(modes), (0.3 * most + 1.8) * len(devices))
+    axes = fig.subplots(len(devices), len(modes), squeeze=False)
     for i, device in enumerate(devices):
-        device_peaks = peaks.get(device, {})
-        part = best[best["device"] == device]
-        _gflops_panel(axes[i][0], part, device, device_peaks, row_peaks)
+        for j, mode in enumerate(modes):
+            part = best[(best["device"] == device) & (best["mode"] == mode)]
+            if part.empty:
+                axes[i][j].set_axis_off()
+                continue
+            _gflops_panel(
+                axes[i][j], part, (device, mode), peaks.get(device, {}), row_peaks, colors
+            )
     return _save(fig, path)
 
 
 def _gflops_panel(
     ax: Axes,
     part: pd.DataFrame,
-    device: str,
+    where: tuple[str, str],
     device_peaks: Mapping[str, float],
     row_peaks: Callable[[Mapping[str, Any]], Mapping[str, float]] | None,
+    colors: Mapping[str, Any],
 ) -> None:
-    """One device's bars of :func:`gflops_vs_peak`, its peak lines and each bar's share."""
+    """One device and mode's bars of :func:`gflops_vs_peak`, the peaks of the precisions
+    present as named lines, and each bar's share."""
     part = part.copy()
     part["rank"] = part["family"].map(family_rank)
     # Smallest family and model at the top (barh draws bottom-up).
-    part = part.sort_values(["rank", "params", "model", "mode", "dtype"], ascending=False)
-    labels = [f"{m} {mo} {d}" for m, mo, d in zip(part["model"], part["mode"], part["dtype"])]
-    ys = range(len(part))
-    ax.barh(
-        list(ys),
-        part["achieved_gflops"],
-        color=[_family_color(f) for f in part["family"]],
-        height=0.7,
-    )
-    ax.set_yticks(list(ys), labels, fontsize=8)
+    part = part.sort_values(["rank", "params", "model", "dtype"], ascending=False)
+    several = part["dtype"].nunique() > 1
+    labels = [f"{m} ({d})" if several else str(m) for m, d in zip(part["model"], part["dtype"])]
+    ys = list(range(len(part)))
+    ax.barh(ys, part["achieved_gflops"], color=[colors[m] for m in part["model"]], height=0.7)
+    ax.set_yticks(ys, labels, fontsize=8)
+    precisions = {"bf16" if str(d).startswith("bf16") else "fp32" for d in part["dtype"]}
+    drawn = {k: v for k, v in device_peaks.items() if v and k.split("_")[0] in precisions}
     for key, style in _PEAK_STYLES:
-        value = device_peaks.get(key)
-        if value:
-            ax.axvline(
-                value,
-                color="black",
-                linestyle=style,
-                linewidth=1.2,
-                label=f"{key.replace('_', ' ')} peak: {value:,.0f} GFLOP/s",
+        if key in drawn:
+            ax.axvline(drawn[key], color="black", linestyle=style, linewidth=1.2)
+            ax.annotate(
+                f"{key.replace('_', ' ')} peak {drawn[key]:,.0f}",
+                (drawn[key], 1.0),
+                xycoords=("data", "axes fraction"),
+                xytext=(2, -2),
+                textcoords="offset points",
+                rotation=90,
+                va="top",
+                fontsize=7,
             )
     for y, row in enumerate(part.to_dict("records")):
         gf = row["achieved_gflops"]
         ref = reference_peak(row_peaks(row) if row_peaks else device_peaks, row["dtype"])
         share = f" ({100 * gf / ref[1]:.0f}% of {ref[0].replace('_', ' ')})" if ref else ""
         _label_bar_end(ax, f"{gf:,.1f}{share}", gf, y)
-    top = max([part["achieved_gflops"].max(), *[v for v in device_peaks.values() if v]])
-    ax.set_xlim(0, top * 1.35)
+    top = max([part["achieved_gflops"].max(), *drawn.values()])
+    ax.set_xlim(0, top * 1.45)
     ax.set_xlabel("achieved GFLOP/s (best over batch sizes and memory formats)")
-    ax.set_title(f"Distance to the hardware limit on {device}")
+    ax.set_title(f"{where[1]} on {where[0]}: distance to the measured peaks")
     ax.grid(True, axis="x", alpha=0.3)
-    if device_peaks:
-        ax.legend(fontsize=8, loc="lower right")
 
 
 def memory_breakdown(rows: pd.DataFrame, path: Path) -> Path | None:
@@ -349,22 +461,34 @@ def memory_breakdown(rows: pd.DataFrame, path: Path) -> Path | None:
     return _save(fig, path)
 
 
-def time_to_accuracy(epochs: pd.DataFrame, targets: Mapping[str, float], path: Path) -> Path | None:
-    """Test accuracy against wall-clock training time, one line per training run.
+def time_to_accuracy(
+    epochs: pd.DataFrame,
+    targets: Mapping[str, float],
+    path: Path,
+    families: Mapping[str, str] | None = None,
+) -> Path | None:
+    """Test accuracy against wall-clock training time, one line per training run, named at
+    its last evaluation.
 
     ``epochs``: the per-epoch log (curves: :func:`bench.report.runs.epoch_curves`); ``targets``:
-    target accuracy (fraction) per data set. One panel per data set.
+    target accuracy (fraction) per data set; ``families``: model → family, for a colour per
+    family and a shade per variant. One panel per data set.
     """
     curves = epoch_curves(epochs)
     if not curves:
         return None
     datasets = sorted({c.data for c in curves})
     models = sorted({c.model for c in curves})
-    colors = _model_colors(models)
+    colors: Mapping[str, Any] = (
+        variant_colors({m: families.get(m, "") for m in models})
+        if families
+        else _model_colors(models)
+    )
     fig = _new_figure(8, 4.8 * len(datasets))
     axes = fig.subplots(len(datasets), 1, squeeze=False)
     for i, data in enumerate(datasets):
         ax = axes[i][0]
+        ends: list[tuple[float, float, str]] = []  # each curve named at its last point
         for model in models:
             mine = [c for c in curves if c.data == data and c.model == model]
             labels = [
@@ -385,22 +509,33 @@ def time_to_accuracy(epochs: pd.DataFrame, targets: Mapping[str, float], path: P
                     markersize=3,
                     label=label + ")",
                 )
-        target = targets.get(data)
-        if target is not None and not math.isnan(target):
-            ax.axhline(
-                100 * target,
-                color="black",
-                linestyle="--",
-                linewidth=1,
-                label=f"target {100 * target:.2f}%",
-            )
+                last = curve.points.iloc[-1]
+                ends.append(
+                    (float(last["wall_s"]), 100 * float(last["test_accuracy"]), label + ")")
+                )
+        _target_line(ax, targets.get(data))
         ax.set_xlabel("wall-clock training time (s, evaluation excluded)")
         ax.set_ylabel("test accuracy (%)")
         ax.set_title(f"Time to accuracy on {data}")
-        ax.set_xlim(left=0)
+        ax.set_xlim(0, 1.45 * max((x for x, _, _ in ends), default=1.0))
         ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=7, loc="lower right")
+        _label_points(fig, ax, ends)
     return _save(fig, path)
+
+
+def _target_line(ax: Axes, target: float | None) -> None:
+    """The target accuracy (a fraction) as a dashed line, named at its left end."""
+    if target is None or math.isnan(target):
+        return
+    ax.axhline(100 * target, color="black", linestyle="--", linewidth=1)
+    ax.annotate(
+        f"target {100 * target:.2f}%",
+        (0.01, 100 * target),
+        xycoords=("axes fraction", "data"),
+        xytext=(0, 3),
+        textcoords="offset points",
+        fontsize=7,
+    )
 
 
 def param_share(shares: pd.DataFrame, path: Path) -> Path | None:
@@ -436,38 +571,43 @@ def param_share(shares: pd.DataFrame, path: Path) -> Path | None:
     return _save(fig, path)
 
 
-def layers_by_family(layers: pd.DataFrame, family: str, path: Path) -> Path | None:
-    """Per-layer parameters and MACs for every model of one family (layers with either > 0)."""
-    df = layers[
-        (layers["family"] == family)
-        & ((layers["params"].fillna(0) > 0) | (layers["macs"].fillna(0) > 0))
-    ]
-    if df.empty:
+def layers_by_family(
+    layers: pd.DataFrame, family: str, path: Path, order: Sequence[str] = ()
+) -> Path | None:
+    """Per paper layer (LeNet-5's C1 … OUTPUT, VGG's conv1_1 … fc8), parameters and MACs for
+    every model of one family (layers with either > 0), in ``order``, then by name."""
+    df = layers[layers["family"] == family]
+    rank = {m: i for i, m in enumerate(order)}
+    totals = {
+        str(m): t[(t["params"] > 0) | (t["macs"] > 0)]
+        for m in sorted(df["model"].unique(), key=lambda m: (rank.get(m, len(rank)), m))
+        for t in [paper_layer_totals(df[df["model"] == m])]
+    }
+    totals = {m: t for m, t in totals.items() if not t.empty}
+    if not totals:
         return None
-    models = sorted(df["model"].unique())
-    most = max(len(df[df["model"] == m]) for m in models)
-    width = min(max(9.0, 0.17 * most + 3), 16.0)
-    fig = _new_figure(width, 4.6 * len(models))
-    axes = fig.subplots(2 * len(models), 1, squeeze=False)
-    for i, model in enumerate(models):
-        part = df[df["model"] == model].sort_values("index")
+    most = max(len(t) for t in totals.values())
+    width = min(max(8.0, 0.3 * most + 3), 16.0)
+    fig = _new_figure(width, 4.2 * len(totals))
+    axes = fig.subplots(2 * len(totals), 1, squeeze=False)
+    for i, (model, part) in enumerate(totals.items()):
         xs = list(range(len(part)))
-        colors = [KIND_COLORS[layer_kind(t)] for t in part["type"]]
-        names = [str(n) for n in part["layer"]]
-        label_size = 7 if len(part) <= 40 else 5
+        colors = [KIND_COLORS[k] for k in part["kind"]]
         for j, (col, what) in enumerate((("params", "parameters"), ("macs", "MACs per sample"))):
             ax = axes[2 * i + j][0]
-            ax.bar(xs, part[col].fillna(0), color=colors, width=0.8)
+            ax.bar(xs, part[col], color=colors, width=0.8)
             ax.yaxis.set_major_formatter(FuncFormatter(_si))
-            ax.set_ylabel(f"{what} (count)", fontsize=8)
+            ax.set_ylabel(f"{what}", fontsize=8)
             ax.set_xlim(-0.7, len(part) - 0.3)
             ax.grid(True, axis="y", alpha=0.3)
             if j == 0:
                 ax.set_title(f"{model}: parameters and MACs per layer", fontsize=10)
                 ax.set_xticks(xs, [""] * len(xs))
             else:
-                ax.set_xticks(xs, names, rotation=90, fontsize=label_size)
-                ax.set_xlabel("layer (module path, forward order)", fontsize=8)
+                ax.set_xticks(
+                    xs, list(part["paper_layer"]), rotation=90 if most > 12 else 0, fontsize=8
+                )
+                ax.set_xlabel("layer, as the paper names it (forward order)", fontsize=8)
     handles = [
         Patch(color=KIND_COLORS[k], label=label)
         for k, label in (("conv", "conv"), ("fc", "fully connected"), ("other", "other"))

@@ -41,10 +41,10 @@ _SIZE_HEADERS = (
     "params",
     "paper params",
     "Δ",
-    "MACs",
+    "MACs (1 multiply-add each)",
     "paper MACs",
     "Δ",
-    "FLOPs",
+    "FLOPs (2 per MAC)",
     "weights MiB",
     "activations MiB/sample",
 )

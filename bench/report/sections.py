@@ -3,7 +3,7 @@ and all measured rows."""
 
 from __future__ import annotations
 
-import json
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -11,6 +11,13 @@ import pandas as pd
 
 from bench.report.document import Block, Heading, Image, Para, table
 from bench.report.formatting import duration, fmt_frac, fmt_int, fmt_num, fmt_pct, fmt_si, missing
+from bench.report.measure_notes import (
+    ESTIMATE_NOTE,
+    NOISY_NOTE,
+    compile_note,
+    estimate_cell,
+    noisy_mark,
+)
 from bench.report.runs import (
     PEAK_KINDS,
     Run,
@@ -37,7 +44,7 @@ def header_blocks(run: Run) -> list[Block]:
         ("started", lambda m: m.get("started")),
         ("finished", lambda m: m.get("finished")),
         ("duration", lambda m: duration(m.get("duration_s"))),
-        ("plan", lambda m: json.dumps(m.get("plan"), sort_keys=True) if m.get("plan") else ""),
+        *_plan_fields(metas),
         ("shard", lambda m: _shard_text((m.get("plan") or {}).get("shard"))),
         ("CPU", lambda m: m.get("cpu_model")),
         ("CPU flags", lambda m: ", ".join(m.get("cpu_flags") or [])),
@@ -64,13 +71,122 @@ def header_blocks(run: Run) -> list[Block]:
     n_failed = int(failed_mask(results).sum())
     return [
         Heading(2, "What was measured where"),
-        table(headers, rows),
+        table(headers, rows, interactive=False),
         Para(
             f"{len(results)} result rows ({n_failed} with an error), "
             f"{results['model'].nunique()} models, devices: "
             f"{', '.join(sorted(results['device'].dropna().astype(str).unique()))}."
         ),
+        *origin_blocks(run),
     ]
+
+
+def origin_blocks(run: Run) -> list[Block]:
+    """For a report of several results folders: which rows came from which folder and
+    machine (one line per folder); nothing for one folder."""
+    if len(run.metas) < 2:
+        return []
+    results = run.results
+    rows = []
+    for meta in run.metas:
+        name = str(meta.get("run_id"))
+        mine = results[results["run"] == name]
+        rows.append(
+            (
+                name,
+                meta.get("hostname") or "",
+                meta.get("cpu_model") or "",
+                meta.get("gpu") or "none",
+                _shard_text((meta.get("plan") or {}).get("shard")),
+                len(mine),
+                ", ".join(sorted(mine["device"].dropna().astype(str).unique())),
+                ", ".join(sorted(mine["mode"].dropna().astype(str).unique())),
+                ", ".join(model_order(mine)) if not mine.empty else "",
+            )
+        )
+    return [
+        Heading(3, "Where the rows came from"),
+        Para(
+            f"This report merges {len(run.metas)} results folders; every table's rows are "
+            "from one of them (the `folder` column of the measured rows says which)."
+        ),
+        table(
+            ("folder", "host", "CPU", "GPU", "shard", "rows", "devices", "modes", "models"),
+            rows,
+            (False,) * 5 + (True,) + (False,) * 3,
+        ),
+    ]
+
+
+_PLAN_LABELS = {
+    "infer_batches": "infer batches",
+    "train_batches": "train batches",
+    "timer": "timer",
+    "large_timer": "timer (ImageNet-sized inputs)",
+    "batch_sizes": "batch sizes",
+    "memory_formats": "memory formats",
+    "max_batch": "largest batch that fits",
+}
+
+
+def _plan_fields(metas: Sequence[Mapping[str, Any]]) -> list[tuple[str, Any]]:
+    """One header line per setting of the plans (the shard has its own line)."""
+    keys: list[str] = []
+    for meta in metas:
+        for key in meta.get("plan") or {}:
+            if key not in keys and key != "shard":
+                keys.append(key)
+    return [
+        (
+            f"plan: {_PLAN_LABELS.get(key, key.replace('_', ' '))}",
+            lambda m, k=key: plan_text(k, (m.get("plan") or {}).get(k)) if m.get("plan") else "",
+        )
+        for key in keys
+    ]
+
+
+def plan_text(key: str, value: Any) -> str:
+    """A plan setting as a reader reads it: lists joined, batch tables by input size, the
+    timer's stopping rule in words."""
+    if key in ("infer_batches", "train_batches") and isinstance(value, list) and len(value) == 2:
+        small, large = (", ".join(str(b) for b in part) for part in value)
+        return f"{small} (small inputs); {large} (ImageNet-sized inputs)"
+    if isinstance(value, Mapping) and "min_steps" in value:
+        return _timer_text(value)
+    if value is None:
+        return "by input size" if key == "batch_sizes" else "none"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, list):
+        items = [str(v) for v in value]
+        return f"{len(items)}: {', '.join(items)}" if key == "models" else ", ".join(items)
+    if isinstance(value, Mapping):
+        return ", ".join(f"{k} {plan_text(str(k), v)}" for k, v in value.items())
+    return str(value)
+
+
+def _timer_text(timer: Mapping[str, Any]) -> str:
+    """``warm-up 1 step; at least 10 steps and 0.5 s; at most 3 s and 10,000 steps``."""
+
+    def num(x: Any) -> str:
+        return f"{x:,g}" if isinstance(x, (int, float)) else str(x)
+
+    most = (
+        [f"{num(timer.get('max_time_s'))} s"]
+        if math.isfinite(timer.get("max_time_s") or math.inf)
+        else []
+    )
+    if timer.get("max_steps") is not None:
+        most.append(f"{num(timer['max_steps'])} steps")
+    text = (
+        f"warm-up {num(timer.get('warmup'))} step(s); at least {num(timer.get('min_steps'))} "
+        f"steps and {num(timer.get('min_time_s'))} s"
+    )
+    if most:
+        text += f"; at most {' or '.join(most)}"
+    if timer.get("floor_steps") is not None:
+        text += f" (never under {num(timer['floor_steps'])} steps)"
+    return text
 
 
 def _section(title: str, intro: str, body: Block, images: Sequence[Image] = ()) -> list[Block]:
@@ -91,7 +207,7 @@ def _setting_cells(r: pd.Series) -> list[str]:
         r["memory_format"],
         fmt_int(r["threads"]),
         fmt_int(r["batch_size"]),
-        r["mode"],
+        r["mode"] + compile_note(r),
     ]
 
 
@@ -100,7 +216,7 @@ _SHARE_HEADERS = (
     "model",
     "params",
     *_LAYER_KINDS,
-    "MACs",
+    "MACs (1 multiply-add each)",
     *_LAYER_KINDS,
     "largest layer (share of params)",
 )
@@ -265,6 +381,7 @@ _MEASURED_HEADERS = (
     "% of peak",
     "measured peak MiB",
     "estimated peak MiB",
+    "analytic train MiB (peak ÷ it)",
 )
 _MEASURED_INTRO = (
     "Every row but the accuracy runs, failed ones included; step time is the median "
@@ -272,7 +389,7 @@ _MEASURED_INTRO = (
     "peak is against the faster of a large matmul and a 3×3 convolution measured in the "
     "row's precision (fp32, or bf16 for both bf16 dtypes). Estimated peak: what the "
     "CPU memory guard planned for before the row ran (CPU rows only; it refuses a batch "
-    "whose estimate exceeds 70% of the available memory)."
+    "whose estimate exceeds 70% of the available memory). " + NOISY_NOTE + " " + ESTIMATE_NOTE
 )
 
 
@@ -293,12 +410,13 @@ def _measured_row(
     )
     return (
         *_setting_cells(r),
-        cell(r["step_ms_median"]) + spread,
+        cell(r["step_ms_median"]) + spread + noisy_mark(r),
         cell(r["samples_per_s"]),
         cell(gf),
         "" if missing(gf) or not ref else f"{100 * float(gf) / ref[1]:.1f}%",
         cell(r["peak_mem_mib"]),
         fmt_num(r["peak_mem_estimate_mib"]),
+        estimate_cell(r),
         *([fmt_int(r["max_batch"])] if with_max_batch else []),
     )
 
@@ -317,8 +435,9 @@ def measured_blocks(results: pd.DataFrame, metas: Sequence[Mapping[str, Any]]) -
         kind="mergesort",
     )
     peaks_of = row_peaks(metas)
+    several = len(metas) > 1  # one meta per results folder: say which folder each row is from
     rows = [
-        _measured_row(r, failed, peaks_of(r), with_max_batch)
+        (*_measured_row(r, failed, peaks_of(r), with_max_batch), *([r["run"]] if several else []))
         for (_, r), failed in zip(rows_df.iterrows(), failed_mask(rows_df))
     ]
     methods = sorted(rows_df["peak_mem_method"].dropna().astype(str).unique())
@@ -327,8 +446,15 @@ def measured_blocks(results: pd.DataFrame, metas: Sequence[Mapping[str, Any]]) -
         "All measured rows",
         _MEASURED_INTRO + method_note,
         table(
-            (*_MEASURED_HEADERS, *(["largest batch that fits"] if with_max_batch else [])),
+            (
+                *_MEASURED_HEADERS,
+                *(["largest batch that fits"] if with_max_batch else []),
+                *(["folder"] if several else []),
+            ),
             rows,
-            (False,) * 4 + (True, True, False) + (True,) * (6 + with_max_batch),
+            (False,) * 4
+            + (True, True, False)
+            + (True,) * (7 + with_max_batch)
+            + (False,) * several,
         ),
     )

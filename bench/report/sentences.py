@@ -33,6 +33,16 @@ def comparison_sentences(
     ]
 
 
+def headline_sentences(summary: pd.DataFrame, shares: pd.DataFrame) -> list[str]:
+    """The headline pair's parameters and MACs against each other (VGG-16 and ResNet-34)."""
+    return _pair_sentences(summary, shares, _headline_pair(summary))
+
+
+def accuracy_sentences(results: pd.DataFrame) -> list[str]:
+    """Per data set, the model that reaches the target fastest against the others."""
+    return _accuracy_sentences(results)
+
+
 def _is_number(value: Any) -> bool:
     """A measured number: not blank and not the summary's ``"error"`` mark."""
     return not missing(value) and not isinstance(value, str)

@@ -62,6 +62,26 @@ def _paper(model: str) -> Any:
         return None
 
 
+def named_layers(layers: pd.DataFrame) -> pd.DataFrame:
+    """``layers`` with ``paper_layer`` filled in from the zoo's map for the models whose lines
+    carry none (folders written before the column); unknown models keep their module paths."""
+    if layers.empty or "paper_layer" not in layers.columns:
+        return layers
+    layers = layers.copy()
+    for model, part in layers.groupby("model", sort=False):
+        if part["paper_layer"].notna().any():
+            continue
+        part = part.sort_values("index")
+        try:
+            from zoo.registry import paper_layer_names
+
+            names = paper_layer_names(str(model), list(zip(part["layer"], part["type"])))
+        except (ImportError, ValueError):
+            names = list(part["layer"])
+        layers.loc[part.index, "paper_layer"] = names
+    return layers
+
+
 def paper_facts(models: Iterable[str]) -> dict[str, Any]:
     return {m: _paper(m) for m in models}
 
@@ -338,3 +358,36 @@ def layer_shares(layers: pd.DataFrame) -> pd.DataFrame:
         )
         out.append(row)
     return pd.DataFrame(out)
+
+
+def paper_layer_totals(layers: pd.DataFrame) -> pd.DataFrame:
+    """One model's layer lines summed by paper layer (``paper_layer``, else the module path),
+    in forward order: ``paper_layer, kind, params, macs, activation_mib, output_shape`` (its
+    last part's) and ``parts`` (the module paths); a name that comes back after another
+    starts a new group."""
+    columns = ["paper_layer", "kind", "params", "macs", "activation_mib", "output_shape", "parts"]
+    if layers.empty:
+        return pd.DataFrame(columns=columns)
+    df = layers.sort_values("index")
+    paper = df["paper_layer"] if "paper_layer" in df.columns else df["layer"]
+    names = [
+        str(p) if isinstance(p, str) and p else str(layer) for p, layer in zip(paper, df["layer"])
+    ]
+    group = pd.Series(names, index=df.index)
+    starts = (group != group.shift()).cumsum()
+    kinds = df["type"].map(lambda t: layer_kind(str(t)))
+    out = []
+    for _, idx in starts.groupby(starts).groups.items():
+        part_kinds = set(kinds.loc[idx])
+        out.append(
+            {
+                "paper_layer": group.loc[idx[0]],
+                "kind": "conv" if "conv" in part_kinds else "fc" if "fc" in part_kinds else "other",
+                "params": float(df.loc[idx, "params"].fillna(0).sum()),
+                "macs": float(df.loc[idx, "macs"].fillna(0).sum()),
+                "activation_mib": float(df.loc[idx, "activation_mib"].fillna(0).sum()),
+                "output_shape": str(df.loc[idx[-1], "output_shape"] or ""),
+                "parts": [str(x) for x in df.loc[idx, "layer"]],
+            }
+        )
+    return pd.DataFrame(out, columns=columns)

@@ -1,4 +1,5 @@
-"""The loop: models × devices × dtypes × memory formats × modes × batch sizes → rows.
+"""The loop: models × devices × dtypes × memory formats × compile modes × modes × batch sizes
+→ rows.
 
 Each row is measured by :func:`measure_row` and written before the next one starts. Any
 failure inside a row (out of memory, a dtype the device cannot run, a model that raises, a
@@ -31,9 +32,21 @@ from torch import nn
 import zoo
 from bench.events import Listener, ModelFinished, ModelStarted, RowDone, silent
 from bench.measure import memory
-from bench.measure.counting import Counts, count_model, count_step_flops
-from bench.measure.machine import Machine, describe, load_average
-from bench.measure.timing import TimerSettings, Timing, time_steps, time_steps_cuda
+from bench.measure.counting import (
+    Counts,
+    activation_elements_per_sample,
+    count_model,
+    count_step_flops,
+)
+from bench.measure.machine import Machine, describe, load_average, native_bf16
+from bench.measure.timing import (
+    TimerSettings,
+    Timing,
+    time_phased_steps,
+    time_phased_steps_cuda,
+    time_steps,
+    time_steps_cuda,
+)
 from bench.measure.workload import Workload, make_workload
 from bench.schema import (
     MEASURED_COLUMNS,
@@ -43,7 +56,7 @@ from bench.schema import (
     row_label,
     timestamp,
 )
-from bench.sweep.plan import RunPlan
+from bench.sweep.plan import FASTEST_FORMAT, RunPlan
 from bench.training.recipes import loss_fn, recipe_for
 
 __all__ = [
@@ -56,6 +69,8 @@ __all__ = [
 ]
 
 MAX_BATCH_LIMIT = 65_536  # --max-batch stops doubling here
+# The phases a training row's step is split into (bench.measure.workload's train_marked).
+PHASES = ("forward", "backward", "optimizer")
 
 
 @dataclass(frozen=True)
@@ -69,6 +84,7 @@ class RowSpec:
     mode: str
     batch_size: int
     max_batch: bool = False  # find the largest batch that fits first (CUDA, --max-batch)
+    compile: str = "none"  # torch.compile mode ("none": eager)
 
     def settings(self, threads: int) -> dict[str, Any]:
         """The row's settings columns (those of ``bench.schema.KEY_COLUMNS``)."""
@@ -76,6 +92,7 @@ class RowSpec:
             model=self.model, device=self.device, dtype=self.dtype,
             memory_format=self.memory_format, threads=threads,
             batch_size=self.batch_size, mode=self.mode, max_batch=self.max_batch,
+            compile=self.compile,
         )  # fmt: skip
 
     def key(self, threads: int) -> tuple[Any, ...]:
@@ -87,16 +104,27 @@ def plan_rows(plan: RunPlan, model: str) -> list[RowSpec]:
     card = zoo.get_card(model)
     rows = []
     for device in plan.devices:
-        for dtype in plan.dtypes:
-            for memory_format in plan.memory_formats:
+        for dtype, memory_format in _formats(plan, device):
+            for compile in plan.compiles:
                 for mode in plan.modes:
+                    placed = (model, device, dtype, memory_format, mode)
                     for batch in plan.batches_for(card.input_shape, mode):
-                        rows.append(RowSpec(model, device, dtype, memory_format, mode, batch))
+                        rows.append(RowSpec(*placed, batch, compile=compile))
                     if plan.max_batch and device == "cuda":
-                        rows.append(RowSpec(model, device, dtype, memory_format, mode, 0, True))
+                        rows.append(RowSpec(*placed, 0, True, compile=compile))
     if plan.shard is not None:
         rows = [r for r in rows if plan.shard.holds(r.settings(plan.threads))]
     return rows
+
+
+def _formats(plan: RunPlan, device: str) -> list[tuple[str, str]]:
+    """The (dtype, memory format) pairs ``plan`` measures on ``device``: every dtype with every
+    format, and with ``fastest_format`` :data:`bench.sweep.plan.FASTEST_FORMAT` where the device
+    has native bf16."""
+    pairs = [(d, f) for d in plan.dtypes for f in plan.memory_formats]
+    if plan.fastest_format and FASTEST_FORMAT not in pairs and native_bf16(device):
+        pairs.append(FASTEST_FORMAT)
+    return pairs
 
 
 def measure_row(
@@ -118,24 +146,65 @@ def measure_row(
     step = work.train if spec.mode == "train" else work.infer
     train_flops: int | None = None
     try:
+        if spec.compile != "none":
+            row["compile_s"] = _first_call_seconds(step, device)
         if spec.mode == "train":
             # The first warm-up step also counts the FLOPs of the step timed (untimed itself).
             train_flops = count_step_flops(step) // spec.batch_size
         for _ in range(timer.warmup - (spec.mode == "train")):
             step()
         peak, saved_bytes = _memory_step(work, step, spec.mode)
-        timed = dataclasses.replace(timer, warmup=0)  # warmed up above
-        timing: Timing = (
-            time_steps_cuda(step, timed, device=device)
-            if device.type == "cuda"
-            else time_steps(step, timed)
-        )
+        timing = _time(work, spec.mode, dataclasses.replace(timer, warmup=0))  # warmed up above
         row.update(_memory_columns(work, spec.mode, saved_bytes))
+        if spec.mode == "train" and counts is not None:
+            row.update(_estimate_columns(work, spec, counts, peak))
     finally:
         if work.optimizer is not None:
             work.optimizer.zero_grad(set_to_none=True)  # free the gradients for the next row
     row.update(_timing_columns(spec, peak, timing, train_flops, counts))
     return row
+
+
+def _first_call_seconds(step: Callable[[], object], device: torch.device) -> float:
+    """Seconds of ``step``'s first call, until its result is ready: a compiled step's compile
+    time (tracing, inductor's code generation and the C++/Triton build) and one run."""
+    start = time.perf_counter()
+    step()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter() - start
+
+
+def _time(work: Workload, mode: str, timer: TimerSettings) -> Timing:
+    """Time ``work``'s step; a training step split into its phases (forward, backward,
+    optimizer), timed over the same steps as the whole."""
+    cuda = work.device.type == "cuda"
+    if mode == "train":
+        if cuda:
+            return time_phased_steps_cuda(work.train_marked, timer, device=work.device)
+        return time_phased_steps(work.train_marked, timer)
+    if cuda:
+        return time_steps_cuda(work.infer, timer, device=work.device)
+    return time_steps(work.infer, timer)
+
+
+def _estimate_columns(
+    work: Workload, spec: RowSpec, counts: Counts, peak: memory.PeakMemory
+) -> dict[str, float]:
+    """The analytical training-memory estimate (:func:`bench.measure.memory.estimate_train_bytes`)
+    and the measured peak's ratio to it."""
+    estimate = memory.estimate_train_bytes(
+        model_bytes=memory.model_bytes(work.model),
+        momentum_buffers=1,  # SGD with momentum: one buffer per trainable parameter
+        activation_bytes_per_sample=counts.activation_bytes,
+        activation_scale=0.5 if spec.dtype in ("bf16", "bf16_autocast") else 1.0,
+        input_bytes_per_sample=work.inputs[0].numel() * work.inputs.element_size(),
+        batch_size=spec.batch_size,
+    )
+    return dict(
+        mem_estimate_mib=estimate / memory.MIB,
+        mem_estimate_ratio=peak.peak_bytes / estimate if estimate else None,
+    )
 
 
 def _check_fits_cpu(model: nn.Module, spec: RowSpec, row: dict[str, Any], counts: Counts) -> None:
@@ -167,7 +236,7 @@ def _workload(model: nn.Module, spec: RowSpec, batch_size: int) -> Workload:
         model, input_shape=card.input_shape, num_classes=card.num_classes,
         batch_size=batch_size, device=spec.device, dtype=spec.dtype,
         memory_format=spec.memory_format, mode=spec.mode,
-        loss=loss_fn(recipe_for(spec.model)),
+        loss=loss_fn(recipe_for(spec.model)), compile=spec.compile,
     )  # fmt: skip
 
 
@@ -233,10 +302,13 @@ def _timing_columns(
         step_ms_median=timing.median_ms,
         step_ms_p10=timing.p10_ms,
         step_ms_p90=timing.p90_ms,
+        step_iqr_rel=timing.iqr_rel,
+        noisy=timing.noisy,
         steps_timed=timing.steps,
         samples_per_s=timing.samples_per_s(spec.batch_size),
         train_flops=train_flops,
         achieved_gflops=achieved,
+        **{f"{phase}_ms": (timing.phases_ms or {}).get(phase) for phase in PHASES},
     )
 
 
@@ -327,6 +399,8 @@ def run_plan(
         durations = (s.get("duration_s") or 0.0 for s in meta["sessions"])
         meta["duration_s"] = round(sum(durations), 1)
         session["interrupted"] = meta["interrupted"] = interrupted
+        # The load that went with the run's last rows (the start's is load_average_1m).
+        session["load_average_1m_end"] = meta["load_average_1m_end"] = load_average()
         writer.write_meta(meta)
         writer.write_csv()
     return out
@@ -393,6 +467,7 @@ def _run_model(
         return
     listen(ModelStarted(name, len(specs)))
     counts, count_error = _count(plan, name, specs, writer)
+    elements = _activation_elements(name, writer) if counts is not None else None
     placed = _PlacedModel(name)
     for spec in specs:
         if writer.has_row(spec.key(plan.threads)):
@@ -401,6 +476,7 @@ def _run_model(
         row = base_row(
             **dataclasses.asdict(spec), threads=plan.threads, counts=counts, machine=machine
         )
+        row["activation_elements"] = elements
         if _measure_or_fail(plan, spec, placed, row, counts, writer) and count_error:
             row["error"] = count_error
         row["timestamp"] = timestamp()
@@ -422,7 +498,7 @@ def _count(
         return None, None
     card = zoo.get_card(name)
     try:
-        counts = count_model(zoo.get_model(name), card.input_shape)
+        counts = count_model(zoo.get_model(name), card.input_shape, card.paper_names)
     except Exception as error:
         writer.write_traceback(f"model={name} counting", error)
         return None, f"counting failed: {_one_line(error)}"
@@ -433,6 +509,7 @@ def _count(
                 "family": card.family,
                 "index": layer.index,
                 "layer": layer.layer,
+                "paper_layer": layer.paper_layer,
                 "type": layer.type,
                 "output_shape": "x".join(str(d) for d in layer.output_shape),
                 "params": layer.params,
@@ -442,6 +519,16 @@ def _count(
             for layer in counts.layers
         )
     return counts, None
+
+
+def _activation_elements(name: str, writer: ResultsWriter) -> int | None:
+    """Elements ``name``'s forward pass writes per sample (None, its traceback logged, if the
+    count fails: the rows are measured all the same)."""
+    try:
+        return activation_elements_per_sample(zoo.get_model(name), zoo.get_card(name).input_shape)
+    except Exception as error:
+        writer.write_traceback(f"model={name} activation elements", error)
+        return None
 
 
 class _PlacedModel:

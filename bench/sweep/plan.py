@@ -1,8 +1,9 @@
 """What a run measures: frozen settings built once from the command line.
 
-A :class:`RunPlan` names the models, devices, dtypes, memory formats, modes and batch sizes of a
-run and the timer's stopping rule. ``RunPlan.short()`` is the default plan of ``nox -s bench``
-(every model on a 2-core CPU in about ten minutes); ``RunPlan.full()`` is the long one.
+A :class:`RunPlan` names the models, devices, dtypes, memory formats, ``torch.compile`` modes,
+modes and batch sizes of a run and the timer's stopping rule. ``RunPlan.short()`` is the
+default plan of ``nox -s bench`` (every model on a 2-core CPU in about ten minutes);
+``RunPlan.full()`` is the long one.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ __all__ = [
     "DTYPES",
     "MEMORY_FORMATS",
     "MODES",
+    "COMPILE_MODES",
+    "FASTEST_FORMAT",
     "RunPlan",
     "parse_batch_size",
     "default_threads",
@@ -31,6 +34,11 @@ DEVICES = ("cpu", "cuda")
 DTYPES = ("fp32", "bf16_autocast", "bf16")
 MEMORY_FORMATS = ("contiguous", "channels_last")
 MODES = ("infer", "train")
+# Eager ("none"), or torch.compile (inductor) with its default mode or "max-autotune".
+COMPILE_MODES = ("none", "default", "max-autotune")
+# The (dtype, memory format) --fastest-format adds on a device with native bf16 (detected by
+# bench.measure.machine.native_bf16): bf16 autocast with channels_last.
+FASTEST_FORMAT = ("bf16_autocast", "channels_last")
 
 # Input side (pixels) from which a model counts as "large" (ImageNet-sized) for default batches.
 LARGE_INPUT_PX = 128
@@ -49,6 +57,7 @@ class RunPlan:
     dtypes: tuple[str, ...] = ("fp32",)
     memory_formats: tuple[str, ...] = ("contiguous",)
     modes: tuple[str, ...] = MODES
+    compiles: tuple[str, ...] = ("none",)  # --compile: torch.compile modes, "none" is eager
     batch_sizes: tuple[int, ...] | None = None
     threads: int = field(default_factory=lambda: default_threads())
     # Short plan: a slow step (ResNet-34 CIFAR training at batch 32, ~220 GFLOP) stops after
@@ -61,6 +70,8 @@ class RunPlan:
     # Timer for large-input models: VGG-19 training is ~120 GFLOP a sample, ~1-2 s a step here.
     large_timer: TimerSettings = TimerSettings(warmup=1, min_steps=3, min_time_s=0.0)
     max_batch: bool = False  # CUDA: also find the largest batch that fits (doubling, bisecting)
+    # Also measure FASTEST_FORMAT on each device with native bf16 (none extra elsewhere).
+    fastest_format: bool = False
     label: str = "custom"  # "short", "full" or "custom": which preset the plan started from
     shard: Shard | None = None  # --shard I/N: measure only this slice of the rows
 
@@ -71,6 +82,7 @@ class RunPlan:
         _check_subset("dtype", self.dtypes, DTYPES)
         _check_subset("memory format", self.memory_formats, MEMORY_FORMATS)
         _check_subset("mode", self.modes, MODES)
+        _check_subset("compile mode", self.compiles, COMPILE_MODES)
         if self.batch_sizes is not None:
             for b in self.batch_sizes:
                 parse_batch_size(b)

@@ -34,6 +34,9 @@ __all__ = [
     "EvalPoint",
     "TrainOutcome",
     "train",
+    "length_steps",
+    "MAX_EVALS",
+    "STOPPED_BY",
     "check_batch_fits",
     "evaluate",
     "save_weights",
@@ -45,6 +48,13 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 TRAIN_DTYPES = ("auto", "fp32", "bf16_autocast")
+# At most this many evaluations in a run, however many passes its length makes over a small
+# data set (a 3,000-image folder trained on 60,000 samples makes 20 passes).
+MAX_EVALS = 20
+MIN_EVALS = 4  # and at least this many in a run shorter than a pass
+# Why a run ended (a row's ``stopped_by``): its length in samples or epochs ran out, its budget
+# of seconds did, or it reached its target (with ``stop_at_target``).
+STOPPED_BY = ("length", "budget", "target")
 # Evaluations during training run in fp32 whatever the training dtype, so that accuracies
 # compare across machines (``auto`` trains in bf16 only where the CPU has it natively).
 EVAL_DTYPE = "fp32"
@@ -56,18 +66,22 @@ class TrainSettings:
 
     model: str
     data: str = "mnist"
-    epochs: int | None = None
+    epochs: int | None = None  # the length in passes over the training split
+    samples: int | None = None  # the length in samples seen
     target_acc: float | None = None  # fraction in (0, 1]
-    budget_s: float | None = None  # stop training after this many seconds
+    # Seconds of training: the length (the schedule runs over it) unless epochs or samples are
+    # given, where it only caps the run.
+    budget_s: float | None = None
     seed: int = 0
     device: str = "cpu"
     dtype: str | None = None
     batch_size: int | None = None
     num_classes: int | None = None
-    evals_per_epoch: int = 2  # evaluations per pass over the training split
+    evals_per_epoch: int = 2  # evaluations per pass over the training split (at most MAX_EVALS)
     stop_at_target: bool = False  # stop at the first evaluation at or above the target
-    # Evaluate on the first N test samples only (None: all). For quick budgeted runs of models
-    # whose full evaluation costs more than their training; rows say how many were used.
+    # Evaluate during training on the first N test samples only (None: all), for models whose
+    # full evaluation costs more than their training; the final accuracy is always on the whole
+    # test split. Rows say how many each used.
     eval_limit: int | None = None
 
     def __post_init__(self) -> None:
@@ -81,6 +95,8 @@ class TrainSettings:
             raise ValueError(f"--budget-s must be positive, got {self.budget_s}")
         if self.epochs is not None and self.epochs < 1:
             raise ValueError(f"--epochs must be at least 1, got {self.epochs}")
+        if self.samples is not None and self.samples < 1:
+            raise ValueError(f"--samples must be at least 1, got {self.samples}")
         if self.batch_size is not None and self.batch_size < 1:
             raise ValueError(f"--batch-size must be at least 1, got {self.batch_size}")
         if self.dtype is not None and self.dtype not in TRAIN_DTYPES:
@@ -109,10 +125,12 @@ class EvalPoint:
 
 @dataclass
 class TrainOutcome:
-    accuracy: float  # at the end of training
+    accuracy: float  # at the end of training, on the whole test split
     time_to_target_s: float | None  # None if the target was never reached (or not set)
     train_s: float
     epochs: float
+    samples_seen: int  # over every process
+    stopped_by: str  # one of STOPPED_BY
     history: list[EvalPoint] = field(default_factory=list)
     model: nn.Module | None = None
 
@@ -193,19 +211,24 @@ def train(
     if world.is_main:
         card = zoo.get_card(settings.model)
         log.info("training %s (%s) with %s", card.name, card.input_shape, recipe.describe())
-    for epoch in range(run.epochs):
-        listen(EpochStarted(settings.model, epoch + 1, run.epochs, run.steps_per_epoch))
-        stop = _train_epoch(run, splits, tally, epoch, on_eval, listen)
+    epoch = 0
+    while tally.stopped_by is None:
+        steps = run.steps_per_epoch  # this pass's, where the length ends in it
+        if run.total_steps is not None:
+            steps = min(steps, run.total_steps - tally.step)
+        listen(EpochStarted(settings.model, epoch + 1, run.epochs, steps))
+        _train_epoch(run, splits, tally, on_eval, listen)
         listen(EpochFinished(settings.model, epoch + 1))
-        if stop:
-            break
+        epoch += 1
     history = tally.history
-    final = history[-1].test_accuracy if history else _evaluate(run, splits)
+    final = history[-1].test_accuracy if tally.last_whole else _evaluate(run, splits, whole=True)
     return TrainOutcome(
         accuracy=final,
         time_to_target_s=tally.time_to_target,
         train_s=tally.train_s,
         epochs=tally.step / run.steps_per_epoch,
+        samples_seen=tally.step * run.batch_size,
+        stopped_by=tally.stopped_by,
         history=history,
         model=run.net,
     )
@@ -224,10 +247,12 @@ class _Run:
     model: nn.Module  # ``net`` in DDP under several processes, ``net`` itself otherwise
     optimizer: torch.optim.Optimizer
     criterion: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    batch_size: int  # the global batch
     local_batch: int
-    epochs: int
+    total_steps: int | None  # the length in steps; None where the budget is the length
+    epochs: int  # passes the length makes, rounded up (0 where the budget is the length)
     steps_per_epoch: int
-    eval_every: int
+    eval_every: int  # steps between evaluations (where the budget is the length: seconds / steps)
     # One generator for the run: a new order every epoch, the same orders for the same seed.
     generator: torch.Generator
 
@@ -243,6 +268,8 @@ class _Tally:
     train_s: float = 0.0  # the training clock: evaluation time is not on it
     clock_at_last_eval: float = 0.0
     time_to_target: float | None = None
+    stopped_by: str | None = None  # set when the run ends
+    last_whole: bool = False  # the last evaluation was on the whole test split
     history: list[EvalPoint] = field(default_factory=list)
 
 
@@ -267,6 +294,10 @@ def _prepare(settings: TrainSettings, splits: Splits, recipe: Recipe, world: Wor
         net = net.to(memory_format=torch.channels_last)
     net.train()
     steps_per_epoch = len(splits.train) // batch_size  # the last short batch is dropped
+    total_steps = length_steps(settings, recipe, steps_per_epoch)
+    per_epoch = math.ceil(steps_per_epoch / settings.evals_per_epoch)
+    if total_steps and total_steps < steps_per_epoch:  # at least MIN_EVALS points on a curve
+        per_epoch = max(min(per_epoch, math.ceil(total_steps / MIN_EVALS)), 1)
     return _Run(
         settings=settings,
         recipe=recipe,
@@ -277,23 +308,36 @@ def _prepare(settings: TrainSettings, splits: Splits, recipe: Recipe, world: Wor
         model=world.wrap(net, device),
         optimizer=_optimizer(net, recipe),
         criterion=loss_fn(recipe),
+        batch_size=batch_size,
         local_batch=local_batch,
-        epochs=settings.epochs or recipe.epochs,
+        total_steps=total_steps,
+        epochs=math.ceil(total_steps / steps_per_epoch) if total_steps else 0,
         steps_per_epoch=steps_per_epoch,
-        eval_every=max(1, math.ceil(steps_per_epoch / settings.evals_per_epoch)),
+        eval_every=max(per_epoch, math.ceil((total_steps or 0) / MAX_EVALS)),
         generator=torch.Generator().manual_seed(settings.seed),
     )
+
+
+def length_steps(settings: TrainSettings, recipe: Recipe, steps_per_epoch: int) -> int | None:
+    """The run's length in optimizer steps: ``epochs`` passes, else ``samples`` (the settings',
+    else, without a budget, the recipe's) rounded up to whole batches; None where the budget is
+    the length."""
+    batch = settings.batch_size or recipe.batch_size
+    if settings.epochs is not None:
+        return settings.epochs * steps_per_epoch
+    if settings.samples is None and settings.budget_s is not None:
+        return None
+    return max(1, math.ceil((settings.samples or recipe.samples) / batch))
 
 
 def _train_epoch(
     run: _Run,
     splits: Splits,
     tally: _Tally,
-    epoch: int,
     on_eval: Callable[[EvalPoint], None] | None,
     listen: Listener,
-) -> bool:
-    """One pass (or less); True if training stops here (out of time, or the target reached)."""
+) -> None:
+    """One pass, or less where the run ends in it (``tally.stopped_by`` says why)."""
     budget_s = run.settings.budget_s
     started = _clock(run.device)
     for x, y in splits.train.batches(
@@ -304,35 +348,64 @@ def _train_epoch(
         device=run.device,
         shard=run.world.rank_shard,
     ):
-        loss = _step(run, tally, epoch, x, y)
+        loss = _step(run, tally, x, y)
         now = _clock(run.device)
         tally.train_s += now - started
         started = now
-        if tally.step % 20 == 0:
-            seen = tally.train_s - tally.clock_at_last_eval
-            rate = tally.samples_since / max(seen, 1e-9)
-            listen(StepsDone(1, loss=loss.item(), samples_per_s=rate))
-        else:
-            listen(StepsDone(1))
+        _report_steps(tally, loss, listen)
         if budget_s is not None:
             tally.train_s = run.world.max(tally.train_s)  # one clock: same lr and stop everywhere
         out_of_time = budget_s is not None and tally.train_s >= budget_s
-        in_epoch = tally.step - epoch * run.steps_per_epoch
-        if in_epoch % run.eval_every == 0 or in_epoch == run.steps_per_epoch or out_of_time:
-            reached = _evaluate_point(run, splits, tally, on_eval)
+        if out_of_time and tally.step == 1:
+            raise ValueError(
+                f"--budget-s {budget_s:g} ran out in the first training step, which took "
+                f"{tally.train_s:.3g} s: nothing was trained to measure; give a longer budget"
+            )
+        done = run.total_steps is not None and tally.step >= run.total_steps
+        if _eval_due(run, tally) or out_of_time or done:
+            reached = _evaluate_point(run, splits, tally, on_eval, whole=out_of_time or done)
             started = _clock(run.device)  # the evaluation is off the clock
-            if out_of_time or (reached and run.settings.stop_at_target):
-                return True
-    return False
+            if reached and run.settings.stop_at_target:
+                tally.stopped_by = "target"
+            elif out_of_time or done:
+                tally.stopped_by = "budget" if out_of_time and not done else "length"
+            if tally.stopped_by is not None:
+                return
 
 
-def _step(run: _Run, tally: _Tally, epoch: int, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """One optimizer step at the recipe's learning rate for where the run is; its loss."""
-    recipe, budget_s = run.recipe, run.settings.budget_s
-    progress = tally.step / (run.steps_per_epoch * run.epochs)
+def _eval_due(run: _Run, tally: _Tally) -> bool:
+    """Whether an evaluation is due: every ``eval_every`` steps, or, where the budget is the
+    length, every 1/MAX_EVALS of it (the step count too, so a pass is not left unevaluated)."""
+    if run.total_steps is None and run.settings.budget_s is not None:
+        since = tally.train_s - tally.clock_at_last_eval
+        return since >= run.settings.budget_s / MAX_EVALS
+    return tally.step % run.eval_every == 0
+
+
+def _report_steps(tally: _Tally, loss: torch.Tensor, listen: Listener) -> None:
+    """A step done; every 20th with its loss and the samples per second so far."""
+    if tally.step % 20 == 0:
+        seen = tally.train_s - tally.clock_at_last_eval
+        rate = tally.samples_since / max(seen, 1e-9)
+        listen(StepsDone(1, loss=loss.item(), samples_per_s=rate))
+    else:
+        listen(StepsDone(1))
+
+
+def _progress(run: _Run, tally: _Tally) -> float:
+    """How far into its length the run is (0..1): by steps, by the budget's seconds, or the
+    further of the two where a budget caps a length."""
+    budget_s = run.settings.budget_s
+    progress = tally.step / run.total_steps if run.total_steps else 0.0
     if budget_s:
         progress = max(progress, tally.train_s / budget_s)
-    factor = lr_factor(recipe, progress, epoch)
+    return min(progress, 1.0)
+
+
+def _step(run: _Run, tally: _Tally, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """One optimizer step at the recipe's learning rate for where the run is; its loss."""
+    recipe = run.recipe
+    factor = lr_factor(recipe, _progress(run, tally), tally.step * run.batch_size)
     for group in run.optimizer.param_groups:
         group["lr"] = recipe.lr * factor
     if recipe.channels_last:
@@ -350,11 +423,17 @@ def _step(run: _Run, tally: _Tally, epoch: int, x: torch.Tensor, y: torch.Tensor
 
 
 def _evaluate_point(
-    run: _Run, splits: Splits, tally: _Tally, on_eval: Callable[[EvalPoint], None] | None
+    run: _Run,
+    splits: Splits,
+    tally: _Tally,
+    on_eval: Callable[[EvalPoint], None] | None,
+    whole: bool = False,
 ) -> bool:
-    """Evaluate, record the point and start the next interval; True if the target is reached."""
+    """Evaluate (on the whole test split where ``whole``: the run's last point), record the
+    point and start the next interval; True if the target is reached."""
     tally.train_s = run.world.max(tally.train_s)
-    accuracy = _evaluate(run, splits)
+    accuracy = _evaluate(run, splits, whole)
+    tally.last_whole = whole or run.settings.eval_limit is None
     summed_loss, summed_count = run.world.sum(tally.loss_sum.item(), tally.loss_count)
     point = EvalPoint(
         epoch=tally.step / run.steps_per_epoch,
@@ -376,14 +455,16 @@ def _evaluate_point(
     return reached
 
 
-def _evaluate(run: _Run, splits: Splits) -> float:
+def _evaluate(run: _Run, splits: Splits, whole: bool = False) -> float:
+    """Accuracy on the test split: on the settings' ``eval_limit`` first samples during
+    training, on all of them where ``whole``."""
     return evaluate(
         run.net,
         splits.test,
         device=run.device,
         dtype=EVAL_DTYPE,
         channels_last=run.recipe.channels_last,
-        limit=run.settings.eval_limit,
+        limit=None if whole else run.settings.eval_limit,
         world=run.world,
     )
 

@@ -1,0 +1,116 @@
+"""Compiled against eager: --compile joins the plan's axes and the row key; a compiled row keeps
+its compile time apart; a failed compile is an error row. One real compile, of a tiny model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import FAKE_MACHINE, register_test_models
+
+from bench.cli import build_parser, build_plan
+from bench.measure import workload
+from bench.measure.timing import TimerSettings
+from bench.schema import read_jsonl, row_key
+from bench.sweep import loop
+from bench.sweep.loop import plan_rows, run_plan
+from bench.sweep.plan import FASTEST_FORMAT, RunPlan
+from bench.sweep.shards import Shard
+
+FAST = TimerSettings(warmup=1, min_steps=2, min_time_s=0.0)
+
+
+def plan(**overrides: object) -> RunPlan:
+    settings: dict[str, object] = dict(
+        models=("tiny_net",), batch_sizes=(2,), threads=1, timer=FAST, large_timer=FAST
+    )
+    settings.update(overrides)
+    return RunPlan(**settings)  # type: ignore[arg-type]
+
+
+def test_compile_is_an_axis_of_the_plan_and_of_the_row_key(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    register_test_models(monkeypatch)
+    rows = plan_rows(plan(compiles=("none", "default"), modes=("infer",)), "tiny_net")
+    assert [r.compile for r in rows] == ["none", "default"]
+    keys = {r.key(1) for r in rows}
+    assert len(keys) == 2
+    # A row written before the column (no "compile") ran eagerly: it keys as "none".
+    eager = rows[0].settings(1)
+    assert row_key({k: v for k, v in eager.items() if k != "compile"}) == row_key(eager)
+    # An eager row's shard does not depend on the column's presence.
+    for count in (2, 3, 5):
+        shard = Shard(1, count)
+        assert shard.holds(eager) == shard.holds({**eager, "compile": None})
+    with pytest.raises(ValueError, match="unknown compile mode 'fast'"):
+        plan(compiles=("fast",))
+
+
+def test_the_command_line_takes_a_list_of_compile_modes(monkeypatch: pytest.MonkeyPatch) -> None:
+    register_test_models(monkeypatch)
+    args = build_parser().parse_args(
+        ["run", "--models", "tiny_net", "--devices", "cpu", "--compile", "none", "max-autotune"]
+    )
+    assert build_plan(args).compiles == ("none", "max-autotune")
+    default = build_parser().parse_args(["run", "--models", "tiny_net", "--devices", "cpu"])
+    assert build_plan(default).compiles == ("none",)
+
+
+def test_a_model_that_fails_to_compile_is_an_error_row(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    register_test_models(monkeypatch)
+
+    def failing_compile(model: torch.nn.Module, mode: str | None = None) -> object:
+        def run(*args: object) -> torch.Tensor:
+            raise RuntimeError("inductor: C++ compile failed\nlong log")
+
+        return run
+
+    monkeypatch.setattr(workload.torch, "compile", failing_compile)
+    run_plan(plan(compiles=("none", "default")), tmp_path, machine=FAKE_MACHINE)
+    rows = read_jsonl(tmp_path / "results.jsonl")
+    assert [(r["compile"], r["mode"]) for r in rows] == [
+        ("none", "infer"), ("none", "train"), ("default", "infer"), ("default", "train"),
+    ]  # fmt: skip
+    eager, compiled = rows[:2], rows[2:]
+    assert all(r["error"] is None and r["compile_s"] is None for r in eager)
+    for row in compiled:
+        assert row["error"] == "RuntimeError: inductor: C++ compile failed"
+        assert row["compile_s"] is None and row["samples_per_s"] is None
+    assert "compile=default" in (tmp_path / "errors.log").read_text()
+
+
+def test_a_tiny_model_compiles_on_cpu_and_keeps_its_compile_time_apart(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    register_test_models(monkeypatch)
+    run_plan(plan(compiles=("default",), modes=("infer",)), tmp_path, machine=FAKE_MACHINE)
+    (row,) = read_jsonl(tmp_path / "results.jsonl")
+    assert row["error"] is None, row["error"]
+    assert row["compile"] == "default"
+    # Structure, not timing: a compile time and a steady-state step, measured apart.
+    assert isinstance(row["compile_s"], float) and row["compile_s"] > 0
+    assert row["steps_timed"] == 2 and row["step_ms_median"] > 0
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_fastest_format_is_added_only_where_bf16_is_native(
+    native: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    register_test_models(monkeypatch)
+    monkeypatch.setattr(loop, "native_bf16", lambda device: native)
+    rows = plan_rows(plan(modes=("infer",), fastest_format=True), "tiny_net")
+    formats = [(r.dtype, r.memory_format) for r in rows]
+    expected = [("fp32", "contiguous")] + ([FASTEST_FORMAT] if native else [])
+    assert formats == expected
+    # Asked for already: not twice.
+    both = plan(
+        modes=("infer",), fastest_format=True, dtypes=("bf16_autocast",),
+        memory_formats=("channels_last",),
+    )  # fmt: skip
+    assert len(plan_rows(both, "tiny_net")) == 1
+    args = build_parser().parse_args(["run", "--models", "tiny_net", "--fastest-format"])
+    assert build_plan(args).fastest_format is True
