@@ -60,7 +60,6 @@ __all__ = [
     "count_macs_fvcore",
     "count_flops",
     "count_step_flops",
-    "forward_elements",
     "activation_elements_per_sample",
     "uncounted_ops_text",
     "layer_breakdown",
@@ -137,6 +136,9 @@ class Counts:
     skipped_ops: dict[str, int]
     layers: tuple[LayerInfo, ...]
     largest_tensor_bytes: int = 0  # the largest tensor the forward pass creates, one sample
+    # Elements of every tensor the forward pass creates for one sample (the rows'
+    # activation_elements; see activation_elements_per_sample).
+    activation_elements: int = 0
 
     @property
     def activation_bytes(self) -> int:
@@ -289,34 +291,26 @@ class _CreatedTensors(TorchDispatchMode):
         return out
 
 
-def forward_elements(model: nn.Module, example: torch.Tensor) -> int:
-    """Elements of every new tensor one eval forward pass of ``example`` creates (each storage
-    once: a view or an in-place op writes none, a module called twice writes at each call)."""
+def activation_elements_per_sample(model: nn.Module, input_shape: tuple[int, ...]) -> int:
+    """Elements the eval forward pass writes for one sample (the rows' ``activation_elements``,
+    :attr:`Counts.activation_elements`): each storage once, so a view or an in-place op writes
+    none and a module called twice writes at each call; a batch of two's beyond a batch of
+    one, so a tensor that does not grow with the batch counts nothing. timm's ``infer_macts``
+    (fvcore's ActivationCountAnalysis) counts the outputs of conv, matmul and similar ops only;
+    this counts every op's, as the byte counts here do."""
     was_training = model.training
     model.eval()
-    recorder = _CreatedTensors([example, *model.parameters(), *model.buffers()], [])
     try:
-        with torch.no_grad(), recorder:
-            model(example)
+        return _record_per_sample(model, torch.zeros((1, *input_shape)))[2]
     finally:
         model.train(was_training)
-    return recorder.elements
-
-
-def activation_elements_per_sample(model: nn.Module, input_shape: tuple[int, ...]) -> int:
-    """Elements the forward pass writes for one sample (the rows' ``activation_elements``): a
-    batch of two's beyond a batch of one, so a tensor that does not grow with the batch counts
-    nothing. timm's ``infer_macts`` (fvcore's ActivationCountAnalysis) counts the outputs of
-    conv, matmul and similar ops only; this counts every op's, as the byte counts here do."""
-    one = torch.zeros((1, *input_shape))
-    return forward_elements(model, torch.cat([one, one])) - forward_elements(model, one)
 
 
 def _record_calls(
     model: nn.Module, example: torch.Tensor
-) -> tuple[dict[str, _Call], list[tuple[str, int]]]:
-    """One forward pass with hooks on every module: every call of each module, and the
-    (module path, bytes) of every tensor created, in order."""
+) -> tuple[dict[str, _Call], list[tuple[str, int]], int]:
+    """One forward pass with hooks on every module: every call of each module, the
+    (module path, bytes) of every tensor created, in order, and their elements."""
     calls: dict[str, _Call] = {}
     stack: list[str] = []
     hooks = []
@@ -353,23 +347,24 @@ def _record_calls(
     finally:
         for hook in hooks:
             hook.remove()
-    return calls, recorder.created
+    return calls, recorder.created, recorder.elements
 
 
 def _record_per_sample(
     model: nn.Module, example: torch.Tensor
-) -> tuple[dict[str, _Call], list[tuple[str, int]]]:
-    """:func:`_record_calls` at ``example``'s batch, with each created tensor's bytes for one
-    sample: what doubling the batch adds, over the batch (a tensor that does not grow with
-    the batch, such as LeNet-5's |w|², counts 0)."""
+) -> tuple[dict[str, _Call], list[tuple[str, int]], int]:
+    """:func:`_record_calls` at ``example``'s batch, with each created tensor's bytes and all
+    their elements for one sample: what doubling the batch adds, over the batch (a tensor that
+    does not grow with the batch, such as LeNet-5's |w|², counts 0)."""
     batch = int(example.shape[0])
-    calls, first = _record_calls(model, example)
-    _, second = _record_calls(model, torch.cat([example, example]))
+    calls, first, elements_first = _record_calls(model, example)
+    _, second, elements_second = _record_calls(model, torch.cat([example, example]))
+    elements = (elements_second - elements_first) // batch
     if [owner for owner, _ in first] == [owner for owner, _ in second]:
         created = [(owner, (b2 - b1) // batch) for (owner, b1), (_, b2) in zip(first, second)]
     else:  # a pass whose tensors depend on the batch size: share of the doubled batch
         created = [(owner, b2 // (2 * batch)) for owner, b2 in second]
-    return calls, created
+    return calls, created, elements
 
 
 def layer_breakdown(
@@ -381,7 +376,7 @@ def layer_breakdown(
     ``by_module`` is fvcore's per-module count (children included); a module's own MACs are
     its count minus its direct children's, or its handle's count where one applies.
     """
-    calls, created = _record_per_sample(model, example)
+    calls, created, _ = _record_per_sample(model, example)
     return _layers_from_calls(model, calls, by_module, created)
 
 
@@ -463,7 +458,7 @@ def count_model(
     example = torch.randn(1, *input_shape)
     trainable, total = count_params(model)
     by_module, skipped = count_macs_fvcore(model, example)
-    calls, created = _record_per_sample(model, example)
+    calls, created, elements = _record_per_sample(model, example)
     macs = by_module.get("", 0)
     by_handles = 0
     handled_ops: Counter[str] = Counter()
@@ -487,4 +482,5 @@ def count_model(
         skipped_ops=skipped,
         layers=with_paper_names(_layers_from_calls(model, calls, by_module, created), paper_names),
         largest_tensor_bytes=max((nbytes for _, nbytes in created), default=0),
+        activation_elements=elements,
     )

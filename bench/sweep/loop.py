@@ -34,7 +34,6 @@ from bench.events import Listener, ModelFinished, ModelStarted, RowDone, silent
 from bench.measure import memory
 from bench.measure.counting import (
     Counts,
-    activation_elements_per_sample,
     count_model,
     count_step_flops,
 )
@@ -467,7 +466,6 @@ def _run_model(
         return
     listen(ModelStarted(name, len(specs)))
     counts, count_error = _count(plan, name, specs, writer)
-    elements = _activation_elements(name, writer) if counts is not None else None
     placed = _PlacedModel(name)
     for spec in specs:
         if writer.has_row(spec.key(plan.threads)):
@@ -476,7 +474,7 @@ def _run_model(
         row = base_row(
             **dataclasses.asdict(spec), threads=plan.threads, counts=counts, machine=machine
         )
-        row["activation_elements"] = elements
+        row["activation_elements"] = counts.activation_elements if counts is not None else None
         if _measure_or_fail(plan, spec, placed, row, counts, writer) and count_error:
             row["error"] = count_error
         row["timestamp"] = timestamp()
@@ -519,16 +517,6 @@ def _count(
             for layer in counts.layers
         )
     return counts, None
-
-
-def _activation_elements(name: str, writer: ResultsWriter) -> int | None:
-    """Elements ``name``'s forward pass writes per sample (None, its traceback logged, if the
-    count fails: the rows are measured all the same)."""
-    try:
-        return activation_elements_per_sample(zoo.get_model(name), zoo.get_card(name).input_shape)
-    except Exception as error:
-        writer.write_traceback(f"model={name} activation elements", error)
-        return None
 
 
 class _PlacedModel:
