@@ -19,6 +19,7 @@ On CUDA each mark records an event on the stream (no host synchronisation inside
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import time
 from collections.abc import Callable, Sequence
@@ -153,17 +154,8 @@ def time_steps(
     Runs ``settings.warmup`` untimed steps, then timed steps until at least ``min_steps`` were
     timed and their total reaches ``min_time_s`` (or a cap is hit: see :class:`TimerSettings`).
     """
-    for _ in range(settings.warmup):
-        step()
-    times: list[float] = []
-    total = 0.0
-    while not settings.done(len(times), total):
-        start = clock()
-        step()
-        elapsed = clock() - start
-        times.append(elapsed)
-        total += elapsed
-    return summarise(times)
+    timing = time_phased_steps(lambda mark: step(), settings, clock=clock)
+    return dataclasses.replace(timing, phases_ms=None)
 
 
 def time_steps_cuda(
@@ -177,28 +169,8 @@ def time_steps_cuda(
     The stopping rule needs elapsed time while running; it is read from the events every
     ``min_steps`` steps (one synchronisation each), never after every step.
     """
-    for _ in range(settings.warmup):
-        step()
-    torch.cuda.synchronize(device)
-    pairs: list[tuple[torch.cuda.Event, torch.cuda.Event]] = []
-    times: list[float] = []
-    total = 0.0
-    while not settings.done(len(times), total):
-        chunk = min(settings.min_steps, settings.max_steps - len(times))
-        pairs.clear()
-        for _ in range(chunk):
-            start = torch.cuda.Event(enable_timing=True)
-            end = torch.cuda.Event(enable_timing=True)
-            start.record()
-            step()
-            end.record()
-            pairs.append((start, end))
-        torch.cuda.synchronize(device)
-        for start, end in pairs:
-            elapsed = start.elapsed_time(end) / 1e3  # elapsed_time is in ms
-            times.append(elapsed)
-            total += elapsed
-    return summarise(times)
+    timing = time_phased_steps_cuda(lambda mark: step(), settings, device=device)
+    return dataclasses.replace(timing, phases_ms=None)
 
 
 def time_phased_steps(
