@@ -42,6 +42,7 @@ __all__ = [
     "TRAINING_KEY_COLUMNS",
     "KEY_COLUMNS",
     "row_key",
+    "setting_value",
     "row_label",
     "timestamp",
     "base_row",
@@ -124,13 +125,14 @@ def row_key(row: Mapping[str, Any]) -> tuple[Any, ...]:
     return tuple(
         (None if is_max else row.get(column))
         if column == "batch_size"
-        else (is_max if column == "max_batch" else _key_value(row, column))
+        else (is_max if column == "max_batch" else setting_value(column, row.get(column)))
         for column in KEY_COLUMNS
     )
 
 
-def _key_value(row: Mapping[str, Any], column: str) -> Any:
-    value = row.get(column)
+def setting_value(column: str, value: Any) -> Any:
+    """A setting as keys compare it: a missing ``compile`` (a row written before the column, or
+    an accuracy row) ran eagerly, ``"none"``."""
     return "none" if column == "compile" and value is None else value
 
 

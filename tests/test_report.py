@@ -253,6 +253,16 @@ def test_merging_colliding_folders_is_refused(tmp_path: Path) -> None:
     assert "\n" not in str(info.value)
 
 
+def test_a_folder_from_before_the_compile_column_collides_with_its_eager_twin(
+    tmp_path: Path,
+) -> None:
+    """Rows without ``compile`` ran eagerly: the same settings as a new folder's ``"none"``."""
+    old = _copy_fixture(tmp_path / "old", "run-old", compile=None)
+    new = _copy_fixture(tmp_path / "new", "run-new", compile="none")
+    with pytest.raises(ValueError, match=r"rows collide: run-old and run-new .* compile=none"):
+        report.build_report([old, new], tmp_path / "out")
+
+
 def test_merging_distinct_folders_keeps_every_row(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

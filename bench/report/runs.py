@@ -26,6 +26,7 @@ from bench.schema import (
     SETTING_COLUMNS,
     TRAINING_KEY_COLUMNS,
     read_jsonl,
+    setting_value,
 )
 
 log = logging.getLogger("bench.report")  # one logger for the package, as before the split
@@ -117,12 +118,13 @@ def _row_key(row: Mapping[str, Any]) -> tuple[Any, ...]:
     --max-batch row is the batch it found); an accuracy row's also its data, seed and number of
     training processes (rows from before that column ran one) and its training run."""
     if row.get("mode") != "accuracy":
-        return tuple((k, key_value(row.get(k))) for k in SETTING_COLUMNS)
-    row = {**row, "world_size": key_value(row.get("world_size")) or 1}
-    # Each training run is its own row (a re-run, a budgeted and a full run of one model);
-    # rows from before run ids existed (null) fall back to their settings.
-    keys = SETTING_COLUMNS + TRAINING_KEY_COLUMNS + ("training_run",)
-    return tuple((k, key_value(row.get(k))) for k in keys)
+        keys = SETTING_COLUMNS
+    else:
+        row = {**row, "world_size": key_value(row.get("world_size")) or 1}
+        # Each training run is its own row (a re-run, a budgeted and a full run of one model);
+        # rows from before run ids existed (null) fall back to their settings.
+        keys = SETTING_COLUMNS + TRAINING_KEY_COLUMNS + ("training_run",)
+    return tuple((k, setting_value(k, key_value(row.get(k)))) for k in keys)
 
 
 def merge_runs(runs: Sequence[Run]) -> Run:
