@@ -7,7 +7,9 @@ pair the ratio is NEW/OLD samples per second. A row's noise is its ``step_iqr_re
 ``|ratio - 1|`` exceeds the two rows' noise added up, and as unjudged when either row has no
 spread (fewer than ``bench.measure.timing.MIN_STEPS_FOR_SPREAD`` steps, or a folder written
 before the column existed). Folders measured on different machines (``meta.json``'s
-``cpu_model``, ``gpu`` or ``hostname`` differ) are refused unless asked for.
+``cpu_model``, ``gpu`` or ``hostname`` differ) are refused unless asked for. The texts of a
+comparison's cells and tally are here too: ``bench compare`` prints them, and the report's
+section (``bench report NEW --compare OLD``, :mod:`bench.report.run_against_run`) tables them.
 
 Reads folders through :mod:`bench.schema` only: no torch.
 """
@@ -29,14 +31,27 @@ __all__ = [
     "Comparison",
     "read_folder",
     "machine_difference",
+    "refuse_other_machine",
     "compare_folders",
     "slower_than",
     "row_settings",
+    "rate_text",
+    "ratio_text",
+    "verdict_text",
+    "verdict_counts",
+    "FLAGGED",
+    "NOISE_RULE",
 ]
 
 # The meta.json facts that say which machine measured a folder.
 MACHINE_KEYS = ("cpu_model", "gpu", "hostname")
 SWEEP_MODES = ("infer", "train")
+# The verdicts of a change beyond the two rows' noise.
+FLAGGED = ("faster", "slower")
+NOISE_RULE = (
+    "samples/s (IQR: interquartile range of the step times over their median); "
+    "a change is flagged when it exceeds the two rows' IQRs added up"
+)
 
 
 @dataclass(frozen=True)
@@ -124,17 +139,25 @@ def machine_difference(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[s
     return [key for key in MACHINE_KEYS if old.get(key) != new.get(key)]
 
 
+def refuse_other_machine(old: Folder, new: Folder, across_machines: bool) -> list[str]:
+    """The machine facts ``old`` and ``new`` differ in; a one-line ``ValueError`` if any do
+    and ``across_machines`` is not set. ``new`` may be a folder not yet written (its meta the
+    machine about to measure it: ``bench all --compare``)."""
+    differ = machine_difference(old.meta, new.meta)
+    if differ and not across_machines:
+        raise ValueError(
+            f"{old.path} and {new.path} were measured on different machines "
+            f"({', '.join(differ)} differ: {old.machine()} vs {new.machine()}); "
+            "give --across-machines to compare them anyway"
+        )
+    return differ
+
+
 def compare_folders(old: Path, new: Path, *, across_machines: bool = False) -> Comparison:
     """Match the rows of the folders ``old`` and ``new``. Different machines raise a one-line
     ``ValueError`` unless ``across_machines``."""
     before, after = read_folder(old), read_folder(new)
-    differ = machine_difference(before.meta, after.meta)
-    if differ and not across_machines:
-        raise ValueError(
-            f"{before.path} and {after.path} were measured on different machines "
-            f"({', '.join(differ)} differ: {before.machine()} vs {after.machine()}); "
-            "give --across-machines to compare them anyway"
-        )
+    differ = refuse_other_machine(before, after, across_machines)
     pairs = [Pair(row, after.rows[key]) for key, row in before.rows.items() if key in after.rows]
     return Comparison(
         old=before,
@@ -162,3 +185,34 @@ def row_settings(row: Mapping[str, Any]) -> str:
         words.append(f"compile={row['compile']}")
     words.append(f"t={row.get('threads')}")
     return " ".join(words)
+
+
+def rate_text(row: Mapping[str, Any]) -> str:
+    """``1234.5 (IQR 4.0%)`` (samples/s and its IQR over median), or ``error``."""
+    rate = row.get("samples_per_s")
+    if row.get("error") or not isinstance(rate, (int, float)):
+        return "error"
+    iqr = row.get("step_iqr_rel")
+    return f"{rate:.1f} " + ("(no IQR)" if iqr is None else f"(IQR {iqr:.1%})")
+
+
+def ratio_text(pair: Pair) -> str:
+    """NEW/OLD to three decimals, ``-`` where either row has no samples/s."""
+    return "-" if pair.ratio is None else f"{pair.ratio:.3f}"
+
+
+def verdict_text(pair: Pair) -> str:
+    """The pair's verdict, ``!`` added to a change beyond the noise (``slower !``)."""
+    return pair.verdict + (" !" if pair.verdict in FLAGGED else "")
+
+
+def verdict_counts(comparison: Comparison) -> str:
+    """``3 matched (1 no spread, 1 slower, 1 within noise); 1 only in OLD, 1 only in NEW``."""
+    tally: dict[str, int] = {}
+    for pair in comparison.pairs:
+        tally[pair.verdict] = tally.get(pair.verdict, 0) + 1
+    counts = ", ".join(f"{n} {verdict}" for verdict, n in sorted(tally.items())) or "none"
+    return (
+        f"{len(comparison.pairs)} matched ({counts}); {len(comparison.only_old)} only in OLD, "
+        f"{len(comparison.only_new)} only in NEW"
+    )

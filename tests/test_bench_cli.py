@@ -119,7 +119,8 @@ def test_run_writes_rows_for_a_registered_model(
     register_test_models(monkeypatch)
     monkeypatch.setattr("bench.sweep.loop.describe", lambda *a, **k: FAKE_MACHINE)
     args = ["run", "--models", "tiny_net", "--batch-sizes", "2", "--threads", "1",
-            "--min-steps", "2", "--min-time", "0", "--out", str(tmp_path / "run")]  # fmt: skip
+            "--min-steps", "2", "--min-time", "0", "--no-fastest-format",
+            "--out", str(tmp_path / "run")]  # fmt: skip
     code, out, err = run_cli(args, capsys)
     assert code == 0, err
     assert out.count("tiny_net cpu fp32 contiguous") == 2  # a line per row
@@ -174,7 +175,8 @@ def test_all_runs_the_plan_then_its_follow_ups(
         monkeypatch.setitem(cli.SUBCOMMANDS, name, follow_up(name))
     out = tmp_path / "run"
     args = ["all", "--models", "tiny_net", "--batch-sizes", "2", "--modes", "infer",
-            "--threads", "1", "--min-steps", "2", "--min-time", "0", "--out", str(out)]  # fmt: skip
+            "--threads", "1", "--min-steps", "2", "--min-time", "0", "--no-fastest-format",
+            "--out", str(out)]  # fmt: skip
     code, _, err = run_cli(args, capsys)
     assert code == 0, err
     assert seen == [("accuracy", out), ("report", out)]
@@ -230,7 +232,7 @@ def test_shards_run_on_two_machines_merge_into_the_whole_sweep(
     register_test_models(monkeypatch)
     monkeypatch.setattr("bench.sweep.loop.describe", lambda *a, **k: FAKE_MACHINE)
     sweep = ["run", "--models", "tiny_net", "--batch-sizes", "1", "2", "3", "4", "--threads",
-             "1", "--min-steps", "1", "--min-time", "0"]  # fmt: skip
+             "1", "--min-steps", "1", "--min-time", "0", "--no-fastest-format"]  # fmt: skip
     folders = []
     for i in (1, 2):
         folders.append(tmp_path / f"machine{i}")

@@ -1,8 +1,10 @@
 """`bench compare OLD NEW` on two small folders written here: a regression, a change within the
-noise, a row on one side only, a machine mismatch."""
+noise, a row on one side only, a machine mismatch; and the same comparison as a section of the
+report (`bench report NEW --compare OLD`, `bench all --compare OLD`)."""
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 from typing import Any
@@ -115,3 +117,107 @@ def test_a_folder_without_results_is_one_line(
 ) -> None:
     code, _, err = run_cli(["compare", str(tmp_path), str(tmp_path)], capsys)
     assert code == 2 and "results.jsonl does not exist" in err
+
+
+# --- the comparison as a section of the report (`bench report NEW --compare OLD`) ---------------
+
+
+def section(markdown: str, title: str) -> str:
+    """The text of the report's section ``title``, up to the next section."""
+    start = markdown.index(f"\n## {title}\n")
+    end = markdown.find("\n## ", start + 1)
+    return markdown[start : end if end != -1 else None]
+
+
+def test_the_report_shows_the_comparison_as_a_section(
+    two_runs: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    old, new = two_runs
+    out = tmp_path / "report"
+    code, _, err = run_cli(["report", str(new), "--compare", str(old), "--out", str(out)], capsys)
+    assert code == 0, err
+    markdown = (out / "report.md").read_text()
+    assert "- [Against an earlier run](#against-an-earlier-run)" in markdown  # contents
+    text = section(markdown, "Against an earlier run")
+    assert f"NEW is this report's folder, `{new}`" in text and f"OLD is `{old}`" in text
+    assert "Both measured on box (test cpu)." in text
+    assert "3 matched (1 no spread, 1 slower, 1 within noise); 1 only in OLD, 1 only in NEW" in text
+    # NEW/OLD by hand: 80/100, 1030/1000, 55/50; noise 2%+2% = 4% < 20% (flagged), 5%+5% = 10%
+    # > 3% (within noise), and alexnet's OLD row has no spread.
+    assert (
+        "| vgg11 cpu fp32 contiguous train b=32 t=2 | 100.0 (IQR 2.0%) | 80.0 (IQR 2.0%) "
+        "| 0.800 | slower ! |"
+    ) in text
+    assert "| 1000.0 (IQR 5.0%) | 1030.0 (IQR 5.0%) | 1.030 | within noise |" in text
+    assert "| 50.0 (no IQR) | 55.0 (IQR 1.0%) | 1.100 | no spread |" in text
+    flagged = text.split("Changes beyond the noise:")[1].split("Rows only one folder has:")[0]
+    assert flagged.strip() == (
+        "- vgg11 cpu fp32 contiguous train b=32 t=2: slower, NEW/OLD 0.800 (100.0 → 80.0 samples/s)"
+    )
+    assert "- only in OLD: resnet18 cpu fp32 contiguous infer b=32 t=2" in text
+    assert "- only in NEW: resnet34 cpu fp32 contiguous infer b=32 t=2" in text
+    page = (out / "report.html").read_text()
+    assert 'href="#against-an-earlier-run"' in page and 'id="against-an-earlier-run"' in page
+
+
+def test_a_refused_comparison_writes_no_report(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    old = folder(tmp_path / "a", [row("lenet5", "infer", 10.0, 0.01)])
+    new = folder(tmp_path / "b", [row("lenet5", "infer", 20.0, 0.01)], hostname="other")
+    out = tmp_path / "report"
+    code, out_text, err = run_cli(
+        ["report", str(new), "--compare", str(old), "--out", str(out)], capsys
+    )
+    assert code == 2 and out_text == "" and not out.exists()
+    assert err.startswith("error: ") and err.count("\n") == 1 and "--across-machines" in err
+    code, _, err = run_cli(["report", str(new), str(old), "--compare", str(old)], capsys)
+    assert code == 2 and "--compare needs one RESULTS_DIR" in err
+    argv = ["report", str(new), "--compare", str(old), "--across-machines", "--out", str(out)]
+    code, _, err = run_cli(argv, capsys)
+    assert code == 0, err
+    text = section((out / "report.md").read_text(), "Against an earlier run")
+    assert "ACROSS MACHINES: OLD on box (test cpu), NEW on other (test cpu)" in text
+    assert "| 10.0 (IQR 1.0%) | 20.0 (IQR 1.0%) | 2.000 | faster ! |" in text
+
+
+def test_all_refuses_another_machines_folder_before_measuring(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    old = folder(tmp_path / "old", [row("lenet5", "infer", 10.0, 0.01)], hostname="elsewhere")
+    out = tmp_path / "run"
+    argv = ["all", "--models", "lenet5", "--compare", str(old), "--out", str(out)]
+    code, _, err = run_cli(argv, capsys)
+    assert code == 2 and "hostname differ" in err and "--across-machines" in err
+    assert not out.exists()  # nothing was measured
+
+
+def test_all_hands_the_comparison_to_its_report(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bench import cli
+    from bench.measure.machine import describe
+
+    here = describe((), 1, measure_peak=False)
+    machine = {"cpu_model": here.cpu_model, "gpu": here.gpu, "hostname": here.hostname}
+    old = folder(tmp_path / "old", [row("lenet5", "infer", 10.0, 0.01)], **machine)
+    out = tmp_path / "run"
+    reported: list[argparse.Namespace] = []
+
+    def fake_run(args: argparse.Namespace) -> int:
+        folder(out, [row("lenet5", "infer", 12.0, 0.01)], **machine)
+        args.resolved_out = out
+        return 0
+
+    def fake(name: str, run: Any) -> cli.Subcommand:
+        return cli.Subcommand(name, cli.SUBCOMMANDS[name].add_arguments, run)
+
+    monkeypatch.setitem(cli.SUBCOMMANDS, "run", fake("run", fake_run))
+    monkeypatch.setitem(cli.SUBCOMMANDS, "accuracy", fake("accuracy", lambda args: 0))
+    monkeypatch.setitem(
+        cli.SUBCOMMANDS, "report", fake("report", lambda args: reported.append(args) or 0)
+    )
+    code, _, err = run_cli(["all", "--compare", str(old), "--out", str(out)], capsys)
+    assert code == 0, err
+    (args,) = reported
+    assert args.results_dirs == [out] and args.compare == old and not args.across_machines

@@ -1,5 +1,6 @@
 """Compiled against eager: --compile joins the plan's axes and the row key; a compiled row keeps
-its compile time apart; a failed compile is an error row. One real compile, of a tiny model."""
+its compile time apart; a failed compile is an error row. One real compile, of a tiny model.
+And the fastest format: in the default plan where bf16 is native, nowhere else."""
 
 from __future__ import annotations
 
@@ -114,3 +115,47 @@ def test_fastest_format_is_added_only_where_bf16_is_native(
     assert len(plan_rows(both, "tiny_net")) == 1
     args = build_parser().parse_args(["run", "--models", "tiny_net", "--fastest-format"])
     assert build_plan(args).fastest_format is True
+
+
+FP32_ROWS = {  # the short plan's batches: (1, 32) infer and 32 train small, 1 and 1 large
+    "tiny_net": [("fp32", "contiguous", "infer", 1), ("fp32", "contiguous", "infer", 32),
+                 ("fp32", "contiguous", "train", 32)],
+    "vgg16": [("fp32", "contiguous", "infer", 1), ("fp32", "contiguous", "train", 1)],
+}  # fmt: skip
+FASTEST_ROWS = {  # at each mode's largest batch only
+    "tiny_net": [(*FASTEST_FORMAT, "infer", 32), (*FASTEST_FORMAT, "train", 32)],
+    "vgg16": [(*FASTEST_FORMAT, "infer", 1), (*FASTEST_FORMAT, "train", 1)],
+}
+
+
+def default_plan_rows(*options: str) -> dict[str, list[tuple[object, ...]]]:
+    """The rows ``bench run`` and ``bench all`` plan for tiny_net and vgg16 on the CPU, as
+    (dtype, memory format, mode, batch) (the two commands must agree)."""
+    planned = []
+    for command in ("run", "all"):
+        argv = [command, "--models", "tiny_net", "vgg16", "--devices", "cpu", *options]
+        made = build_plan(build_parser().parse_args(argv))
+        rows = {model: plan_rows(made, model) for model in made.models}
+        planned.append(
+            {
+                m: [(r.dtype, r.memory_format, r.mode, r.batch_size) for r in rs]
+                for m, rs in rows.items()
+            }
+        )
+    assert planned[0] == planned[1]
+    return planned[0]
+
+
+@pytest.mark.parametrize("flags, native", [("avx2,fma", False), ("avx2,avx512f,avx512_bf16", True)])
+def test_the_default_plan_adds_the_fastest_format_where_bf16_is_native(
+    flags: str, native: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    register_test_models(monkeypatch)
+    monkeypatch.setenv("CNN_ZOO_CPU_FLAGS", flags)  # the real detector, told the CPU's flags
+    expected = {m: FP32_ROWS[m] + (FASTEST_ROWS[m] if native else []) for m in FP32_ROWS}
+    assert default_plan_rows() == expected
+    assert RunPlan.short(("tiny_net",)).fastest_format is True
+    assert default_plan_rows("--no-fastest-format") == FP32_ROWS
+    # --full measures every format at every batch already: nothing added, nothing twice.
+    full = default_plan_rows("--full", "--fastest-format")
+    assert len(full["tiny_net"]) == len(set(full["tiny_net"])) == 3 * 2 * (5 + 4)

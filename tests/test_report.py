@@ -388,3 +388,60 @@ def test_the_same_run_on_two_processes_is_a_row_of_its_own(tmp_path: Path) -> No
     section = _section((out / "report.md").read_text(), "Time to accuracy")
     assert section.count("| 2 (gloo) |") == len(ddp)
     assert section.count("| 1 |") >= len(ddp)
+
+
+def test_the_summary_shows_fp32_and_the_fastest_format_side_by_side(tmp_path: Path) -> None:
+    run = _copy_fixture(tmp_path / "run", "fastest")
+
+    def best_fp32(model: str, mode: str) -> dict[str, Any]:
+        rows = [r for r in ROWS if r["model"] == model and r["mode"] == mode and _ok(r)]
+        rows = [r for r in rows if (r["dtype"], r["memory_format"]) == ("fp32", "contiguous")]
+        return max(rows, key=lambda r: r["samples_per_s"])
+
+    # bf16 autocast + channels_last beside fp32: 1.5x, 2x and 1.8x faster, and once slower.
+    speedups = {("lenet5_modern", "infer"): 1.5, ("lenet5_modern", "train"): 0.8,
+                ("lab_cnn", "infer"): 2.0, ("lab_cnn", "train"): 1.8}  # fmt: skip
+    added = []
+    for (model, mode), times in speedups.items():
+        fp32 = best_fp32(model, mode)
+        added.append({**fp32, "dtype": "bf16_autocast", "memory_format": "channels_last",
+                      "samples_per_s": times * fp32["samples_per_s"]})  # fmt: skip
+    with open(run / "results.jsonl", "a") as f:
+        f.write("".join(json.dumps(r) + "\n" for r in added))
+    built = report.build_report([run], tmp_path / "out")
+    summary = pd.read_csv(built / "summary.csv", dtype=str, keep_default_na=False)
+    summary = summary.set_index("model")
+    lenet = summary.loc["lenet5_modern"]
+    infer = best_fp32("lenet5_modern", "infer")
+    assert float(lenet["cpu_infer_fastest_samples_per_s"]) == pytest.approx(
+        1.5 * infer["samples_per_s"]
+    )
+    assert lenet["cpu_infer_fastest_format"] == "bf16_autocast/channels_last"
+    assert lenet["cpu_infer_fastest_batch"] == str(infer["batch_size"])
+    assert float(lenet["cpu_infer_fastest_speedup"]) == pytest.approx(1.5)
+    assert lenet["cpu_train_fastest_format"] == "fp32/contiguous"  # bf16 was slower
+    assert summary.loc["vgg16", "cpu_infer_fastest_format"] == "fp32/contiguous"
+    markdown = (built / "report.md").read_text()
+    glance = _section(markdown, "The zoo at a glance").split("Speed and memory at")[1]
+    assert "| cpu infer samples/s | cpu infer samples/s, fastest format |" in glance
+    cells = _table_row(glance, "lenet5_modern")
+    fp32_cell = f"{infer['samples_per_s']:,.0f} (b=32)"  # 9,603: four significant digits
+    fastest = f"{1.5 * infer['samples_per_s']:,.0f} (b=32, bf16_autocast/channels_last, 1.50× fp32)"
+    assert cells[1:5] == [fp32_cell, fastest, cells[3], "= fp32"]
+    assert _table_row(glance, "lab_cnn")[4].endswith(
+        "(b=32, bf16_autocast/channels_last, 1.80× fp32)"
+    )
+    # The opening: each model's fastest over its fp32, inference 1.0x (vgg16) to 2.0x (lab_cnn).
+    opening = _section(markdown, "In short: why these networks differ")
+    assert "The fastest format against fp32: on cpu" in opening
+    assert "1.00× to 2.00× over 4 models)" in opening and "1.00× to 1.80× over 4 models)" in opening
+
+
+def test_the_accuracy_table_says_how_far_each_run_went_and_what_ended_it(markdown: str) -> None:
+    section = _section(markdown, "Time to accuracy")
+    assert "| epochs | samples seen | stopped by | final accuracy |" in section
+    runs = [r for r in ROWS if r["mode"] == "accuracy"]
+    assert runs and all(r["samples_seen"] and r["stopped_by"] for r in runs)
+    for r in runs:  # e.g. lab_cnn: 3 passes of MNIST's 60,000 images, ended by its length
+        cells = f"| {r['epochs']} | {r['samples_seen']:,} | {r['stopped_by']} | "
+        assert f"{cells}{100 * r['accuracy']:.2f}% |" in section

@@ -17,8 +17,10 @@ from bench.cli import main
 from bench.events import EpochFinished, EpochStarted, StepsDone
 from bench.training.loop import TrainSettings, _clock, load_weights, save_weights, train
 from bench.training.recipes import (
+    ALTERNATIVE_RECIPES,
     LENET5_SGD_SCALE,
     RECIPES,
+    SDLM_ETA_SCALE,
     Recipe,
     lr_factor,
     recipe_for,
@@ -51,11 +53,13 @@ def test_onecycle_warms_up_then_decays_to_zero():
     assert factors[-1] == 0.0 and factors[0] < 0.01
 
 
-def test_lenet5_recipe_is_the_papers_schedule():
-    recipe = RECIPES["lenet5"]
+@pytest.mark.parametrize(
+    ("recipe", "scale"),
+    [(RECIPES["lenet5"], SDLM_ETA_SCALE), (ALTERNATIVE_RECIPES["lenet5_sgd"], LENET5_SGD_SCALE)],
+)
+def test_lenet5_recipes_follow_the_papers_schedule(recipe, scale):
     etas = [
-        lr_factor(recipe, 0.0, epoch * 60_000 + 59_999) * recipe.lr / LENET5_SGD_SCALE
-        for epoch in range(20)
+        lr_factor(recipe, 0.0, epoch * 60_000 + 59_999) * recipe.lr / scale for epoch in range(20)
     ]
     paper = [5e-4] * 2 + [2e-4] * 3 + [1e-4] * 3 + [5e-5] * 4 + [1e-5] * 8
     assert etas == pytest.approx(paper)
@@ -64,7 +68,15 @@ def test_lenet5_recipe_is_the_papers_schedule():
         and recipe.samples == 20 * 60_000
         and recipe.normalisation == "lenet5_paper"
     )
-    assert "stands in" in recipe.describe()  # the SGD stand-in is said in every row
+    # Each departure from the paper is said in every row: SDLM's eta scale, SGD in its place.
+    assert ("eta" in recipe.note) and recipe.note in recipe.describe()
+
+
+def test_lenet5_trains_per_sample_with_sdlm_and_sgd_stays_available():
+    assert RECIPES["lenet5"].optimizer == "sdlm" and RECIPES["lenet5"].batch_size == 1
+    assert recipe_for("lenet5", "lenet5_sgd").optimizer == "sgd"
+    with pytest.raises(ValueError, match="unknown recipe 'lenet5_adam'"):
+        recipe_for("lenet5", "lenet5_adam")
 
 
 @pytest.mark.parametrize(
@@ -402,11 +414,11 @@ def test_an_imagefolder_smaller_than_a_batch_is_refused_in_one_line(tmp_path, ca
 
 def test_a_target_not_reached_within_the_length_is_said(gray_folder, tmp_path, capsys):
     argv = ["train", "lenet5_mnist", "--data", str(gray_folder), "--target-acc", "1.0"]
-    argv += ["--stop-at-target", "--samples", "64", "--no-save", "--out", str(tmp_path / "r")]
+    argv += ["--stop-at-target", "--samples", "128", "--no-save", "--out", str(tmp_path / "r")]
     assert main(argv) == 0  # it trained and was measured: the row says the target was missed
     (row,) = [json.loads(line) for line in (tmp_path / "r/results.jsonl").read_text().splitlines()]
     assert row["stopped_by"] == "length" and row["time_to_target_s"] is None
-    assert row["samples_seen"] == 64 and row["test_samples"] > 0
+    assert row["samples_seen"] == 128 and row["test_samples"] > 0
     assert "100.00% not reached within its length" in capsys.readouterr().out
 
 
@@ -442,3 +454,27 @@ def test_the_default_plan_trains_every_familys_mnist_model_by_samples():
     assert recipe_for("alexnet_mnist_kaiming") == replace(
         recipe_for("alexnet_mnist"), note=recipe_for("alexnet_mnist_kaiming").note
     )  # only the initialisation (and its note) differs
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--target-acc", "99"], "e.g. 0.99; got 99 (for 99% write 0.99)"),
+        (["--target-acc", "99%"], "must be a fraction in (0, 1], e.g. 0.99; got '99%'"),
+        (["--target-acc", "-0.5"], "e.g. 0.99; got -0.5"),
+        (["--stop-at-target"], "--stop-at-target needs a target on"),  # no default off MNIST
+        # lenet5_mnist's recipe batch is 64: 64 samples are one step, evaluated at its end only
+        (["--target-acc", "0.9", "--stop-at-target", "--samples", "64"], "is one step at batch 64"),
+        (["--target-acc", "0.9", "--stop-at-target", "--epochs", "1", "--evals-per-epoch", "1"],
+         "evaluated only where the run ends"),
+    ],
+)  # fmt: skip
+def test_a_target_the_run_can_never_reach_is_refused_before_any_work(
+    flags, message, gray_folder, tmp_path, capsys
+):
+    out = tmp_path / "r"
+    argv = ["train", "lenet5_mnist", "--data", str(gray_folder), *flags, "--out", str(out)]
+    assert exit_code(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and message in err and "\n" not in err
+    assert not out.exists()  # nothing written

@@ -42,8 +42,17 @@ class Subcommand:
     run: Callable[[argparse.Namespace], int]
 
 
+def add_all_arguments(parser: argparse.ArgumentParser) -> None:
+    """``run``'s options, and the report's ``--compare OLD`` (``--across-machines``)."""
+    sweep.add_run_arguments(parser)
+    compare.add_compare_with(parser)
+
+
 def run_all(args: argparse.Namespace) -> int:
-    """``run`` with the same arguments, then ``accuracy`` and ``report`` of its folder."""
+    """``run`` with the same arguments, then ``accuracy`` and ``report`` of its folder (with
+    ``--compare OLD``, checked before anything is measured)."""
+    if args.compare is not None:
+        compare.refuse_before_measuring(args.compare, args.across_machines)
     code = SUBCOMMANDS["run"].run(args)
     if code != 0:
         return code
@@ -54,7 +63,10 @@ def run_all(args: argparse.Namespace) -> int:
     if not (out / "results.jsonl").exists():
         print(f"report: {out} has no rows (an empty shard), skipped")
         return 0
-    return _follow_up("report", [str(out)])
+    report_argv = [str(out)]
+    report_argv += ["--compare", str(args.compare)] if args.compare is not None else []
+    report_argv += ["--across-machines"] if args.across_machines else []
+    return _follow_up("report", report_argv)
 
 
 def _follow_up(name: str, argv: list[str]) -> int:
@@ -90,7 +102,7 @@ SUBCOMMANDS: dict[str, Subcommand] = {
     ),
     "all": Subcommand(
         "the main job (nox -s bench): `run` (default: the short plan), `accuracy`, `report`",
-        sweep.add_run_arguments,
+        add_all_arguments,
         run_all,
     ),
     "train": Subcommand(

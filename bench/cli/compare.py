@@ -8,7 +8,13 @@ from typing import Any
 
 from bench.cli.options import positive
 
-__all__ = ["add_compare_arguments", "run_compare", "compare_lines"]
+__all__ = [
+    "add_compare_arguments",
+    "add_compare_with",
+    "refuse_before_measuring",
+    "run_compare",
+    "compare_lines",
+]
 
 
 def add_compare_arguments(parser: argparse.ArgumentParser) -> None:
@@ -22,6 +28,35 @@ def add_compare_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="PCT",
         help="exit 1 if any matched row's samples/s fell by more than PCT percent (for CI)",
     )
+    _add_across_machines(parser)
+
+
+def add_compare_with(parser: argparse.ArgumentParser) -> None:
+    """``--compare OLD`` and ``--across-machines``: the report's section against an earlier
+    results folder (``report`` and ``all``)."""
+    parser.add_argument(
+        "--compare",
+        type=Path,
+        default=None,
+        metavar="OLD",
+        help="add a section comparing the results with the earlier results folder OLD, row "
+        "against row, as `bench compare OLD NEW` does",
+    )
+    _add_across_machines(parser)
+
+
+def refuse_before_measuring(old: Path, across_machines: bool) -> None:
+    """``all --compare OLD``: refuse OLD (not a results folder, or another machine's without
+    ``--across-machines``) before anything is measured, not after the whole run."""
+    from bench.compare import MACHINE_KEYS, Folder, read_folder, refuse_other_machine
+    from bench.measure.machine import describe
+
+    here = describe((), 1, measure_peak=False)
+    this_run = Folder(Path("this run"), {key: getattr(here, key) for key in MACHINE_KEYS}, {})
+    refuse_other_machine(read_folder(old), this_run, across_machines)
+
+
+def _add_across_machines(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--across-machines",
         action="store_true",
@@ -48,7 +83,14 @@ def run_compare(args: argparse.Namespace) -> int:
 def compare_lines(comparison: Any) -> list[str]:
     """The comparison as lines: a header, a line per matched row, the rows on one side only,
     and a tally of the verdicts."""
-    from bench.compare import row_settings
+    from bench.compare import (
+        NOISE_RULE,
+        rate_text,
+        ratio_text,
+        row_settings,
+        verdict_counts,
+        verdict_text,
+    )
 
     old, new = comparison.old, comparison.new
     lines = [f"OLD {old.path} ({old.meta.get('started', '?')})"]
@@ -57,36 +99,16 @@ def compare_lines(comparison: Any) -> list[str]:
         lines.append(f"ACROSS MACHINES: OLD on {old.machine()}, NEW on {new.machine()}")
     else:
         lines.append(f"machine: {old.machine()}")
-    lines.append(
-        "samples/s (IQR: interquartile range of the step times over their median); "
-        "a change is flagged when it exceeds the two rows' IQRs added up"
-    )
+    lines.append(NOISE_RULE)
     width = max((len(row_settings(p.old)) for p in comparison.pairs), default=10)
     lines.append(f"{'row':<{width}}  {'OLD':>22}  {'NEW':>22}  {'NEW/OLD':>8}  verdict")
     for pair in comparison.pairs:
-        ratio = "-" if pair.ratio is None else f"{pair.ratio:.3f}"
         lines.append(
-            f"{row_settings(pair.old):<{width}}  {_rate(pair.old):>22}  {_rate(pair.new):>22}  "
-            f"{ratio:>8}  {pair.verdict}{' !' if pair.verdict in ('faster', 'slower') else ''}"
+            f"{row_settings(pair.old):<{width}}  {rate_text(pair.old):>22}  "
+            f"{rate_text(pair.new):>22}  {ratio_text(pair):>8}  {verdict_text(pair)}"
         )
     for side, rows in (("OLD", comparison.only_old), ("NEW", comparison.only_new)):
         for row in rows:
             lines.append(f"only in {side}: {row_settings(row)}")
-    tally: dict[str, int] = {}
-    for pair in comparison.pairs:
-        tally[pair.verdict] = tally.get(pair.verdict, 0) + 1
-    counts = ", ".join(f"{n} {verdict}" for verdict, n in sorted(tally.items())) or "none"
-    lines.append(
-        f"{len(comparison.pairs)} matched ({counts}); {len(comparison.only_old)} only in OLD, "
-        f"{len(comparison.only_new)} only in NEW"
-    )
+    lines.append(verdict_counts(comparison))
     return lines
-
-
-def _rate(row: dict[str, Any]) -> str:
-    """``1234.5 (IQR 4.0%)`` (samples/s and its IQR over median), or the row's trouble."""
-    rate = row.get("samples_per_s")
-    if row.get("error") or not isinstance(rate, (int, float)):
-        return "error"
-    iqr = row.get("step_iqr_rel")
-    return f"{rate:.1f} " + ("(no IQR)" if iqr is None else f"(IQR {iqr:.1%})")

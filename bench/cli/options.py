@@ -33,10 +33,18 @@ def positive(kind: type) -> Callable[[str], Any]:
 
 
 def fraction(text: str) -> float:
-    """An argument type: a fraction in (0, 1]."""
-    value = float(text)
+    """An argument type: a fraction in (0, 1]; a percentage (``99``) is told how to write it."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"must be a fraction in (0, 1], e.g. 0.99; got {text!r}"
+        ) from None
     if not 0.0 < value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be a fraction in (0, 1], got {text} (99% is 0.99)")
+        percent = f" (for {value:g}% write {value / 100:g})" if 1.0 < value <= 100.0 else ""
+        raise argparse.ArgumentTypeError(
+            f"must be a fraction in (0, 1], e.g. 0.99; got {text}{percent}"
+        )
     return value
 
 

@@ -8,13 +8,14 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from bench.cli.compare import add_compare_with
 from bench.cli.options import Parser, add_out
 
 __all__ = ["add_report_arguments", "run_report", "main"]
 
 
 def add_report_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of ``report``: one or more RESULTS_DIR and ``--out``."""
+    """Options of ``report``: one or more RESULTS_DIR, ``--out``, ``--compare OLD``."""
     parser.add_argument(
         "results_dirs",
         nargs="+",
@@ -24,6 +25,7 @@ def add_report_arguments(parser: argparse.ArgumentParser) -> None:
         "are merged (rows with the same settings are refused)",
     )
     add_out(parser, "report folder (default: reports/<run_id>/ at the repository root)")
+    add_compare_with(parser)
 
 
 def run_report(args: argparse.Namespace) -> int:
@@ -31,7 +33,12 @@ def run_report(args: argparse.Namespace) -> int:
     from bench.report.build import build_report
 
     try:
-        out = build_report(args.results_dirs, args.out)
+        out = build_report(
+            args.results_dirs,
+            args.out,
+            compare_with=args.compare,
+            across_machines=args.across_machines,
+        )
     except (FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -40,7 +47,7 @@ def run_report(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m bench.report RESULTS_DIR... [--out DIR]``."""
+    """``python -m bench.report RESULTS_DIR... [--out DIR] [--compare OLD]``."""
     parser = Parser(
         prog="python -m bench.report", description="Write the comparison report of results folders."
     )

@@ -190,9 +190,11 @@ def _add_timing(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--fastest-format",
-        action="store_true",
-        help="also measure bf16 autocast with channels_last on each device with native bf16 "
-        "(detected; none extra elsewhere)",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="also measure bf16 autocast with channels_last, at each mode's largest batch, on "
+        "each device with native bf16 (detected; none extra elsewhere); default: on in the "
+        "short plan, off with --full (which measures every format)",
     )
 
 
@@ -228,11 +230,9 @@ def build_plan(args: argparse.Namespace) -> Any:
             raise ValueError("cuda requested but no CUDA device is available: use --devices cpu")
     if args.max_batch and "cuda" not in devices:
         raise ValueError("--max-batch needs a CUDA device (--devices cuda)")
-    overrides: dict[str, Any] = {
-        "devices": devices,
-        "max_batch": args.max_batch,
-        "fastest_format": getattr(args, "fastest_format", False),
-    }
+    overrides: dict[str, Any] = {"devices": devices, "max_batch": args.max_batch}
+    if getattr(args, "fastest_format", None) is not None:  # None: the preset's
+        overrides["fastest_format"] = args.fastest_format
     if args.batch_sizes is not None:
         overrides["batch_sizes"] = tuple(parse_batch_size(b) for b in args.batch_sizes)
     for option, field in (
@@ -428,6 +428,17 @@ def _print_plan(plan: Any, out: Path) -> None:
         f"{plan.threads} threads; writing {out}",
         file=sys.stderr,
     )
+    if plan.fastest_format:
+        from bench.measure.machine import native_bf16
+        from bench.sweep.plan import FASTEST_FORMAT
+
+        native = [d for d in plan.devices if native_bf16(d)]
+        where = f"on {', '.join(native)}, at each mode's largest batch" if native else "nowhere"
+        print(
+            f"fastest format {'/'.join(FASTEST_FORMAT)} beside the plan's: {where} "
+            "(native bf16; --no-fastest-format leaves it out)",
+            file=sys.stderr,
+        )
     if plan.shard is not None:
         from bench.sweep.loop import plan_rows
 

@@ -80,7 +80,22 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_run_length(parser: argparse.ArgumentParser) -> None:
-    """How long a run trains and how often it is evaluated; its seeds and batch."""
+    """How long a run trains and how often it is evaluated; its recipe, seeds and batch."""
+    from bench.training.recipes import ALTERNATIVE_RECIPES
+
+    parser.add_argument(
+        "--recipe",
+        default=None,
+        choices=sorted(ALTERNATIVE_RECIPES),
+        help="train with this recipe instead of the model's own (lenet5_sgd: plain SGD in "
+        "place of LeNet-5's SDLM)",
+    )
+    parser.add_argument(
+        "--full",
+        action="store_true",
+        help="the recipe's whole length as published (LeNet-5: 20 passes); refuses --epochs, "
+        "--samples and --budget-s",
+    )
     parser.add_argument(
         "--epochs",
         type=positive(int),
@@ -172,12 +187,13 @@ def run_train(args: argparse.Namespace) -> int:
 
     _setup(args)
     _check_folder(args.out, "--out")
+    _check_stop_at_target(args)
     base = _train_settings(args)
     data_options = _data_options(args)
     launched = distributed.launched()
     # Refused before the process group forms: a bad batch must not leave the others waiting.
     World(world_size=launched[1] if launched else 1).local_batch(
-        args.batch_size or recipe_for(args.model).batch_size
+        args.batch_size or recipe_for(args.model, args.recipe).batch_size
     )
     world = distributed.start(args.device, args.backend)
     if not world.is_main:
@@ -211,9 +227,42 @@ def _train_settings(args: argparse.Namespace) -> Any:
 
     from bench.training.loop import TrainSettings
 
+    if args.full and (args.epochs or args.samples or args.budget_s):
+        raise ValueError(
+            "--full trains the recipe's whole length: drop --epochs, --samples and --budget-s"
+        )
     return TrainSettings(
         **{field.name: getattr(args, field.name) for field in fields(TrainSettings)}
     )
+
+
+def _check_stop_at_target(args: argparse.Namespace) -> None:
+    """Refuse ``--stop-at-target`` where the run could never stop at a target before its
+    length ends: no target (only MNIST has a default), or no evaluation before the end (a
+    length of one step, or one pass evaluated once a pass), before any data is read."""
+    from bench.training.recipes import recipe_for
+    from bench.training.runs import MNIST_TARGET
+
+    if not args.stop_at_target:
+        return
+    if args.target_acc is None and args.data.lower() != "mnist":
+        raise ValueError(
+            f"--stop-at-target needs a target on {args.data}: give --target-acc, a fraction, "
+            f"e.g. 0.99 (only MNIST has a default, {MNIST_TARGET:g})"
+        )
+    batch = args.batch_size or recipe_for(args.model, args.recipe).batch_size
+    if args.epochs is None and args.samples is not None and args.samples <= batch:
+        raise ValueError(
+            f"--stop-at-target: --samples {args.samples} is one step at batch {batch}, evaluated "
+            "only where the run ends, so it cannot stop earlier; give more --samples or drop "
+            "--stop-at-target"
+        )
+    if args.epochs == 1 and args.evals_per_epoch == 1:
+        raise ValueError(
+            "--stop-at-target: --epochs 1 with --evals-per-epoch 1 is evaluated only where "
+            "the run ends, so it cannot stop earlier; give --evals-per-epoch 2 or more, or "
+            "drop --stop-at-target"
+        )
 
 
 def _data_options(args: argparse.Namespace) -> dict[str, Any]:

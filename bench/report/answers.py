@@ -11,7 +11,7 @@ import pandas as pd
 from bench.report.document import Block, Bullets, Gallery, Heading, Image
 from bench.report.formatting import fmt_num, fmt_si, ratio, share
 from bench.report.sentences import accuracy_sentences, headline_sentences
-from bench.report.summary import failed_mask
+from bench.report.summary import FASTEST, REFERENCE_LABEL, failed_mask
 
 ANSWERS_TITLE = "In short: why these networks differ"
 
@@ -48,6 +48,7 @@ def answer_blocks(
     sentences = [
         *accuracy_sentences(results)[:1],
         *latency_sentences(results),
+        *format_sentences(summary),
         *headline_sentences(summary, shares),
         *memory_sentences(memory),
     ]
@@ -89,6 +90,37 @@ def latency_sentences(results: pd.DataFrame) -> list[str]:
             f"{ratio(float(high['macs_fvcore']), float(low['macs_fvcore']))} the MACs, "
             f"{ratio(float(high['step_ms_median']), float(low['step_ms_median']))} the time."
         )
+    return out
+
+
+def format_sentences(summary: pd.DataFrame) -> list[str]:
+    """Per device where some model ran faster at another format than fp32: the speed-up of each
+    model's fastest format over its fp32 best (the summary's ``*_fastest_*`` columns)."""
+    suffix = f"_infer_{FASTEST}_speedup"
+    devices = [c[: -len(suffix)] for c in summary.columns if c.endswith(suffix)]
+    out = []
+    for device in devices:
+        parts, formats = [], set()
+        for mode, work in (("infer", "inference"), ("train", "training")):
+            prefix = f"{device}_{mode}_{FASTEST}"
+            faster = summary[f"{prefix}_format"].map(
+                lambda f: isinstance(f, str) and f != REFERENCE_LABEL
+            )
+            speedups = pd.to_numeric(summary[f"{prefix}_speedup"], errors="coerce").dropna()
+            if not faster.any() or speedups.empty:
+                continue
+            formats |= set(summary.loc[faster, f"{prefix}_format"])
+            parts.append(
+                f"{speedups.median():.2f}× fp32's samples/s in {work} ({speedups.min():.2f}× to "
+                f"{speedups.max():.2f}× over {len(speedups)} models)"
+            )
+        if parts:
+            out.append(
+                f"The fastest format against fp32: on {device}, each model's fastest "
+                f"({', '.join(sorted(formats))} where not fp32) reaches a median "
+                + " and ".join(parts)
+                + "."
+            )
     return out
 
 

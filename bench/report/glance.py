@@ -9,7 +9,7 @@ import pandas as pd
 
 from bench.report.document import Block, Heading, Para, Table, table
 from bench.report.formatting import fmt_frac, fmt_int, fmt_num, fmt_pct, fmt_si, missing
-from bench.report.summary import REFERENCE_DTYPE, REFERENCE_FORMAT
+from bench.report.summary import FASTEST, REFERENCE_DTYPE, REFERENCE_FORMAT, REFERENCE_LABEL
 
 
 def glance_blocks(summary: pd.DataFrame, devices: Sequence[str]) -> list[Block]:
@@ -28,7 +28,10 @@ def glance_blocks(summary: pd.DataFrame, devices: Sequence[str]) -> list[Block]:
             "over the batch sizes measured (batch in brackets), and the peak memory of that "
             "same row. Accuracy is the mean over seeds of the final test accuracy; time to "
             'target the median wall-clock time of the seeds that reached it. "error" marks a '
-            "number every attempt at failed (see Errors)."
+            "number every attempt at failed (see Errors). Where other formats were measured on "
+            "a device (the default plan adds bf16 autocast with channels_last where bf16 is "
+            "native), a column beside fp32's gives each model's fastest: its best samples/s, "
+            'batch, dtype/format and speed-up over the fp32 best ("= fp32": none was faster).'
         ),
         _speed_table(summary, devices),
     ]
@@ -72,27 +75,54 @@ def _size_table(summary: pd.DataFrame) -> Table:
 
 
 def _speed_table(summary: pd.DataFrame, devices: Sequence[str]) -> Table:
-    """Per device, samples/s and peak memory of inference and training; then accuracy."""
-    headers = ["model"]
+    """Per device, samples/s (fp32, and the fastest format where others were measured) and
+    peak memory of inference and training; then accuracy."""
+    fastest = {device: _other_formats(summary, device) for device in devices}
+    headers, numeric = ["model"], [False]
     for device in devices:
-        headers += [
-            f"{device} infer samples/s",
-            f"{device} train samples/s",
-            f"{device} infer peak MiB",
-            f"{device} train peak MiB",
-        ]
+        for mode in ("infer", "train"):
+            headers.append(f"{device} {mode} samples/s")
+            headers += [f"{device} {mode} samples/s, fastest format"] if fastest[device] else []
+        headers += [f"{device} infer peak MiB", f"{device} train peak MiB"]
+        numeric += [True] * (4 + 2 * fastest[device])
     headers += ["accuracy", "time to target", "paper accuracy"]
     rows = []
     for _, r in summary.iterrows():
         cells = [r["model"]]
         for device in devices:
             for mode in ("infer", "train"):
-                cells.append(_throughput_cell(r, f"{device}_{mode}"))
+                prefix = f"{device}_{mode}"
+                cells.append(_throughput_cell(r, prefix))
+                cells += [_fastest_cell(r, f"{prefix}_{FASTEST}")] if fastest[device] else []
             for mode in ("infer", "train"):
                 cells.append(fmt_num(r[f"{device}_{mode}_peak_mem_mib"]))
         cells += [_accuracy_cell(r), _time_to_target_cell(r), _paper_accuracy_cell(r)]
         rows.append(cells)
-    return table(headers, rows, (False,) + (True,) * (4 * len(devices)) + (True, True, False))
+    return table(headers, rows, (*numeric, True, True, False))
+
+
+def _other_formats(summary: pd.DataFrame, device: str) -> bool:
+    """Whether any model's fastest row on ``device`` is at another format than fp32's."""
+    labels = [summary.get(f"{device}_{mode}_{FASTEST}_format") for mode in ("infer", "train")]
+    return any(
+        isinstance(label, str) and label != REFERENCE_LABEL
+        for column in labels
+        if column is not None
+        for label in column
+    )
+
+
+def _fastest_cell(r: pd.Series, prefix: str) -> str:
+    """``2,345 (b=32, bf16_autocast/channels_last, 1.85× fp32)``, or ``= fp32`` where the
+    fp32 row was the fastest."""
+    value = r[f"{prefix}_samples_per_s"]
+    if missing(value) or isinstance(value, str):
+        return fmt_num(value)
+    if r[f"{prefix}_format"] == REFERENCE_LABEL:
+        return "= fp32"
+    speedup = r[f"{prefix}_speedup"]
+    times = "" if missing(speedup) else f", {float(speedup):.2f}× fp32"
+    return f"{fmt_num(value)} (b={int(r[f'{prefix}_batch'])}, {r[f'{prefix}_format']}{times})"
 
 
 def _uncounted_blocks(summary: pd.DataFrame) -> list[Block]:

@@ -311,6 +311,8 @@ _ACCURACY_HEADERS = (
     "dtype",
     "batch",
     "epochs",
+    "samples seen",
+    "stopped by",
     "final accuracy",
     "target",
     "time to target (s)",
@@ -332,6 +334,8 @@ def _accuracy_row(r: pd.Series, failed: bool) -> tuple[str, ...]:
         r["dtype"],
         fmt_int(r["batch_size"]),
         "" if missing(r["epochs"]) else f"{float(r['epochs']):.3g}",  # budgeted: 0.038
+        fmt_int(r.get("samples_seen")),
+        "" if missing(r.get("stopped_by")) else str(r["stopped_by"]),
         ERROR if failed else fmt_frac(r["accuracy"]),
         fmt_frac(r["target_acc"]),
         "not reached" if missing(r["time_to_target_s"]) else fmt_num(r["time_to_target_s"]),
@@ -358,11 +362,14 @@ def accuracy_blocks(results: pd.DataFrame, figure: str | None) -> list[Block]:
                 "(epochs.jsonl); dashed line: the target.",
             )
         )
+    numeric = (False,) * 5 + (True, False) + (True,) * 3 + (False,) + (True,) * 5 + (False,)
     return _section(
         "Time to accuracy",
         "DAWNBench-style: wall-clock time to the first evaluation at or above the target, "
-        "with the per-epoch log below.",
-        table(_ACCURACY_HEADERS, rows, (False,) * 5 + (True,) + (False,) + (True,) * 7 + (False,)),
+        "with the per-epoch log below. Samples seen: training samples over every process; "
+        "stopped by: what ended the run, its length (samples or epochs), its budget of "
+        "seconds, or its target (under --stop-at-target).",
+        table(_ACCURACY_HEADERS, rows, numeric),
         images,
     )
 

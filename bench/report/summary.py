@@ -21,7 +21,11 @@ log = logging.getLogger("bench.report")  # one logger for the package, as before
 # The at-a-glance table compares models on equal footing: fp32, contiguous.
 REFERENCE_DTYPE = "fp32"
 REFERENCE_FORMAT = "contiguous"
+REFERENCE_LABEL = f"{REFERENCE_DTYPE}/{REFERENCE_FORMAT}"  # as format_label writes it
 ERROR = "error"
+# Beside it, each model's fastest format measured (the default plan adds bf16 autocast with
+# channels_last where bf16 is native), in the columns <device>_<mode>_fastest_*.
+FASTEST = "fastest"
 
 
 # --------------------------------------------------------------------------- order and kinds
@@ -163,8 +167,10 @@ def summary_table(results: pd.DataFrame, paper: Mapping[str, Any] | None = None)
 
     Counts come from the first fp32/contiguous row that has them; throughput and peak memory
     per device and mode come from the row with the best fp32/contiguous samples/s (its batch in
-    ``*_batch``); activations per sample from the smallest-batch train row. A number that is
-    missing because every row that could give it failed reads ``"error"``.
+    ``*_batch``); beside them ``*_fastest_*``, the best row over every dtype and memory format
+    (its format and its speed-up over the fp32 best); activations per sample from the
+    smallest-batch train row. A number that is missing because every row that could give it
+    failed reads ``"error"``.
     """
     paper = dict(paper or {})
     models = model_order(results)
@@ -216,6 +222,8 @@ def _summary_row(
         for mode in ("infer", "train"):
             sub = rows[(rows["device"] == device) & (rows["mode"] == mode)]
             row.update(_speed_columns(sub, f"{device}_{mode}"))
+            fp32 = row[f"{device}_{mode}_samples_per_s"]
+            row.update(_fastest_columns(sub, f"{device}_{mode}_{FASTEST}", fp32))
     row.update(_accuracy_summary(rows))
     row.update(_paper_columns(row, facts))
     row["error_rows"] = int(failed.sum())
@@ -243,6 +251,36 @@ def _speed_columns(rows: pd.DataFrame, prefix: str) -> dict[str, Any]:
         f"{prefix}_batch": int(ref["batch_size"]),
         f"{prefix}_dtype": ref["dtype"],
         f"{prefix}_peak_mem_mib": float(peak) if pd.notna(peak) else None,
+    }
+
+
+def format_label(row: Mapping[str, Any]) -> str:
+    """``bf16_autocast/channels_last`` (dtype/memory format), ``, compile=default`` added to a
+    compiled row's."""
+    label = f"{row['dtype']}/{row['memory_format']}"
+    compiled = row.get("compile")
+    if compiled in (None, "none") or pd.isna(compiled):
+        return label
+    return f"{label}, compile={compiled}"
+
+
+def _fastest_columns(rows: pd.DataFrame, prefix: str, fp32: Any) -> dict[str, Any]:
+    """Samples/s, batch and format of the best of one device's and mode's rows over every
+    dtype and memory format, and its speed-up over ``fp32`` (the reference's best)."""
+    ok = rows[~failed_mask(rows) & rows["samples_per_s"].notna()]
+    if ok.empty:
+        mark = ERROR if failed_mask(rows).any() else None
+        return {f"{prefix}_samples_per_s": mark, f"{prefix}_batch": None,
+                f"{prefix}_format": None, f"{prefix}_speedup": None}  # fmt: skip
+    best = ok.sort_values(
+        ["samples_per_s", "batch_size"], ascending=[False, True], kind="mergesort"
+    ).iloc[0]
+    value = float(best["samples_per_s"])
+    return {
+        f"{prefix}_samples_per_s": value,
+        f"{prefix}_batch": int(best["batch_size"]),
+        f"{prefix}_format": format_label(best),
+        f"{prefix}_speedup": value / fp32 if isinstance(fp32, float) and fp32 > 0 else None,
     }
 
 

@@ -103,11 +103,12 @@ def plan_rows(plan: RunPlan, model: str) -> list[RowSpec]:
     card = zoo.get_card(model)
     rows = []
     for device in plan.devices:
-        for dtype, memory_format in _formats(plan, device):
+        for dtype, memory_format, added in _formats(plan, device):
+            batches_for = plan.fastest_batches if added else plan.batches_for
             for compile in plan.compiles:
                 for mode in plan.modes:
                     placed = (model, device, dtype, memory_format, mode)
-                    for batch in plan.batches_for(card.input_shape, mode):
+                    for batch in batches_for(card.input_shape, mode):
                         rows.append(RowSpec(*placed, batch, compile=compile))
                     if plan.max_batch and device == "cuda":
                         rows.append(RowSpec(*placed, 0, True, compile=compile))
@@ -116,14 +117,15 @@ def plan_rows(plan: RunPlan, model: str) -> list[RowSpec]:
     return rows
 
 
-def _formats(plan: RunPlan, device: str) -> list[tuple[str, str]]:
-    """The (dtype, memory format) pairs ``plan`` measures on ``device``: every dtype with every
-    format, and with ``fastest_format`` :data:`bench.sweep.plan.FASTEST_FORMAT` where the device
-    has native bf16."""
+def _formats(plan: RunPlan, device: str) -> list[tuple[str, str, bool]]:
+    """The (dtype, memory format, added) triples ``plan`` measures on ``device``: every dtype
+    with every format, and with ``fastest_format`` :data:`bench.sweep.plan.FASTEST_FORMAT`
+    where the device has native bf16 (``added``: at :meth:`RunPlan.fastest_batches` only)."""
     pairs = [(d, f) for d in plan.dtypes for f in plan.memory_formats]
+    triples = [(d, f, False) for d, f in pairs]
     if plan.fastest_format and FASTEST_FORMAT not in pairs and native_bf16(device):
-        pairs.append(FASTEST_FORMAT)
-    return pairs
+        triples.append((*FASTEST_FORMAT, True))
+    return triples
 
 
 def measure_row(

@@ -2,8 +2,8 @@
 
 A :class:`RunPlan` names the models, devices, dtypes, memory formats, ``torch.compile`` modes,
 modes and batch sizes of a run and the timer's stopping rule. ``RunPlan.short()`` is the
-default plan of ``nox -s bench`` (every model on a 2-core CPU in about ten minutes);
-``RunPlan.full()`` is the long one.
+default plan of ``nox -s bench`` (every model at fp32, and at the fastest format where bf16 is
+native, in a few minutes on a 2-core CPU); ``RunPlan.full()`` is the long one.
 """
 
 from __future__ import annotations
@@ -36,8 +36,9 @@ MEMORY_FORMATS = ("contiguous", "channels_last")
 MODES = ("infer", "train")
 # Eager ("none"), or torch.compile (inductor) with its default mode or "max-autotune".
 COMPILE_MODES = ("none", "default", "max-autotune")
-# The (dtype, memory format) --fastest-format adds on a device with native bf16 (detected by
-# bench.measure.machine.native_bf16): bf16 autocast with channels_last.
+# The (dtype, memory format) the fastest format adds on a device with native bf16 (detected by
+# bench.measure.machine.native_bf16): bf16 autocast with channels_last, about twice fp32's
+# speed on the CPU of issue 15 (bf16 matmul 418 GFLOP/s against fp32 conv 233).
 FASTEST_FORMAT = ("bf16_autocast", "channels_last")
 
 # Input side (pixels) from which a model counts as "large" (ImageNet-sized) for default batches.
@@ -70,7 +71,8 @@ class RunPlan:
     # Timer for large-input models: VGG-19 training is ~120 GFLOP a sample, ~1-2 s a step here.
     large_timer: TimerSettings = TimerSettings(warmup=1, min_steps=3, min_time_s=0.0)
     max_batch: bool = False  # CUDA: also find the largest batch that fits (doubling, bisecting)
-    # Also measure FASTEST_FORMAT on each device with native bf16 (none extra elsewhere).
+    # Also measure FASTEST_FORMAT on each device with native bf16 (none extra elsewhere), at
+    # each mode's largest batch only (fastest_batches). On in RunPlan.short.
     fastest_format: bool = False
     label: str = "custom"  # "short", "full" or "custom": which preset the plan started from
     shard: Shard | None = None  # --shard I/N: measure only this slice of the rows
@@ -91,8 +93,10 @@ class RunPlan:
 
     @classmethod
     def short(cls, models: tuple[str, ...], **overrides: Any) -> RunPlan:
-        """The default plan: every model, fp32 contiguous, small batches, short timer."""
-        return cls(models=models, label="short", **overrides)
+        """The default plan: every model, fp32 contiguous, small batches, short timer; and the
+        fastest format where bf16 is native (``fastest_format=False`` leaves it out)."""
+        settings: dict[str, Any] = {"fastest_format": True, "label": "short", **overrides}
+        return cls(models=models, **settings)
 
     @classmethod
     def full(cls, models: tuple[str, ...], **overrides: Any) -> RunPlan:
@@ -116,6 +120,13 @@ class RunPlan:
         large = is_large(input_shape)
         table = self.infer_batches if mode == "infer" else self.train_batches
         return table[1] if large else table[0]
+
+    def fastest_batches(self, input_shape: tuple[int, int, int], mode: str) -> tuple[int, ...]:
+        """The batch sizes at which ``fastest_format`` adds its rows: the largest of
+        :meth:`batches_for`, the batch the summary's best samples/s usually comes from. The
+        whole list would add the short plan's batch-1 inference rows too, for a latency the
+        summary does not show."""
+        return (max(self.batches_for(input_shape, mode)),)
 
     def timer_for(self, input_shape: tuple[int, int, int]) -> TimerSettings:
         """The timer's stopping rule for a model with this input shape."""

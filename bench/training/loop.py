@@ -23,7 +23,9 @@ import zoo
 from bench.events import EpochFinished, EpochStarted, Listener, StepsDone, silent
 from bench.measure.workload import autocast_context
 from bench.training.distributed import ONE_PROCESS, World
-from bench.training.recipes import Recipe, loss_fn, lr_factor, resolve_dtype
+from bench.training.recipes import Recipe, loss_fn, lr_factor, recipe_for, resolve_dtype
+from bench.training.sdlm import HESSIAN_SAMPLES, SDLM
+from zoo.lenet import LeNet5
 
 if TYPE_CHECKING:
     from data.batches import Split
@@ -55,6 +57,9 @@ MIN_EVALS = 4  # and at least this many in a run shorter than a pass
 # Why a run ended (a row's ``stopped_by``): its length in samples or epochs ran out, its budget
 # of seconds did, or it reached its target (with ``stop_at_target``).
 STOPPED_BY = ("length", "budget", "target")
+# SDLM's per-sample updates are drawn from the data this many at a time (one pass over MNIST
+# is 600 draws); the run's batch, its steps and its schedule stay per sample.
+SDLM_DRAW = 100
 # Evaluations during training run in fp32 whatever the training dtype, so that accuracies
 # compare across machines (``auto`` trains in bf16 only where the CPU has it natively).
 EVAL_DTYPE = "fp32"
@@ -83,9 +88,15 @@ class TrainSettings:
     # full evaluation costs more than their training; the final accuracy is always on the whole
     # test split. Rows say how many each used.
     eval_limit: int | None = None
+    recipe: str | None = None  # an ALTERNATIVE_RECIPES name; None: the model's own recipe
 
     def __post_init__(self) -> None:
-        zoo.get_card(self.model)
+        recipe = recipe_for(self.model, self.recipe)  # an unknown model or recipe fails here
+        if recipe.optimizer == "sdlm" and self.batch_size not in (None, 1):
+            raise ValueError(
+                f"{self.model}'s SDLM updates per sample: drop --batch-size {self.batch_size}, "
+                "or train minibatches with --recipe lenet5_sgd"
+            )
         if self.target_acc is not None and not 0.0 < self.target_acc <= 1.0:
             raise ValueError(
                 f"--target-acc must be a fraction in (0, 1], got {self.target_acc}: "
@@ -144,7 +155,18 @@ def _clock(device: torch.device | str) -> float:
     return time.perf_counter()
 
 
-def _optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
+def _optimizer(
+    model: nn.Module, recipe: Recipe, batch_size: int, world: World
+) -> torch.optim.Optimizer | SDLM:
+    if recipe.optimizer == "sdlm":
+        if not isinstance(model, LeNet5) or world.distributed:
+            raise ValueError(
+                "the sdlm optimizer (per-sample updates) trains lenet5 in one process only: "
+                "use another recipe for this model or run without torchrun"
+            )
+        if batch_size != 1:
+            raise ValueError(f"sdlm updates per sample: --batch-size 1, not {batch_size}")
+        return SDLM(model)
     params = [p for p in model.parameters() if p.requires_grad]
     if recipe.optimizer == "adam":
         return torch.optim.Adam(params, lr=recipe.lr, weight_decay=recipe.weight_decay)
@@ -245,10 +267,11 @@ class _Run:
     dtype: str  # the training dtype (evaluation: EVAL_DTYPE)
     net: nn.Module
     model: nn.Module  # ``net`` in DDP under several processes, ``net`` itself otherwise
-    optimizer: torch.optim.Optimizer
+    optimizer: torch.optim.Optimizer | SDLM  # SDLM: LeNet-5's per-sample updates
     criterion: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
     batch_size: int  # the global batch
     local_batch: int
+    draw: int  # samples drawn at a time: the local batch, or SDLM_DRAW per-sample updates
     total_steps: int | None  # the length in steps; None where the budget is the length
     epochs: int  # passes the length makes, rounded up (0 where the budget is the length)
     steps_per_epoch: int
@@ -306,10 +329,11 @@ def _prepare(settings: TrainSettings, splits: Splits, recipe: Recipe, world: Wor
         dtype=resolve_dtype(settings.dtype or recipe.dtype, device),
         net=net,
         model=world.wrap(net, device),
-        optimizer=_optimizer(net, recipe),
+        optimizer=_optimizer(net, recipe, batch_size, world),
         criterion=loss_fn(recipe),
         batch_size=batch_size,
         local_batch=local_batch,
+        draw=SDLM_DRAW if recipe.optimizer == "sdlm" else local_batch,
         total_steps=total_steps,
         epochs=math.ceil(total_steps / steps_per_epoch) if total_steps else 0,
         steps_per_epoch=steps_per_epoch,
@@ -340,29 +364,34 @@ def _train_epoch(
     """One pass, or less where the run ends in it (``tally.stopped_by`` says why)."""
     budget_s = run.settings.budget_s
     started = _clock(run.device)
+    if isinstance(run.optimizer, SDLM):
+        run.optimizer.estimate(*_hessian_samples(run, splits))
     for x, y in splits.train.batches(
-        run.local_batch,
+        run.draw,
         shuffle=True,
         seed_or_generator=run.generator,
-        drop_last=True,
+        drop_last=run.draw == run.local_batch,  # per-sample updates use every sample
         device=run.device,
         shard=run.world.rank_shard,
     ):
+        before = tally.step
+        if run.draw != run.local_batch and run.total_steps is not None:
+            x, y = x[: run.total_steps - tally.step], y[: run.total_steps - tally.step]  # SDLM
         loss = _step(run, tally, x, y)
         now = _clock(run.device)
         tally.train_s += now - started
         started = now
-        _report_steps(tally, loss, listen)
+        _report_steps(tally, before, loss, listen)
         if budget_s is not None:
             tally.train_s = run.world.max(tally.train_s)  # one clock: same lr and stop everywhere
         out_of_time = budget_s is not None and tally.train_s >= budget_s
-        if out_of_time and tally.step == 1:
+        if out_of_time and before == 0:
             raise ValueError(
                 f"--budget-s {budget_s:g} ran out in the first training step, which took "
                 f"{tally.train_s:.3g} s: nothing was trained to measure; give a longer budget"
             )
         done = run.total_steps is not None and tally.step >= run.total_steps
-        if _eval_due(run, tally) or out_of_time or done:
+        if _eval_due(run, tally, before) or out_of_time or done:
             reached = _evaluate_point(run, splits, tally, on_eval, whole=out_of_time or done)
             started = _clock(run.device)  # the evaluation is off the clock
             if reached and run.settings.stop_at_target:
@@ -373,23 +402,39 @@ def _train_epoch(
                 return
 
 
-def _eval_due(run: _Run, tally: _Tally) -> bool:
-    """Whether an evaluation is due: every ``eval_every`` steps, or, where the budget is the
-    length, every 1/MAX_EVALS of it (the step count too, so a pass is not left unevaluated)."""
+def _hessian_samples(run: _Run, splits: Splits) -> tuple[torch.Tensor, torch.Tensor]:
+    """SDLM's HESSIAN_SAMPLES training samples for this pass's curvature estimate, drawn by the
+    run's generator (a new draw every pass, the same draws for the same seed)."""
+    size = min(HESSIAN_SAMPLES, len(splits.train))
+    batches = splits.train.batches(
+        size, shuffle=True, seed_or_generator=run.generator, device=run.device
+    )
+    return next(iter(batches))
+
+
+def _eval_due(run: _Run, tally: _Tally, before: int) -> bool:
+    """Whether an evaluation is due: every ``eval_every`` steps (the last draw went past a
+    multiple), or, where the budget is the length, every 1/MAX_EVALS of it."""
     if run.total_steps is None and run.settings.budget_s is not None:
         since = tally.train_s - tally.clock_at_last_eval
         return since >= run.settings.budget_s / MAX_EVALS
-    return tally.step % run.eval_every == 0
+    return _crossed(before, tally.step, run.eval_every)
 
 
-def _report_steps(tally: _Tally, loss: torch.Tensor, listen: Listener) -> None:
-    """A step done; every 20th with its loss and the samples per second so far."""
-    if tally.step % 20 == 0:
+def _crossed(before: int, after: int, every: int) -> bool:
+    """Whether counting from ``before`` to ``after`` passed a multiple of ``every``."""
+    return after // every > before // every
+
+
+def _report_steps(tally: _Tally, before: int, loss: torch.Tensor, listen: Listener) -> None:
+    """Steps done; every 20th step with the loss and the samples per second so far."""
+    steps = tally.step - before
+    if _crossed(before, tally.step, 20):
         seen = tally.train_s - tally.clock_at_last_eval
         rate = tally.samples_since / max(seen, 1e-9)
-        listen(StepsDone(1, loss=loss.item(), samples_per_s=rate))
+        listen(StepsDone(steps, loss=loss.item(), samples_per_s=rate))
     else:
-        listen(StepsDone(1))
+        listen(StepsDone(steps))
 
 
 def _progress(run: _Run, tally: _Tally) -> float:
@@ -403,22 +448,33 @@ def _progress(run: _Run, tally: _Tally) -> float:
 
 
 def _step(run: _Run, tally: _Tally, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """One optimizer step at the recipe's learning rate for where the run is; its loss."""
+    """One optimizer step at the recipe's learning rate for where the run is (SDLM: one per
+    sample of the draw); the mean loss."""
     recipe = run.recipe
-    factor = lr_factor(recipe, _progress(run, tally), tally.step * run.batch_size)
+    lr = recipe.lr * lr_factor(recipe, _progress(run, tally), tally.step * run.batch_size)
+    if isinstance(run.optimizer, SDLM):
+        losses = run.optimizer.steps(x, y, lr)  # the rate of the draw's first sample for all
+        loss, steps = losses.mean(), len(y)
+    else:
+        loss, steps = _batch_step(run, x, y, lr), 1
+    tally.loss_sum += loss.detach() * steps
+    tally.loss_count += steps
+    tally.samples_since += y.numel() * run.world.world_size
+    tally.step += steps
+    return loss
+
+
+def _batch_step(run: _Run, x: torch.Tensor, y: torch.Tensor, lr: float) -> torch.Tensor:
+    """One step of a torch optimizer on the batch ``x``, ``y``; its loss."""
     for group in run.optimizer.param_groups:
-        group["lr"] = recipe.lr * factor
-    if recipe.channels_last:
+        group["lr"] = lr
+    if run.recipe.channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     with autocast_context(run.dtype, torch.device(run.device)):
         loss = run.criterion(run.model(x).float(), y)
     run.optimizer.zero_grad(set_to_none=True)
     loss.backward()
     run.optimizer.step()
-    tally.loss_sum += loss.detach()
-    tally.loss_count += 1
-    tally.samples_since += y.numel() * run.world.world_size
-    tally.step += 1
     return loss
 
 
@@ -458,6 +514,8 @@ def _evaluate_point(
 def _evaluate(run: _Run, splits: Splits, whole: bool = False) -> float:
     """Accuracy on the test split: on the settings' ``eval_limit`` first samples during
     training, on all of them where ``whole``."""
+    if isinstance(run.optimizer, SDLM):
+        run.optimizer.write_back(run.net)
     return evaluate(
         run.net,
         splits.test,

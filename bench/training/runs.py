@@ -135,7 +135,11 @@ def run_accuracy(
     ``cache_limit_bytes``, ``num_workers``, ``bad_files``).
     """
     facts = _prepare(
-        settings, recipe or recipe_for(settings.model), world, data_progress, data_options
+        settings,
+        recipe or recipe_for(settings.model, settings.recipe),
+        world,
+        data_progress,
+        data_options,
     )
     machine = machine or describe((settings.device,), torch.get_num_threads(), measure_peak=False)
     row = _accuracy_row(facts, machine, counts=None)
@@ -373,7 +377,7 @@ def select_runs(
 def planned_key(settings: TrainSettings) -> dict[str, Any]:
     """The key columns (:data:`bench.schema.KEY_COLUMNS`) that a finished one-process run of
     ``settings`` writes on this machine (its dtype resolved, its batch the recipe's)."""
-    recipe = recipe_for(settings.model)
+    recipe = recipe_for(settings.model, settings.recipe)
     columns = {
         "model": settings.model,
         "device": settings.device,
@@ -394,7 +398,7 @@ def planned_key(settings: TrainSettings) -> dict[str, Any]:
 def in_shard(settings: TrainSettings, shard: Shard) -> bool:
     """True if the run is in ``shard``'s slice of a plan, alike on every machine: its key with
     the dtype as asked (``auto`` resolves per machine) and without the thread count."""
-    recipe = recipe_for(settings.model)
+    recipe = recipe_for(settings.model, settings.recipe)
     return shard.holds({**planned_key(settings), "dtype": settings.dtype or recipe.dtype})
 
 
