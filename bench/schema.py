@@ -67,7 +67,8 @@ ROW_COLUMNS = (
 ) + (
     # Accuracy rows (mode "accuracy", bench.training.runs); null on the harness's rows.
     "data", "accuracy", "target_acc", "time_to_target_s", "budget_s", "epochs", "seed",
-    "recipe", "data_loading_in_timing", "data_on_clock", "data_setup_s", "train_s",
+    # recipe_name: the alternative recipe a run was asked for (--recipe), null for its own.
+    "recipe", "recipe_name", "data_loading_in_timing", "data_on_clock", "data_setup_s", "train_s",
     "test_samples", "eval_dtype", "run", "samples_seen", "stopped_by", "curve_test_samples",
     # Training processes (torchrun): world_size 1 and backend null for one process.
     "world_size", "backend", "global_batch",

@@ -445,3 +445,32 @@ def test_the_accuracy_table_says_how_far_each_run_went_and_what_ended_it(markdow
     for r in runs:  # e.g. lab_cnn: 3 passes of MNIST's 60,000 images, ended by its length
         cells = f"| {r['epochs']} | {r['samples_seen']:,} | {r['stopped_by']} | "
         assert f"{cells}{100 * r['accuracy']:.2f}% |" in section
+
+
+def test_lenet5s_test_error_is_set_beside_the_papers(tmp_path: Path) -> None:
+    folder = tmp_path / "results"
+    shutil.copytree(FIXTURE, folder)
+    template = next(r for r in ROWS if r["mode"] == "accuracy" and _ok(r))
+    published = "sdlm lr passes ..., 1,200,000 samples"
+    runs = [  # (recipe, its name, samples seen, accuracy): two full runs, one pass, the stand-in
+        (published, None, 1_200_000, 0.9890),
+        (published, None, 1_200_000, 0.9894),
+        ("sdlm lr passes ..., 60,000 samples", None, 60_000, 0.9500),
+        ("sgd lr passes ..., 1,200,000 samples", "lenet5_sgd", 1_200_000, 0.9990),
+    ]
+    with open(folder / "results.jsonl", "a") as f:
+        for seed, (recipe, name, seen, accuracy) in enumerate(runs):
+            row = {**template, "model": "lenet5", "family": "lenet", "recipe": recipe}
+            row.update(seed=seed, samples_seen=seen, accuracy=accuracy, data="mnist")
+            row.update(recipe_name=name)
+            f.write(json.dumps(row) + "\n")
+    built = report.build_report([folder], tmp_path / "out")
+    summary = pd.read_csv(built / "summary.csv", dtype=str, keep_default_na=False)
+    lenet5 = summary.set_index("model").loc["lenet5"]
+    # The two full runs of the model's own recipe: not the one pass, not the stand-in.
+    assert float(lenet5["accuracy"]) == pytest.approx((0.9890 + 0.9894) / 2)
+    assert float(lenet5["accuracy_samples"]) == 1_200_000 and lenet5["accuracy_seeds"] == "2"
+    markdown = (built / "report.md").read_text()
+    papers = _section(markdown, "What the papers say")
+    assert "lenet5: 1.08% test error on mnist after 1,200,000 training samples" in papers
+    assert "against the paper's 0.95%" in papers

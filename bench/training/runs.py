@@ -281,6 +281,7 @@ def _accuracy_row(facts: _RunFacts, machine: Machine, counts: Counts | None) -> 
         budget_s=settings.budget_s,
         seed=settings.seed,
         recipe=recipe.describe(_length(settings)),
+        recipe_name=settings.recipe,
         data_loading_in_timing=streamed,  # decoding on the clock
         data_on_clock=ON_CLOCK_STREAMED if streamed else ON_CLOCK_TENSOR,
         data_setup_s=round(facts.data_setup_s, 3),
