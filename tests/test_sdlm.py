@@ -218,6 +218,7 @@ def test_bench_train_lenet5_runs_sdlm_per_sample(gray_folder, tmp_path, capsys, 
     # on the whole split (fewer images than the paper's 500).
     assert 1 < row["epochs"] < 2 and len(estimates) == 2
     assert estimates[0] == round(250 / row["epochs"])
+    assert row["compile_s"] > 0  # the step was compiled before the clock started
     weights = load_weights(next((out / "weights").glob("*.pt")))
     w3 = weights["c3.groups.0.weight"]
     assert w3.shape == (6, 3, 5, 5)  # the zoo's own layout, written back from the trainer's
@@ -243,3 +244,11 @@ def test_sdlm_refuses_what_it_cannot_do(gray_folder, tmp_path, capsys, extra, me
     args = ["train", "lenet5", "--data", str(gray_folder), "--no-save", "--out", str(tmp_path)]
     code, _, err = run_cli([*args, *extra], capsys)
     assert code == 2 and message in err
+
+
+def test_warming_up_compiles_without_touching_the_parameters(net):
+    trainer = sdlm.SDLM(net.float(), compile_step=False)
+    before = [p.clone() for p in trainer.params]
+    assert trainer.warm_up() >= 0 and trainer.sizes is None
+    for old, new in zip(before, trainer.params):
+        assert torch.equal(old, new)
