@@ -81,8 +81,8 @@ LAYER_COLUMNS = (
 # epochs.jsonl: one line per evaluation during training; ``run`` names the training run (the
 # ``run`` column of its results row), so each run is one curve however many share a folder.
 EPOCH_COLUMNS = (
-    "run", "model", "data", "seed", "world_size", "device", "epoch", "wall_s", "train_loss",
-    "test_accuracy", "samples_per_s",
+    "run", "model", "recipe_name", "data", "seed", "world_size", "device", "epoch", "wall_s",
+    "train_loss", "test_accuracy", "samples_per_s",
 )  # fmt: skip
 # What a sweep row measured; null on a row that failed (its ``error`` says why).
 MEASURED_COLUMNS = (

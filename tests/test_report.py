@@ -474,3 +474,17 @@ def test_lenet5s_test_error_is_set_beside_the_papers(tmp_path: Path) -> None:
     papers = _section(markdown, "What the papers say")
     assert "lenet5: 1.08% test error on mnist after 1,200,000 training samples" in papers
     assert "against the paper's 0.95%" in papers
+
+
+def test_each_curve_says_the_alternative_recipe_it_trained_with() -> None:
+    from bench.report.runs import epoch_curves
+
+    base = {"model": "lenet5", "data": "mnist", "seed": 0, "world_size": 1, "device": "cpu"}
+    epochs = pd.DataFrame(
+        [
+            {**base, "run": "a", "recipe_name": None, "epoch": 1.0, "wall_s": 9.0},
+            {**base, "run": "b", "recipe_name": "lenet5_sgd", "epoch": 1.0, "wall_s": 4.0},
+        ]
+    ).assign(folder="f", test_accuracy=0.97)
+    names = {c.run: c.recipe_name for c in epoch_curves(epochs)}
+    assert names == {"a": None, "b": "lenet5_sgd"}

@@ -65,6 +65,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         "training dtype; default: the recipe's ('auto': bf16 autocast where the CPU has native "
         "bf16); evaluation is always fp32",
     )
+    _add_recipe(parser)
     _add_run_length(parser)
     parser.add_argument("--no-save", action="store_true", help="do not save the weights")
     _add_loading(parser)
@@ -79,8 +80,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     add_out(parser, "results folder (default: results/<run-id>)")
 
 
-def _add_run_length(parser: argparse.ArgumentParser) -> None:
-    """How long a run trains and how often it is evaluated; its recipe, seeds and batch."""
+def _add_recipe(parser: argparse.ArgumentParser) -> None:
+    """Which recipe a run trains with, and ``--full``: its whole published length."""
     from bench.training.recipes import ALTERNATIVE_RECIPES
 
     parser.add_argument(
@@ -96,6 +97,10 @@ def _add_run_length(parser: argparse.ArgumentParser) -> None:
         help="the recipe's whole length as published (LeNet-5: 20 passes); refuses --epochs, "
         "--samples and --budget-s",
     )
+
+
+def _add_run_length(parser: argparse.ArgumentParser) -> None:
+    """How long a run trains and how often it is evaluated; its seeds and batch."""
     parser.add_argument(
         "--epochs",
         type=positive(int),

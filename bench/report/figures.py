@@ -493,6 +493,7 @@ def time_to_accuracy(
             mine = [c for c in curves if c.data == data and c.model == model]
             labels = [
                 f"{model} (seed {c.seed}"
+                + (f", recipe {c.recipe_name}" if c.recipe_name else "")
                 + (f", {c.device}" if c.device not in (None, "cpu") else "")
                 + (f", {c.world_size} processes" if c.world_size > 1 else "")
                 for c in mine

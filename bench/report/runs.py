@@ -259,6 +259,11 @@ class Curve:
     world_size: int
     device: str | None
     points: pd.DataFrame
+    recipe_name: str | None = None  # an alternative recipe (--recipe), None for the model's own
+
+
+def _text_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
 
 
 def epoch_curves(epochs: pd.DataFrame) -> list[Curve]:
@@ -290,6 +295,7 @@ def epoch_curves(epochs: pd.DataFrame) -> list[Curve]:
                 world_size=int(first["world_size"]),
                 device=None if device is None or key_value(device) is None else str(device),
                 points=points.sort_values(["wall_s", "epoch"], kind="mergesort"),
+                recipe_name=_text_or_none(first.get("recipe_name")),
             )
         )
     return curves

