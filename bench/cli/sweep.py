@@ -433,7 +433,12 @@ def _print_plan(plan: Any, out: Path) -> None:
         from bench.sweep.plan import FASTEST_FORMAT
 
         native = [d for d in plan.devices if native_bf16(d)]
-        where = f"on {', '.join(native)}, at each mode's largest batch" if native else "nowhere"
+        where = (
+            f"on {', '.join(native)}, at each mode's largest batch"
+            + (" (small-input models)" if plan.label == "short" else "")
+            if native
+            else "nowhere"
+        )
         print(
             f"fastest format {'/'.join(FASTEST_FORMAT)} beside the plan's: {where} "
             "(native bf16; --no-fastest-format leaves it out)",

@@ -123,9 +123,12 @@ class RunPlan:
 
     def fastest_batches(self, input_shape: tuple[int, int, int], mode: str) -> tuple[int, ...]:
         """The batch sizes at which ``fastest_format`` adds its rows: the largest of
-        :meth:`batches_for`, the batch the summary's best samples/s usually comes from. The
-        whole list would add the short plan's batch-1 inference rows too, for a latency the
-        summary does not show."""
+        :meth:`batches_for`, the batch the summary's best samples/s usually comes from (the
+        whole list would add batch-1 latency rows the summary does not show); none for
+        ImageNet-sized inputs in the short plan, whose bf16 rows took a minute of the
+        15-minute main job (``--full`` measures every format)."""
+        if self.label == "short" and is_large(input_shape):
+            return ()
         return (max(self.batches_for(input_shape, mode)),)
 
     def timer_for(self, input_shape: tuple[int, int, int]) -> TimerSettings:
