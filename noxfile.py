@@ -34,11 +34,16 @@ def _ensure_chromium(session: nox.Session, required: bool) -> None:
         session.error("no Chromium and none could be installed (apt-get install chromium as root)")
 
 
+# pip's byte-compiling of every installed file (torch's thousands) took 30 of a fresh venv's 73 s
+# here; Python compiles what it imports on first use instead.
+NO_COMPILE = ("--no-compile",)
+
+
 @nox.session
 def tests(session: nox.Session) -> None:
     """Run the test suite (CPU; CUDA cases show as skips without a GPU). Chromium is installed
     for the browser test where it can be (root with apt-get); else that test is skipped."""
-    session.install("-e", ".[test]")
+    session.install(*NO_COMPILE, "-e", ".[test]")
     _ensure_chromium(session, required=False)
     session.run("python", "-m", "pytest", *session.posargs)
 
@@ -47,7 +52,7 @@ def tests(session: nox.Session) -> None:
 def browser(session: nox.Session) -> None:
     """Open the fixture's report.html in headless Chromium (installed if missing) and check it:
     no console errors, every figure loaded, sorting, the contents' links."""
-    session.install("-e", ".[test]")
+    session.install(*NO_COMPILE, "-e", ".[test]")
     _ensure_chromium(session, required=True)
     session.run("python", "-m", "pytest", "-m", "browser", *session.posargs)
 
@@ -59,7 +64,7 @@ def bench(session: nox.Session) -> None:
     Pass harness arguments after `--`, e.g. `nox -s bench -- --full` or
     `nox -s bench -- --models "lenet*" --batch-sizes 1 32`.
     """
-    session.install("-e", ".")
+    session.install(*NO_COMPILE, "-e", ".")
     session.run("python", "-m", "bench", "all", *session.posargs)
 
 
@@ -69,7 +74,7 @@ def fixture(session: nox.Session) -> None:
 
     Run it after changing a column; pass another folder after `--` to write there instead.
     """
-    session.install("-e", ".")
+    session.install(*NO_COMPILE, "-e", ".")
     session.run("python", "tests/fixtures/report/make_fixture.py", *session.posargs)
 
 

@@ -85,11 +85,11 @@ def test_full_plan_and_overrides() -> None:
 def test_min_steps_keeps_the_time_cap_of_the_short_plan() -> None:
     parser = cli.build_parser()
     plan = cli.build_plan(parser.parse_args(["run", "--models", "vgg16", "--min-steps", "7"]))
-    # RunPlan.short's timer: max_time_s=3.0, floor_steps=3 (bench/sweep/plan.py)
-    assert plan.timer.min_steps == 7 and plan.timer.max_time_s == 3.0
+    # RunPlan.short's timer: max_time_s=2.0, floor_steps=3 (bench/sweep/plan.py)
+    assert plan.timer.min_steps == 7 and plan.timer.max_time_s == 2.0
     assert plan.timer.floor_steps == 3 and plan.timer.warmup == 1
     plan = cli.build_plan(parser.parse_args(["run", "--models", "vgg16", "--min-time", "1.5"]))
-    assert plan.timer.min_time_s == 1.5 and plan.timer.max_time_s == 3.0
+    assert plan.timer.min_time_s == 1.5 and plan.timer.max_time_s == 2.0
 
 
 def test_a_row_line_without_spread_gives_median_and_count() -> None:
@@ -262,3 +262,12 @@ def test_resume_of_a_shard_finds_that_shards_latest_folder(
     missing = parser.parse_args(["run", "--resume", "--shard", "2/3"])
     with pytest.raises(FileNotFoundError, match="shard2of3"):
         sweep.resolve_out(missing)
+
+
+def test_the_harness_leaves_out_a_variant_whose_network_is_anothers() -> None:
+    parser = cli.build_parser()
+    # alexnet_mnist_kaiming is alexnet_mnist with another initialisation: same counts and speed
+    swept = cli.build_plan(parser.parse_args(["run", "--models", "alexnet*"])).models
+    assert "alexnet_mnist" in swept and "alexnet_mnist_kaiming" not in swept
+    named = cli.build_plan(parser.parse_args(["run", "--models", "alexnet_mnist_kaiming"]))
+    assert named.models == ("alexnet_mnist_kaiming",)

@@ -198,6 +198,12 @@ def _add_timing(parser: argparse.ArgumentParser) -> None:
     )
 
 
+# Variants whose network is another's (only the initialisation differs): every count and
+# speed the harness measures is that model's, so the harness leaves them out unless named
+# (their accuracy runs are another matter: `all` still trains them).
+SAME_NETWORK = {"alexnet_mnist_kaiming": "alexnet_mnist"}
+
+
 def resolve_models(patterns: Sequence[str]) -> tuple[str, ...]:
     """Model names from names and shell patterns, in order, each once; unknown: ``ValueError``."""
     import zoo
@@ -220,7 +226,9 @@ def build_plan(args: argparse.Namespace) -> Any:
 
     from bench.sweep.plan import RunPlan, parse_batch_size
 
-    models = resolve_models(args.models)
+    models = tuple(
+        m for m in resolve_models(args.models) if m not in SAME_NETWORK or m in args.models
+    )
     cuda = torch.cuda.is_available()
     if args.devices is None:
         devices: tuple[str, ...] = ("cpu", "cuda") if cuda else ("cpu",)

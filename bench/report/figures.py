@@ -27,7 +27,7 @@ from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.text import Text  # noqa: E402
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
 
-from bench.report.runs import epoch_curves, reference_peak  # noqa: E402
+from bench.report.runs import Curve, epoch_curves, reference_peak  # noqa: E402
 from bench.report.summary import family_rank, paper_layer_totals  # noqa: E402
 
 __all__ = [
@@ -461,6 +461,17 @@ def memory_breakdown(rows: pd.DataFrame, path: Path) -> Path | None:
     return _save(fig, path)
 
 
+def _curve_label(c: Curve) -> str:
+    """``lenet5 (seed 0, recipe lenet5_sgd, cuda, 2 processes``: what sets a run apart (the
+    caller closes the bracket, after a run id where two labels would be the same)."""
+    return (
+        f"{c.model} (seed {c.seed}"
+        + (f", recipe {c.recipe_name}" if c.recipe_name else "")
+        + (f", {c.device}" if c.device not in (None, "cpu") else "")
+        + (f", {c.world_size} processes" if c.world_size > 1 else "")
+    )
+
+
 def time_to_accuracy(
     epochs: pd.DataFrame,
     targets: Mapping[str, float],
@@ -491,13 +502,7 @@ def time_to_accuracy(
         ends: list[tuple[float, float, str]] = []  # each curve named at its last point
         for model in models:
             mine = [c for c in curves if c.data == data and c.model == model]
-            labels = [
-                f"{model} (seed {c.seed}"
-                + (f", recipe {c.recipe_name}" if c.recipe_name else "")
-                + (f", {c.device}" if c.device not in (None, "cpu") else "")
-                + (f", {c.world_size} processes" if c.world_size > 1 else "")
-                for c in mine
-            ]
+            labels = [_curve_label(c) for c in mine]
             for k, (curve, label) in enumerate(zip(mine, labels)):
                 if labels.count(label) > 1:  # the same settings trained twice: name the run
                     label += f", run {curve.run}"
