@@ -15,6 +15,8 @@ under autograd, and each layer's second derivatives against an exact Jacobian or
 Where the network ends and the criterion begins: the RBF layer has no trainable parameter, so
 the curvature back-propagation starts from the exact diagonal Hessian of the MAP criterion with
 respect to F6's outputs (positive: a variance plus twice the rubbish class's probability).
+The eta schedule the recipe gives (``bench.training.recipes``, scaled there, with why) is the
+only other input.
 """
 
 from __future__ import annotations
@@ -55,7 +57,7 @@ __all__ = [
 ]
 
 MU = 0.02  # App. C: keeps the step bounded (at most eta / mu) where the curvature is small
-HESSIAN_SAMPLES = 500  # App. C: "estimated ... on a few hundred patterns" (500) before each pass
+HESSIAN_SAMPLES = 500  # App. C: h_kk re-estimated on 500 training samples before each pass
 A, S = 1.7159, 2.0 / 3.0  # the squashing function f(a) = A tanh(S a)
 # The trainer's parameters, in this order: C1, S2, C3 (dense, masked), S4, C5, F6.
 PARAM_NAMES = ("w1", "b1", "s2w", "s2b", "w3", "b3", "s4w", "s4b", "w5", "b5", "w6", "b6")
