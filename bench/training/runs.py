@@ -345,15 +345,16 @@ def _run_id(settings: TrainSettings, world: World) -> str:
 # models' evaluations during training use the first CURVE_EVAL test images (their full
 # evaluation costs as much as their training); each run's last evaluation, its row's accuracy,
 # is on all 10,000.
-# 1,000 cost ~25 s more of the main job than 500, and 500 ~15 s more than 250 (ResNet-34:
-# ~100 images/s in fp32). A point on 250 images has a standard error of about 1.1 points at
-# 97% accuracy (sqrt(0.97 * 0.03 / 250)); the row's final accuracy is on all 10,000.
+# 1,000 cost ~25 s more of the main job than 500 (measured); 500 about 15 s more than 250
+# (estimated from the evaluation rates, ResNet-34: ~100 images/s in fp32). A point on 250
+# images has a standard error of about 1.1 points at 97% accuracy (sqrt(0.97 * 0.03 / 250));
+# the row's final accuracy is on all 10,000.
 CURVE_EVAL = 250
 ACCURACY_PLAN: tuple[TrainSettings, ...] = (
     TrainSettings("lenet5_mnist"),
     TrainSettings("lab_cnn"),
     # LeNet-5's short run, as before SDLM: the SGD stand-in for the first of the paper's 20
-    # passes (97.4%, about 30 s). SDLM's per-sample steps need 2 passes (~60 s with compiling)
+    # passes (97.4%, 30-40 s). SDLM's per-sample steps need 2 passes (~60 s with compiling)
     # for 97%, more than the 15-minute main job has; its 20 passes are in --full.
     TrainSettings("lenet5", recipe="lenet5_sgd", samples=60_000),
     # The paper's initialisation under the He-initialised variant's recipe, for a sixth of its
