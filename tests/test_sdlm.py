@@ -40,6 +40,16 @@ def exact_diag(fn, at: torch.Tensor, curvature: torch.Tensor) -> torch.Tensor:
     return (curvature.reshape(-1, 1) * jac**2).sum(0).reshape(at.shape)
 
 
+def trainer_layout(per_parameter: tuple[torch.Tensor, ...]) -> list[torch.Tensor]:
+    """Tensors shaped like the zoo LeNet5's parameters (autograd's gradients, in its order),
+    put in the trainer's layout (PARAM_NAMES; C3 dense, zero where unconnected)."""
+    holder = zoo.get_model("lenet5").to(DOUBLE)
+    with torch.no_grad():
+        for p, g in zip(holder.parameters(), per_parameter):
+            p.copy_(g)
+    return sdlm.from_model(holder)
+
+
 def positive(*shape: int) -> torch.Tensor:
     return torch.rand(*shape, dtype=DOUBLE) + 0.1
 
@@ -55,13 +65,9 @@ def test_forward_and_gradients_are_the_zoo_networks(net):
     loss = map_loss(scores, y) * len(y)  # map_loss is a mean; the trainer's losses are summed
     torch.testing.assert_close(out.loss.sum(), loss)
     expected = torch.autograd.grad(loss, list(net.parameters()))
-    holder = zoo.get_model("lenet5").to(DOUBLE)
-    with torch.no_grad():
-        for p, g in zip(holder.parameters(), expected):
-            p.copy_(g)
     mask = sdlm.c3_mask(DOUBLE)
     for name, mine, theirs in zip(
-        sdlm.PARAM_NAMES, sdlm.backprop(params, acts, out.grad), sdlm.from_model(holder)
+        sdlm.PARAM_NAMES, sdlm.backprop(params, acts, out.grad), trainer_layout(expected)
     ):
         torch.testing.assert_close(mine * mask if name == "w3" else mine, theirs, msg=name)
 
@@ -183,12 +189,8 @@ def test_a_step_moves_each_weight_by_eta_over_mu_plus_h(net):
     grads = torch.autograd.grad(loss, list(net.parameters()))
     eta = 1e-4
     sdlm.sdlm_step(params, sizes, x, y, torch.tensor(eta, dtype=DOUBLE), prototypes)
-    holder = zoo.get_model("lenet5").to(DOUBLE)
-    with torch.no_grad():
-        for p, g in zip(holder.parameters(), grads):
-            p.copy_(g)
     mask = sdlm.c3_mask(DOUBLE)
-    for name, new, old, g, hk in zip(sdlm.PARAM_NAMES, params, before, sdlm.from_model(holder), h):
+    for name, new, old, g, hk in zip(sdlm.PARAM_NAMES, params, before, trainer_layout(grads), h):
         expected = old - eta * g / (sdlm.MU + hk)
         torch.testing.assert_close(new, expected * mask if name == "w3" else expected, msg=name)
     # Unconnected C3 weights stay zero; the step lowers this sample's loss.

@@ -274,7 +274,6 @@ class _Run:
     criterion: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
     batch_size: int  # the global batch
     local_batch: int
-    draw: int  # samples drawn at a time: the local batch, or SDLM_DRAW per-sample updates
     total_steps: int | None  # the length in steps; None where the budget is the length
     epochs: int  # passes the length makes, rounded up (0 where the budget is the length)
     steps_per_epoch: int
@@ -282,6 +281,17 @@ class _Run:
     # One generator for the run: a new order every epoch, the same orders for the same seed.
     generator: torch.Generator
     compile_s: float | None = None  # SDLM's step compiled before training (off the clock)
+
+    @property
+    def sdlm(self) -> SDLM | None:
+        """The per-sample SDLM trainer, where the recipe's optimizer is SDLM."""
+        return self.optimizer if isinstance(self.optimizer, SDLM) else None
+
+    @property
+    def draw(self) -> int:
+        """Samples drawn from the data at a time: the local batch, or SDLM_DRAW samples of
+        per-sample updates."""
+        return SDLM_DRAW if self.sdlm is not None else self.local_batch
 
 
 @dataclass
@@ -336,7 +346,6 @@ def _prepare(settings: TrainSettings, splits: Splits, recipe: Recipe, world: Wor
         criterion=loss_fn(recipe),
         batch_size=batch_size,
         local_batch=local_batch,
-        draw=SDLM_DRAW if recipe.optimizer == "sdlm" else local_batch,
         total_steps=total_steps,
         epochs=math.ceil(total_steps / steps_per_epoch) if total_steps else 0,
         steps_per_epoch=steps_per_epoch,
@@ -376,19 +385,19 @@ def _train_epoch(
     """One pass, or less where the run ends in it (``tally.stopped_by`` says why)."""
     budget_s = run.settings.budget_s
     started = _clock(run.device)
-    if isinstance(run.optimizer, SDLM):
-        run.optimizer.estimate(*_hessian_samples(run, splits))
+    if run.sdlm is not None:
+        run.sdlm.estimate(*_hessian_samples(run, splits))
     for x, y in splits.train.batches(
         run.draw,
         shuffle=True,
         seed_or_generator=run.generator,
-        drop_last=run.draw == run.local_batch,  # per-sample updates use every sample
+        drop_last=run.sdlm is None,  # per-sample updates use every sample
         device=run.device,
         shard=run.world.rank_shard,
     ):
         before = tally.step
-        if run.draw != run.local_batch and run.total_steps is not None:
-            x, y = x[: run.total_steps - tally.step], y[: run.total_steps - tally.step]  # SDLM
+        if run.sdlm is not None and run.total_steps is not None:  # a draw may pass the end
+            x, y = x[: run.total_steps - tally.step], y[: run.total_steps - tally.step]
         loss = _step(run, tally, x, y)
         now = _clock(run.device)
         tally.train_s += now - started
@@ -464,8 +473,8 @@ def _step(run: _Run, tally: _Tally, x: torch.Tensor, y: torch.Tensor) -> torch.T
     sample of the draw); the mean loss."""
     recipe = run.recipe
     lr = recipe.lr * lr_factor(recipe, _progress(run, tally), tally.step * run.batch_size)
-    if isinstance(run.optimizer, SDLM):
-        losses = run.optimizer.steps(x, y, lr)  # the rate of the draw's first sample for all
+    if run.sdlm is not None:
+        losses = run.sdlm.steps(x, y, lr)  # the rate of the draw's first sample for all
         loss, steps = losses.mean(), len(y)
     else:
         loss, steps = _batch_step(run, x, y, lr), 1
@@ -526,8 +535,8 @@ def _evaluate_point(
 def _evaluate(run: _Run, splits: Splits, whole: bool = False) -> float:
     """Accuracy on the test split: on the settings' ``eval_limit`` first samples during
     training, on all of them where ``whole``."""
-    if isinstance(run.optimizer, SDLM):
-        run.optimizer.write_back(run.net)
+    if run.sdlm is not None:
+        run.sdlm.write_back(run.net)
     return evaluate(
         run.net,
         splits.test,
