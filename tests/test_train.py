@@ -22,6 +22,7 @@ from bench.training.recipes import (
     RECIPES,
     SDLM_ETA_SCALE,
     Recipe,
+    loss_fn,
     lr_factor,
     recipe_for,
     resolve_dtype,
@@ -70,6 +71,20 @@ def test_lenet5_recipes_follow_the_papers_schedule(recipe, scale):
     )
     # Each departure from the paper is said in every row: SDLM's eta scale, SGD in its place.
     assert ("eta" in recipe.note) and recipe.note in recipe.describe()
+
+
+def test_label_smoothing_is_in_the_loss_and_said_in_the_row():
+    """Smoothing eps: the loss is (1 - eps) x cross-entropy + eps x the mean over classes of
+    -log p (Szegedy et al. 2016), computed here by hand from log-softmax."""
+    recipe = replace(RECIPES["lab_cnn"], label_smoothing=0.1)
+    scores = torch.tensor([[2.0, -1.0, 0.5], [0.1, 0.2, 3.0]], dtype=torch.float64)
+    labels = torch.tensor([0, 1])
+    log_p = scores.log_softmax(1)
+    nll = -log_p[torch.arange(2), labels]
+    expected = (0.9 * nll + 0.1 * -log_p.mean(1)).mean()
+    torch.testing.assert_close(loss_fn(recipe)(scores, labels), expected)
+    assert "label smoothing 0.1" in recipe.describe()
+    assert "smoothing" not in replace(recipe, label_smoothing=0.0).describe()
 
 
 def test_lenet5_trains_per_sample_with_sdlm_and_sgd_stays_available():
@@ -400,21 +415,22 @@ def test_an_imagefolder_smaller_than_a_batch_is_refused_in_one_line(tmp_path, ca
     from PIL import Image
 
     split = separable_split(300, 4)
-    for label in range(10):  # 4 images a class: 40, fewer than a batch of 64 in either split
+    for label in range(10):  # 4 images a class: 40, fewer than a batch in either split
         (tmp_path / "few" / f"c{label}").mkdir(parents=True)
         for i in (split.labels == label).nonzero().flatten()[:4].tolist():
             image = split.images[i, 0].numpy()
             Image.fromarray(image, mode="L").save(tmp_path / "few" / f"c{label}/{i}.png")
     out = tmp_path / "r"
     argv = ["train", "lenet5_mnist", "--data", str(tmp_path / "few"), "--out", str(out)]
-    assert exit_code(argv) == 2  # the recipe's batch of 64 > the folder's training images
+    assert exit_code(argv) == 2  # the recipe's batch of 128 > the folder's training images
     err = capsys.readouterr().err.strip()
     assert "exceeds the" in err and "--batch-size" in err and "\n" not in err
 
 
 def test_a_target_not_reached_within_the_length_is_said(gray_folder, tmp_path, capsys):
     argv = ["train", "lenet5_mnist", "--data", str(gray_folder), "--target-acc", "1.0"]
-    argv += ["--stop-at-target", "--samples", "128", "--no-save", "--out", str(tmp_path / "r")]
+    argv += ["--stop-at-target", "--samples", "128", "--batch-size", "64", "--no-save"]
+    argv += ["--out", str(tmp_path / "r")]
     assert main(argv) == 0  # it trained and was measured: the row says the target was missed
     (row,) = [json.loads(line) for line in (tmp_path / "r/results.jsonl").read_text().splitlines()]
     assert row["stopped_by"] == "length" and row["time_to_target_s"] is None
@@ -463,7 +479,7 @@ def test_the_default_plan_trains_every_familys_mnist_model_by_samples():
         (["--target-acc", "99%"], "must be a fraction in (0, 1], e.g. 0.99; got '99%'"),
         (["--target-acc", "-0.5"], "e.g. 0.99; got -0.5"),
         (["--stop-at-target"], "--stop-at-target needs a target on"),  # no default off MNIST
-        # lenet5_mnist's recipe batch is 64: 64 samples are one step, evaluated at its end only
+        # at batch 64, 64 samples are one step, evaluated at its end only
         (["--target-acc", "0.9", "--stop-at-target", "--samples", "64"], "is one step at batch 64"),
         (["--target-acc", "0.9", "--stop-at-target", "--epochs", "1", "--evals-per-epoch", "1"],
          "evaluated only where the run ends"),
@@ -477,8 +493,8 @@ def test_a_target_the_run_can_never_reach_is_refused_before_any_work(
     flags, message, gray_folder, tmp_path, capsys
 ):
     out = tmp_path / "r"
-    argv = ["train", "lenet5_mnist", "--data", str(gray_folder), *flags, "--out", str(out)]
-    assert exit_code(argv) == 2
+    argv = ["train", "lenet5_mnist", "--data", str(gray_folder), "--batch-size", "64", *flags]
+    assert exit_code([*argv, "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and message in err and "\n" not in err
     assert not out.exists()  # nothing written
