@@ -35,7 +35,7 @@ def data_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 def _train(folder: Path, out: Path, *extra: str) -> list[dict[str, Any]]:
     argv = ["train", "lenet5_mnist", "--data", str(folder), "--dtype", "fp32", "--out", str(out)]
-    assert main([*argv, *TINY, *extra]) == 0
+    assert main([*argv, "--batch-size", "64", *TINY, *extra]) == 0
     return read_jsonl(out / "results.jsonl")
 
 
