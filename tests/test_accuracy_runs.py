@@ -97,7 +97,12 @@ def test_a_torn_last_epochs_line_is_repaired_before_the_next_run(gray_folder, tm
 # --- item 12: evaluation in fp32 whatever the training dtype --------------------------------
 
 
-def test_auto_trains_in_bf16_but_evaluates_in_fp32(gray_folder, tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize(
+    "flags, evaluated_in", [([], "bf16_autocast"), (["--eval-dtype", "fp32"], "fp32")]
+)
+def test_auto_trains_in_bf16_and_evaluates_in_the_dtype_the_row_names(
+    flags, evaluated_in, gray_folder, tmp_path, monkeypatch, capsys
+):
     monkeypatch.setattr("bench.measure.machine.cpu_flags", lambda: ("avx512_bf16",))
     forwards: list[tuple[bool, bool]] = []  # (training mode, autocast on) of every forward
     get_model = zoo.get_model
@@ -111,12 +116,15 @@ def test_auto_trains_in_bf16_but_evaluates_in_fp32(gray_folder, tmp_path, monkey
 
     monkeypatch.setattr(zoo, "get_model", spied)
     out = tmp_path / "r"
-    argv = ["train", "lenet5_mnist", "--data", str(gray_folder), "--dtype", "auto"]
+    argv = ["train", "lenet5_mnist", "--data", str(gray_folder), "--dtype", "auto", *flags]
     assert main([*argv, "--epochs", "1", "--out", str(out)]) == 0
     (row,) = read_jsonl(out / "results.jsonl")
-    assert row["dtype"] == "bf16_autocast" and row["eval_dtype"] == "fp32"
+    assert row["dtype"] == "bf16_autocast" and row["eval_dtype"] == evaluated_in
+    assert f"images, {evaluated_in})" in capsys.readouterr().out  # the run's line says it too
     assert (True, True) in forwards  # the training steps ran under bf16 autocast
-    assert (False, False) in forwards and (False, True) not in forwards  # evaluation did not
+    # Forwards in eval mode after training began are evaluations (before it: counting).
+    evaluations = {on for training, on in forwards[forwards.index((True, True)) :] if not training}
+    assert evaluations == {evaluated_in == "bf16_autocast"}
 
     weights = out / "weights" / "lenet5_mnist-seed0.pt"
     forwards.clear()

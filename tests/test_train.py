@@ -301,6 +301,7 @@ def test_lenet5_trains_with_the_map_loss():
         ({"budget_s": 0}, "must be positive"),
         ({"budget_s": -5}, "must be positive"),
         ({"dtype": "bf16"}, "bf16_autocast"),
+        ({"eval_dtype": "fp16"}, "--eval-dtype must be one of fp32, bf16_autocast"),
         ({"model": "lenet6"}, "unknown model 'lenet6'"),
     ],
 )

@@ -63,7 +63,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     _add_common(
         parser,
         "training dtype; default: the recipe's ('auto': bf16 autocast where the CPU has native "
-        "bf16); evaluation is always fp32",
+        "bf16); evaluations run in it too unless --eval-dtype says otherwise",
     )
     _add_recipe(parser)
     _add_run_length(parser)
@@ -147,6 +147,18 @@ def _add_run_length(parser: argparse.ArgumentParser) -> None:
         "--stop-at-target",
         action="store_true",
         help="stop at the first evaluation at or above --target-acc",
+    )
+    _add_eval_dtype(parser)
+
+
+def _add_eval_dtype(parser: argparse.ArgumentParser) -> None:
+    from bench.training.loop import EVAL_DTYPES
+
+    parser.add_argument(
+        "--eval-dtype",
+        default=None,
+        choices=EVAL_DTYPES,
+        help="evaluate in this dtype (default: the one the run trains in; rows say which)",
     )
 
 
@@ -354,8 +366,9 @@ def _row_line(row: dict[str, Any], weights: Path | None) -> str:
     )
     return (
         f"{row['model']} seed {row['seed']}{procs}: test accuracy {row['accuracy']:.4f} "
-        f"({row['test_samples']:,} images) after {row['samples_seen']:,} samples "
-        f"({row['epochs']:g} epochs), {row['train_s']:.1f} s of training "
+        f"({row['test_samples']:,} images, {row['eval_dtype']}) after "
+        f"{row['samples_seen']:,} samples ({row['epochs']:g} epochs), "
+        f"{row['train_s']:.1f} s of training "
         f"({row['data_on_clock']} on the clock, evaluation excluded), stopped by its "
         f"{_ended(row)}; {reached}" + (f"; weights {weights}" if weights else "")
     )
@@ -389,7 +402,7 @@ def _print_seeds_summary(rows: list[dict[str, Any]]) -> None:
 
 def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``python -m bench eval``."""
-    _add_common(parser, "evaluation dtype (default: fp32, as during training)")
+    _add_common(parser, "evaluation dtype (default: fp32)")
     parser.add_argument(
         "--weights",
         type=Path,
@@ -402,7 +415,7 @@ def run_eval(args: argparse.Namespace) -> int:
     """Evaluate saved weights on the test (or val) split, after checking their SHA-256."""
     import data
     import zoo
-    from bench.training.loop import EVAL_DTYPE, evaluate, load_weights
+    from bench.training.loop import evaluate, load_weights
     from bench.training.recipes import recipe_for, resolve_dtype
     from bench.training.runs import check_input_fits, data_shape
 
@@ -427,7 +440,7 @@ def run_eval(args: argparse.Namespace) -> int:
     except RuntimeError as error:
         first = str(error).splitlines()[0]
         raise ValueError(f"{args.weights} does not fit {args.model}: {first}") from None
-    dtype = resolve_dtype(args.dtype or EVAL_DTYPE, args.device)
+    dtype = resolve_dtype(args.dtype or "fp32", args.device)
     accuracy = evaluate(model.to(args.device), splits.test, device=args.device, dtype=dtype)
     print(
         f"{args.model} on {args.data} ({len(splits.test)} test samples, {dtype}): "
@@ -464,6 +477,7 @@ def add_accuracy_arguments(parser: argparse.ArgumentParser) -> None:
         help="train each run on each of these: cpu and/or cuda (default: cpu)",
     )
     add_threads(parser, positive(int))
+    _add_eval_dtype(parser)
     parser.add_argument("--resume", action="store_true", help="skip runs already in OUT")
     parser.add_argument(
         "--shard",
@@ -487,6 +501,8 @@ def run_accuracy_plan(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     whole = runs.FULL_ACCURACY_PLAN if args.full else runs.ACCURACY_PLAN
     plan = runs.select_runs(whole, args.models, devices)
+    if args.eval_dtype is not None:
+        plan = tuple(replace(s, eval_dtype=args.eval_dtype) for s in plan)
     if not plan:
         if args.none_ok:
             print(f"accuracy: no run of the plan matches {' '.join(args.models)}; skipped")

@@ -314,6 +314,7 @@ _ACCURACY_HEADERS = (
     "samples seen",
     "stopped by",
     "final accuracy",
+    "evaluated in",
     "target",
     "time to target (s)",
     "budget (s)",
@@ -337,6 +338,7 @@ def _accuracy_row(r: pd.Series, failed: bool) -> tuple[str, ...]:
         fmt_int(r.get("samples_seen")),
         "" if missing(r.get("stopped_by")) else str(r["stopped_by"]),
         ERROR if failed else fmt_frac(r["accuracy"]),
+        "" if missing(r.get("eval_dtype")) else str(r["eval_dtype"]),
         fmt_frac(r["target_acc"]),
         "not reached" if missing(r["time_to_target_s"]) else fmt_num(r["time_to_target_s"]),
         fmt_num(r["budget_s"]),
@@ -362,13 +364,15 @@ def accuracy_blocks(results: pd.DataFrame, figure: str | None) -> list[Block]:
                 "(epochs.jsonl); dashed line: the target.",
             )
         )
-    numeric = (False,) * 5 + (True, False) + (True,) * 3 + (False,) + (True,) * 5 + (False,)
+    numeric = (False,) * 5 + (True, False) + (True,) * 3 + (False,) + (True, False)
+    numeric += (True,) * 4 + (False,)
     return _section(
         "Time to accuracy",
         "DAWNBench-style: wall-clock time to the first evaluation at or above the target, "
         "with the per-epoch log below. Samples seen: training samples over every process; "
         "stopped by: what ended the run, its length (samples or epochs), its budget of "
-        "seconds, or its target (under --stop-at-target).",
+        "seconds, or its target (under --stop-at-target); evaluated in: the dtype of the "
+        "evaluations (by default the one the run trained in; --eval-dtype fp32 for fp32).",
         table(_ACCURACY_HEADERS, rows, numeric),
         images,
     )
