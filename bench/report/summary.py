@@ -168,7 +168,8 @@ def summary_table(results: pd.DataFrame, paper: Mapping[str, Any] | None = None)
     Counts come from the first fp32/contiguous row that has them; throughput and peak memory
     per device and mode come from the row with the best fp32/contiguous samples/s (its batch in
     ``*_batch``); beside them ``*_fastest_*``, the best row over every dtype and memory format
-    (its format and its speed-up over the fp32 best); activations per sample from the
+    (its format and its speed-up over the fp32 best; empty where only one format was measured);
+    activations per sample from the
     smallest-batch train row. A number that is missing because every row that could give it
     failed reads ``"error"``.
     """
@@ -266,10 +267,11 @@ def format_label(row: Mapping[str, Any]) -> str:
 
 def _fastest_columns(rows: pd.DataFrame, prefix: str, fp32: Any) -> dict[str, Any]:
     """Samples/s, batch and format of the best of one device's and mode's rows over every
-    dtype and memory format, and its speed-up over ``fp32`` (the reference's best)."""
+    dtype and memory format, and its speed-up over ``fp32`` (the reference's best); empty
+    where only one format was measured (nothing to choose from)."""
     ok = rows[~failed_mask(rows) & rows["samples_per_s"].notna()]
-    if ok.empty:
-        mark = ERROR if failed_mask(rows).any() else None
+    if ok.empty or ok.apply(format_label, axis=1).nunique() < 2:
+        mark = ERROR if ok.empty and failed_mask(rows).any() else None
         return {f"{prefix}_samples_per_s": mark, f"{prefix}_batch": None,
                 f"{prefix}_format": None, f"{prefix}_speedup": None}  # fmt: skip
     best = ok.sort_values(
