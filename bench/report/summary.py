@@ -270,8 +270,9 @@ def _fastest_columns(rows: pd.DataFrame, prefix: str, fp32: Any) -> dict[str, An
     dtype and memory format, and its speed-up over ``fp32`` (the reference's best); empty
     where only one format was measured (nothing to choose from)."""
     ok = rows[~failed_mask(rows) & rows["samples_per_s"].notna()]
-    if ok.empty or ok.apply(format_label, axis=1).nunique() < 2:
-        mark = ERROR if ok.empty and failed_mask(rows).any() else None
+    tried, measured = (len({format_label(r) for _, r in df.iterrows()}) for df in (rows, ok))
+    if measured < 2:
+        mark = ERROR if tried > measured else None  # a format whose every row failed
         return {f"{prefix}_samples_per_s": mark, f"{prefix}_batch": None,
                 f"{prefix}_format": None, f"{prefix}_speedup": None}  # fmt: skip
     best = ok.sort_values(
