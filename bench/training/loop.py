@@ -94,6 +94,10 @@ class TrainSettings:
     recipe: str | None = None  # an ALTERNATIVE_RECIPES name; None: the model's own recipe
     eval_dtype: str | None = None  # one of EVAL_DTYPES; None: the dtype the run trains in
 
+    def evaluation_dtype(self, training_dtype: str) -> str:
+        """The dtype this run is evaluated in, given the (resolved) dtype it trains in."""
+        return self.eval_dtype or training_dtype
+
     def __post_init__(self) -> None:
         recipe = recipe_for(self.model, self.recipe)  # an unknown model or recipe fails here
         if recipe.optimizer == "sdlm" and self.batch_size not in (None, 1):
@@ -548,7 +552,7 @@ def _evaluate(run: _Run, splits: Splits, whole: bool = False) -> float:
         run.net,
         splits.test,
         device=run.device,
-        dtype=run.settings.eval_dtype or run.dtype,
+        dtype=run.settings.evaluation_dtype(run.dtype),
         channels_last=run.recipe.channels_last,
         limit=None if whole else run.settings.eval_limit,
         world=run.world,

@@ -293,7 +293,7 @@ def _accuracy_row(facts: _RunFacts, machine: Machine, counts: Counts | None) -> 
         data_loading_in_timing=streamed,  # decoding on the clock
         data_on_clock=ON_CLOCK_STREAMED if streamed else ON_CLOCK_TENSOR,
         data_setup_s=round(facts.data_setup_s, 3),
-        eval_dtype=settings.eval_dtype or facts.recipe.dtype,
+        eval_dtype=settings.evaluation_dtype(facts.recipe.dtype),
         run=facts.run_id,
         test_samples=len(splits.test),  # the final accuracy's: always the whole split
         curve_test_samples=min(settings.eval_limit or len(splits.test), len(splits.test)),
