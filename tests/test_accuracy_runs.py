@@ -165,7 +165,7 @@ def test_rows_say_what_data_work_is_on_the_clock(
     "models, expected",
     [(["lenet5_mnist"], ["lenet5_mnist"]), (["lenet5*"], ["lenet5", "lenet5_modern"])],
 )
-def test_all_gives_the_accuracy_step_its_models_devices_and_threads(
+def test_all_gives_the_accuracy_step_its_models_devices_threads_and_eval_dtype(
     tmp_path, monkeypatch, capsys, models, expected
 ):
     seen: dict[str, argparse.Namespace] = {}
@@ -186,10 +186,12 @@ def test_all_gives_the_accuracy_step_its_models_devices_and_threads(
     monkeypatch.setitem(cli.SUBCOMMANDS, "accuracy", capture("accuracy"))
     monkeypatch.setitem(cli.SUBCOMMANDS, "report", capture("report"))
     argv = ["all", "--models", *models, "--devices", "cpu", "--threads", "1"]
-    assert main(argv) == 0, capsys.readouterr().err
+    assert main([*argv, "--eval-dtype", "fp32"]) == 0, capsys.readouterr().err
     step = seen["accuracy"]
     assert set(expected) <= set(step.models) and all(m.startswith("lenet5") for m in step.models)
     assert step.devices == ["cpu"] and step.threads == 1 and step.out == tmp_path / "r"
+    assert step.eval_dtype == "fp32"
+    assert main(argv) == 0 and seen["accuracy"].eval_dtype is None  # the training dtype
 
 
 def test_the_accuracy_step_with_no_matching_model_is_skipped_under_all(tmp_path, capsys):

@@ -43,8 +43,10 @@ class Subcommand:
 
 
 def add_all_arguments(parser: argparse.ArgumentParser) -> None:
-    """``run``'s options, and the report's ``--compare OLD`` (``--across-machines``)."""
+    """``run``'s options, the accuracy step's ``--eval-dtype``, and the report's
+    ``--compare OLD`` (``--across-machines``)."""
     sweep.add_run_arguments(parser)
+    training.add_eval_dtype(parser)
     compare.add_compare_with(parser)
 
 
@@ -76,7 +78,7 @@ def _follow_up(name: str, argv: list[str]) -> int:
 
 def _accuracy_argv(out: Path, args: argparse.Namespace) -> list[str]:
     """``accuracy``'s arguments from ``all``'s: every option of ``all`` that concerns training
-    (models, devices, threads, the plan's length, resume, shard) applies to it too."""
+    (models, devices, threads, the plan's length, resume, shard, eval dtype) applies to it too."""
     argv = [str(out)]
     argv += ["--full"] if args.full else []
     argv += ["--resume"] if args.resume else []
@@ -85,6 +87,7 @@ def _accuracy_argv(out: Path, args: argparse.Namespace) -> list[str]:
         argv += ["--models", *sweep.resolve_models(args.models), "--none-ok"]
     argv += ["--devices", *dict.fromkeys(args.devices)] if args.devices else []
     argv += ["--threads", str(args.threads)] if args.threads is not None else []
+    argv += ["--eval-dtype", args.eval_dtype] if args.eval_dtype is not None else []
     return argv
 
 

@@ -148,10 +148,11 @@ def _add_run_length(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="stop at the first evaluation at or above --target-acc",
     )
-    _add_eval_dtype(parser)
+    add_eval_dtype(parser)
 
 
-def _add_eval_dtype(parser: argparse.ArgumentParser) -> None:
+def add_eval_dtype(parser: argparse.ArgumentParser) -> None:
+    """``--eval-dtype``, of ``train``, ``accuracy`` and ``all``."""
     from bench.training.loop import EVAL_DTYPES
 
     parser.add_argument(
@@ -477,7 +478,7 @@ def add_accuracy_arguments(parser: argparse.ArgumentParser) -> None:
         help="train each run on each of these: cpu and/or cuda (default: cpu)",
     )
     add_threads(parser, positive(int))
-    _add_eval_dtype(parser)
+    add_eval_dtype(parser)
     parser.add_argument("--resume", action="store_true", help="skip runs already in OUT")
     parser.add_argument(
         "--shard",
