@@ -87,7 +87,8 @@ LENET5_SGD_SCALE = 5
 # (training C5 alone diverged; F6 alone did not). 0.2x the first passes' 5e-4 diverged too,
 # 0.15x drifted and 0.1x trains, so eta is capped at 5e-5: the paper's from pass 9 on. Seed 0,
 # 20 passes: 0.1x of the whole schedule (1e-6 from pass 13) ended at 0.63% training and 1.19%
-# test error, under-trained; the cap at 0.31% and 0.97%, near the paper's 0.35% and 0.95%.
+# test error, under-trained; the cap at 0.31% and 0.97%, near the paper's 0.35% and 0.95% (a
+# standalone script; `bench train lenet5 --full`, seeds 0-2: 1.01/0.99/1.12%, README).
 SDLM_ETA_CAP = 5e-5
 SDLM_NOTE = (
     f"per-sample SDLM (mu 0.02, h_kk over 500 samples before each pass) with the paper's eta "
