@@ -60,4 +60,5 @@ def test_twenty_passes_of_sdlm_come_within_three_tenths_of_the_paper(benchmark, 
             int((model(paper_inputs(images[k : k + 1000])).argmax(1) == labels[k : k + 1000]).sum())
             for k in range(0, len(labels), 1000)
         )
-    assert right == round(row["accuracy"] * len(labels))
+    # Other batch sizes round differently: allow a near-tie or two to fall the other way.
+    assert abs(right - round(row["accuracy"] * len(labels))) <= 2
