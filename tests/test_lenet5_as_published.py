@@ -17,6 +17,7 @@ from conftest import run_cli
 import zoo
 from bench.schema import read_jsonl
 from bench.training.loop import load_weights
+from data.idx import read_idx
 
 pytestmark = [pytest.mark.slow, pytest.mark.benchmark(group="lenet5-as-published")]
 PAPER_TEST_ERROR = 0.0095  # 20 passes, no distortions (shared/PAPERS.md)
@@ -31,11 +32,9 @@ def paper_inputs(images: np.ndarray) -> torch.Tensor:
     return F.pad(x, (2, 2, 2, 2), value=-0.1)[:, None]
 
 
-def test_twenty_passes_of_sdlm_come_within_three_tenths_of_the_paper(benchmark, tmp_path, capsys):
-    import data
-    from data.idx import read_idx
-
-    data.provision_mnist()
+def test_twenty_passes_of_sdlm_come_within_three_tenths_of_the_paper(
+    benchmark, tmp_path, capsys, mnist_dir
+):
     out = tmp_path / "results"
     args = ["train", "lenet5", "--full", "--seed", "0", "--out", str(out)]
     code, stdout, _ = benchmark.pedantic(lambda: run_cli(args, capsys), rounds=1)
@@ -49,9 +48,8 @@ def test_twenty_passes_of_sdlm_come_within_three_tenths_of_the_paper(benchmark, 
 
     # The row's accuracy again, by a second route: the saved weights in the zoo's LeNet5 on the
     # raw test files, read and normalised here.
-    folder = data.mnist_dir()
-    images = np.array(read_idx(folder / "t10k-images-idx3-ubyte"))
-    labels = torch.from_numpy(np.array(read_idx(folder / "t10k-labels-idx1-ubyte"))).long()
+    images = np.array(read_idx(mnist_dir / "t10k-images-idx3-ubyte"))
+    labels = torch.from_numpy(np.array(read_idx(mnist_dir / "t10k-labels-idx1-ubyte"))).long()
     model = zoo.get_model("lenet5")
     model.load_state_dict(load_weights(next((out / "weights").glob("lenet5-*.pt"))))
     model.eval()

@@ -23,14 +23,6 @@ TARGET = 0.99
 SEEDS = (0, 1, 2)
 
 
-@pytest.fixture(scope="module")
-def mnist_dir():
-    import data
-
-    data.provision_mnist()
-    return data.mnist_dir()
-
-
 def ours(model: str, seed: int) -> float | None:
     import data
     import zoo
