@@ -22,6 +22,7 @@ from torch import nn
 import zoo
 from bench.events import EpochFinished, EpochStarted, Listener, StepsDone, silent
 from bench.measure.workload import autocast_context
+from bench.training import relu_pool
 from bench.training.distributed import ONE_PROCESS, World
 from bench.training.recipes import Recipe, loss_fn, lr_factor, recipe_for, resolve_dtype
 from bench.training.sdlm import HESSIAN_SAMPLES, SDLM
@@ -340,6 +341,8 @@ def _prepare(settings: TrainSettings, splits: Splits, recipe: Recipe, world: Wor
     net = zoo.get_model(settings.model, num_classes=num_classes).to(device)
     if recipe.channels_last:
         net = net.to(memory_format=torch.channels_last)
+    if recipe.relu_pool_kernel and relu_pool.applies(net, device, recipe.channels_last):
+        relu_pool.fuse(net)
     net.train()
     steps_per_epoch = len(splits.train) // batch_size  # the last short batch is dropped
     total_steps = length_steps(settings, recipe, steps_per_epoch)

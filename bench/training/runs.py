@@ -33,6 +33,7 @@ from bench.schema import (
     row_key,
     row_label,
 )
+from bench.training import relu_pool
 from bench.training.distributed import ONE_PROCESS, World
 from bench.training.loop import (
     EvalPoint,
@@ -219,6 +220,11 @@ def _train_into(
     settings, splits = facts.settings, facts.splits
     model = zoo.get_model(settings.model, num_classes=splits.num_classes)
     counts = count_model(model, zoo.get_card(settings.model).input_shape)
+    recipe = facts.recipe
+    if recipe.relu_pool_kernel and not relu_pool.applies(
+        model, settings.device, recipe.channels_last
+    ):
+        facts = replace(facts, recipe=replace(recipe, relu_pool_kernel=False))  # as it runs
     row.update(_accuracy_row(facts, machine, counts=counts))
     on_eval = _epoch_log(row, writer, listen)
     recipe, world = facts.recipe, facts.world
