@@ -19,7 +19,6 @@ import os
 import shutil
 import subprocess
 import tempfile
-import time
 from dataclasses import dataclass
 
 import torch
@@ -156,7 +155,6 @@ class Kernel:
 
     lib: ctypes.CDLL | None
     reason: str = ""
-    build_s: float = 0.0
 
     def has_nan(self, x: torch.Tensor) -> bool:
         return bool(getattr(self.lib, "has_nan_" + _SUFFIX[x.dtype])(x.data_ptr(), x.numel()))
@@ -179,7 +177,6 @@ def _build() -> Kernel:
     compiler = next((c for c in _compilers() if shutil.which(c)), None)
     if compiler is None:
         return Kernel(None, f"no C compiler found ({', '.join(_compilers())})")
-    started = time.perf_counter()
     folder = tempfile.mkdtemp(prefix="cnn-zoo-bench-relu-pool-")  # private (0700), removed below
     try:
         source, library = os.path.join(folder, "relu_pool.c"), os.path.join(folder, "relu_pool.so")
@@ -200,7 +197,7 @@ def _build() -> Kernel:
             function = getattr(lib, name + suffix)
             function.argtypes = [ctypes.c_void_p] * 3 + [ctypes.c_int64] * 4
             function.restype = None
-    return Kernel(lib, build_s=time.perf_counter() - started)
+    return Kernel(lib)
 
 
 def kernel() -> Kernel:
