@@ -56,9 +56,9 @@ class Recipe:
     # convolutions 7-30x slower than fp32).
     dtype: str = "auto"
     channels_last: bool = True  # +37-47% per step on this CPU for 3x3/5x5 convs
-    # Each ReLU + 2x2 max-pool after a conv of fewer than 8 channels as one CPU kernel
-    # (bench.training.relu_pool: torch's outputs and gradients exactly) where the device is a
-    # CPU, the maps channels_last and a C compiler is found: lenet5_mnist trains 1.05-1.23x faster.
+    # Each conv of few input channels + ReLU + 2x2 max-pool as one block of CPU kernels
+    # (bench.training.relu_pool: torch's outputs exactly, the gradients summed in fp32 over the
+    # pool's picks) where the device is a CPU, the maps channels_last and a C compiler is found.
     relu_pool_kernel: bool = True
     note: str = ""  # where it departs from the paper, and why
 
@@ -75,7 +75,7 @@ class Recipe:
             f"{self.optimizer} lr {lr}, wd {self.weight_decay:g}, {self.loss}{smoothing}, batch "
             f"{self.batch_size}, {length or f'{self.samples:,} samples'}, {self.dtype}"
             f"{', channels_last' if self.channels_last else ''}"
-            f"{', ReLU+pool kernel' if self.relu_pool_kernel else ''}, {self.normalisation}"
+            f"{', conv+ReLU+pool kernel' if self.relu_pool_kernel else ''}, {self.normalisation}"
         )
         return f"{text}; {self.note}" if self.note else text
 
