@@ -34,6 +34,7 @@ __all__ = [
     "COMPILER_ENV",
     "SWITCH_ENV",
     "MAX_ROW",
+    "MAX_CHANNELS",
     "Kernel",
     "kernel",
     "ConvReluPool2d",
@@ -46,12 +47,14 @@ log = logging.getLogger(__name__)
 
 COMPILER_ENV = "CC"  # the compiler to build with (default: gcc, then cc)
 SWITCH_ENV = "CNN_ZOO_RELU_POOL_KERNEL"  # "0": torch's modules everywhere, as without a compiler
-# The backward keeps a k x in_channels row of a conv's weights in at most four 8-float vectors:
-# with 5x5 kernels, 1 and 6 input channels (rows of 5 and 30). Measured here (bf16 autocast,
-# batch 128, forward and backward of conv, ReLU and pool): 1 -> 6 channels 2.8 ms against
-# torch's 4.6, 6 -> 16 3.3 against 3.1 (alone; in the loop, 1.18x for the whole step), 1 -> 32
-# (lab_cnn) 7.9 against 24.3, but 32 -> 64 (a row of 160) 50 against 23: wider rows keep torch's.
+# The backward keeps a k x in_channels row of a conv's weights in at most four 8-float vectors
+# (with 5x5 kernels, 1 and 6 input channels: rows of 5 and 30), and the ReLU+pool kernel loops
+# over channels one by one, where torch's pool vectorises over them: so convs of at most 16
+# output channels. Measured here (bf16 autocast, batch 128): lenet5_mnist's loop with both its
+# convs fused against conv1 only, 1.18x (9 paired runs); lab_cnn's conv1 (1 -> 32, a row of 5)
+# fused, its loop 0.91x (5 pairs); a 32 -> 64 conv (a row of 160) alone, 50 ms against 23.
 MAX_ROW = 32
+MAX_CHANNELS = 16
 
 # Bit patterns throughout: bf16 as uint16_t, fp32 as uint32_t; values are compared as floats
 # and written back bit for bit (a maximum is one of its inputs). Comparisons are plain ``>``
@@ -433,7 +436,7 @@ def _is_pool_2x2(module: nn.Module) -> bool:
 
 
 def _takes(conv: nn.Module) -> bool:
-    """A plain square convolution (stride 1, symmetric zero padding) whose patch rows fit."""
+    """A plain square convolution (stride 1, symmetric zero padding) of few channels."""
     return (
         type(conv) is nn.Conv2d
         and conv.kernel_size[0] == conv.kernel_size[1]
@@ -444,6 +447,7 @@ def _takes(conv: nn.Module) -> bool:
         and isinstance(conv.padding, tuple)
         and conv.padding[0] == conv.padding[1]
         and conv.kernel_size[0] * conv.in_channels <= MAX_ROW
+        and conv.out_channels <= MAX_CHANNELS
     )
 
 
