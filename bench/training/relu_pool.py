@@ -1,5 +1,5 @@
 """A convolution, ReLU and 2x2 max-pool as one block of CPU kernels, for the training loop's
-channels_last maps of few input channels.
+channels_last maps of few channels.
 
 The forward is torch's convolution, then ReLU and pooling in one pass of a C kernel: torch's
 channels_last pool vectorises over channels, so the modern LeNet-5's 6-channel maps ran its
