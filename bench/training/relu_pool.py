@@ -91,45 +91,89 @@ int has_nan_f32(const uint32_t *x, int64_t count) {
     return any;
 }
 
+typedef float v8 __attribute__((vector_size(32)));
+typedef int32_t vi __attribute__((vector_size(32)));
+typedef uint32_t vu __attribute__((vector_size(32)));
+typedef uint16_t vh __attribute__((vector_size(16)));
+static inline v8 ld(const float *p) { v8 v; memcpy(&v, p, sizeof v); return v; }
+static inline void st(float *p, v8 v) { memcpy(p, &v, sizeof v); }
+static inline v8 vload_f32(const uint32_t *p) { v8 v; memcpy(&v, p, sizeof v); return v; }
+static inline v8 vload_bf16(const uint16_t *p) {
+    vh h; memcpy(&h, p, sizeof h);
+    return (v8)(__builtin_convertvector(h, vu) << 16);
+}
+static inline v8 blend(vi mask, v8 yes, v8 no) {
+    return (v8)(((vi)yes & mask) | ((vi)no & ~mask));
+}
+
 /* ReLU and pool. x: n x h x w x c (channels last, h and w even); out: n x h/2 x w/2 x c;
    pick: which of the window's four (0-3, row-major) took the maximum, 4 where the ReLU zeroed
-   it. LeNet's six C1 maps as a constant: about 1.6x the loop with c unknown, here. */
+   it. A row pair is compared 8 values at a time against the values c further on (each pixel
+   with its right-hand neighbour; half the results, those of right-hand pixels, are not used),
+   then the window's results are copied out: about 2x the window-by-window loop (0.32 against
+   0.67 ms for 128x6x28x28 bf16, 0.15 against 0.34 for 128x16x10x10), the same bits. The vector
+   loads read up to c + 7 values past a row pair, so the last one of the batch goes window by
+   window. The maps of lenet5's two convs (6 and 16 channels) as constants. */
 #define POOL(NAME, T)                                                                     \
-static inline void pool_##NAME(const T *x, T *out, uint8_t *pick, int64_t n, int64_t h, \
-                               int64_t w, int64_t c) {                                     \
-    const int64_t oh = h / 2, ow = w / 2;                                                 \
+static inline void windows_##NAME(const T *r0, const T *r1, T *o, uint8_t *p, int64_t ow, \
+                                  int64_t c) {                                            \
+    for (int64_t j = 0; j < ow; ++j)                                                      \
+        for (int64_t k = 0; k < c; ++k) {                                                 \
+            const int64_t left = 2 * j * c + k, right = left + c;                         \
+            const float fa = load_##NAME(r0 + left), fb = load_##NAME(r0 + right);       \
+            const float fc = load_##NAME(r1 + left), fd = load_##NAME(r1 + right);       \
+            const int top = fb > fa, bottom = fd > fc;                                    \
+            const float h0 = top ? fb : fa, h1 = bottom ? fd : fc;                        \
+            const int lower = h1 > h0;                                                    \
+            const float m = lower ? h1 : h0;                                              \
+            const int on = m > 0;                                                         \
+            const int at = top + lower * (2 + bottom - top);                              \
+            store_##NAME(o + j * c + k, on ? m : 0.0f);                                   \
+            p[j * c + k] = (uint8_t)(at + (1 - on) * (4 - at));                           \
+        }                                                                                 \
+}                                                                                         \
+static inline void pool_##NAME(const T *x, T *out, uint8_t *pick, int64_t n, int64_t h,  \
+                               int64_t w, const int64_t c) {                               \
+    const int64_t oh = h / 2, ow = w / 2, row = w * c;                                    \
+    float kept[row + 8];                                                                  \
+    uint8_t code[row + 8];                                                                \
     for (int64_t b = 0; b < n; ++b)                                                        \
         for (int64_t i = 0; i < oh; ++i) {                                                \
-            const T *r0 = x + (b * h + 2 * i) * w * c, *r1 = r0 + w * c;                   \
+            const T *r0 = x + (b * h + 2 * i) * row, *r1 = r0 + row;                       \
             T *o = out + (b * oh + i) * ow * c;                                           \
             uint8_t *p = pick + (b * oh + i) * ow * c;                                    \
+            if (b == n - 1 && i == oh - 1) {                                              \
+                windows_##NAME(r0, r1, o, p, ow, c);                                      \
+                continue;                                                                 \
+            }                                                                             \
+            for (int64_t t = 0; t < row; t += 8) {                                        \
+                const v8 fa = vload_##NAME(r0 + t), fb = vload_##NAME(r0 + t + c);        \
+                const v8 fc = vload_##NAME(r1 + t), fd = vload_##NAME(r1 + t + c);        \
+                const vi top = fb > fa, bottom = fd > fc; /* -1 where true */             \
+                const v8 h0 = blend(top, fb, fa), h1 = blend(bottom, fd, fc);            \
+                const vi lower = h1 > h0;                                                 \
+                const v8 m = blend(lower, h1, h0);                                        \
+                const vi on = m > (v8){0};                                                \
+                const vi at = -top + -lower * (2 - bottom + top);                         \
+                const vi which = (at & on) | (4 & ~on);                                   \
+                st(kept + t, (v8)((vi)m & on));                                           \
+                for (int q = 0; q < 8; ++q) code[t + q] = (uint8_t)which[q];              \
+            }                                                                             \
             for (int64_t j = 0; j < ow; ++j)                                              \
                 for (int64_t k = 0; k < c; ++k) {                                         \
-                    const int64_t left = 2 * j * c + k, right = left + c;                 \
-                    const float fa = load_##NAME(r0 + left), fb = load_##NAME(r0 + right); \
-                    const float fc = load_##NAME(r1 + left), fd = load_##NAME(r1 + right); \
-                    const int top = fb > fa, bottom = fd > fc;                            \
-                    const float h0 = top ? fb : fa, h1 = bottom ? fd : fc;                \
-                    const int lower = h1 > h0;                                            \
-                    const float m = lower ? h1 : h0;                                      \
-                    const int on = m > 0;                                                 \
-                    const int at = top + lower * (2 + bottom - top);                      \
-                    store_##NAME(o + j * c + k, on ? m : 0.0f);                           \
-                    p[j * c + k] = (uint8_t)(at + (1 - on) * (4 - at));                   \
+                    store_##NAME(o + j * c + k, kept[2 * j * c + k]);                     \
+                    p[j * c + k] = code[2 * j * c + k];                                   \
                 }                                                                         \
         }                                                                                 \
 }                                                                                         \
 void forward_##NAME(const T *x, T *out, uint8_t *pick, int64_t n, int64_t h, int64_t w,  \
                     int64_t c) {                                                          \
     if (c == 6) pool_##NAME(x, out, pick, n, h, w, 6);                                    \
+    else if (c == 16) pool_##NAME(x, out, pick, n, h, w, 16);                             \
     else pool_##NAME(x, out, pick, n, h, w, c);                                           \
 }
 POOL(bf16, uint16_t)
 POOL(f32, uint32_t)
-
-typedef float v8 __attribute__((vector_size(32)));
-static inline v8 ld(const float *p) { v8 v; memcpy(&v, p, sizeof v); return v; }
-static inline void st(float *p, v8 v) { memcpy(p, &v, sizeof v); }
 
 /* The conv's backward for one image, from the picks: only the conv outputs that took a kept
    maximum have a gradient g. gw: for each output channel o, its accumulators in registers over
