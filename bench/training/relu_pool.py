@@ -48,11 +48,11 @@ log = logging.getLogger(__name__)
 COMPILER_ENV = "CC"  # the compiler to build with (default: gcc, then cc)
 SWITCH_ENV = "CNN_ZOO_RELU_POOL_KERNEL"  # "0": torch's modules everywhere, as without a compiler
 # The backward keeps a k x in_channels row of a conv's weights in at most four 8-float vectors
-# (with 5x5 kernels, 1 and 6 input channels: rows of 5 and 30), and the ReLU+pool kernel loops
-# over channels one by one, where torch's pool vectorises over them: so convs of at most 16
-# output channels. Measured here (bf16 autocast, batch 128): lenet5_mnist's loop with both its
-# convs fused against conv1 only, 1.18x (9 paired runs); lab_cnn's conv1 (1 -> 32, a row of 5)
-# fused, its loop 0.91x (5 pairs); a 32 -> 64 conv (a row of 160) alone, 50 ms against 23.
+# (with 5x5 kernels, 1 and 6 input channels: rows of 5 and 30); and only convs of at most 16
+# output channels, as measured. Here (bf16 autocast, batch 128): lenet5_mnist's loop with both
+# its convs fused against conv1 only, 1.18x (9 paired runs); lab_cnn's conv1 (1 -> 32, a row of
+# 5) fused, its loop 0.91x (5 pairs, before the ReLU+pool pass was vectorised); a 32 -> 64 conv
+# (a row of 160) alone, 50 ms against 23.
 MAX_ROW = 32
 MAX_CHANNELS = 16
 
