@@ -56,7 +56,7 @@ class Recipe:
     # convolutions 7-30x slower than fp32).
     dtype: str = "auto"
     channels_last: bool = True  # +37-47% per step on this CPU for 3x3/5x5 convs
-    # Each conv of few input channels + ReLU + 2x2 max-pool as one block of CPU kernels
+    # Each conv of few channels + ReLU + 2x2 max-pool as one block of CPU kernels
     # (bench.training.relu_pool: torch's outputs exactly, the gradients summed in fp32 over the
     # pool's picks) where the device is a CPU, the maps channels_last and a C compiler is found.
     relu_pool_kernel: bool = True
