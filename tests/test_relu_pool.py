@@ -112,8 +112,9 @@ def test_the_block_equals_torchs_modules_to_the_bit(built, ci, co, k, padding, s
 @pytest.mark.parametrize("autocast", [False, True], ids=["fp32", "bf16-autocast"])
 @pytest.mark.parametrize("ci,co,k,padding,size", SHAPES)
 def test_the_gradients_match_float64_on_random_maps(built, ci, co, k, padding, size, autocast):
-    """Sums of non-integers: torch's float64 convolution backward of the gradient that torch's
-    own pool indices route (from the block's own forward) is the second method."""
+    """Sums of non-integers. Second methods: the forward against float64; the gradients against
+    torch's float64 convolution backward of the gradient that torch's own pool indices route
+    (pooling torch's conv in the run's dtype, which is the block's forward conv)."""
     torch.manual_seed(0)
     conv = _conv(ci, co, k, padding, integers=False)
     _, fused = _block(conv)
