@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from pathlib import Path
 
 import nox
 
@@ -34,6 +35,12 @@ def _ensure_chromium(session: nox.Session, required: bool) -> None:
         session.error("no Chromium and none could be installed (apt-get install chromium as root)")
 
 
+def _data_env() -> dict[str, str]:
+    """The data root of the project's own sessions: the checkout's .data/ (git ignores it), as
+    before the default moved to the user's cache, unless $CNN_ZOO_DATA names another."""
+    return {"CNN_ZOO_DATA": os.environ.get("CNN_ZOO_DATA") or str(Path(__file__).parent / ".data")}
+
+
 # pip's byte-compiling of every installed file (torch's thousands) took 30 of a fresh venv's 73 s
 # here; Python compiles what it imports on first use instead.
 NO_COMPILE = ("--no-compile",)
@@ -45,7 +52,7 @@ def tests(session: nox.Session) -> None:
     for the browser test where it can be (root with apt-get); else that test is skipped."""
     session.install(*NO_COMPILE, "-e", ".[test]")
     _ensure_chromium(session, required=False)
-    session.run("python", "-m", "pytest", *session.posargs)
+    session.run("python", "-m", "pytest", *session.posargs, env=_data_env())
 
 
 @nox.session
@@ -65,7 +72,7 @@ def bench(session: nox.Session) -> None:
     `nox -s bench -- --models "lenet*" --batch-sizes 1 32`.
     """
     session.install(*NO_COMPILE, "-e", ".")
-    session.run("python", "-m", "bench", "all", *session.posargs)
+    session.run("python", "-m", "bench", "all", *session.posargs, env=_data_env())
 
 
 @nox.session

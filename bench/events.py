@@ -100,6 +100,7 @@ class Evaluated:
     train_loss: float
     test_accuracy: float
     samples_per_s: float
+    test_samples: int  # how many test samples the accuracy is on
 
 
 @dataclass(frozen=True)

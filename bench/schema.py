@@ -19,6 +19,7 @@ import json
 import logging
 import math
 import os
+import re
 import traceback
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -45,6 +46,8 @@ __all__ = [
     "setting_value",
     "row_label",
     "timestamp",
+    "shard_folder",
+    "parse_shard_folder",
     "base_row",
     "read_jsonl",
     "ResultsWriter",
@@ -61,8 +64,9 @@ ROW_COLUMNS = (
     "activations_mib", "peak_mem_mib", "peak_mem_method", "peak_mem_estimate_mib",
     "mem_estimate_mib", "mem_estimate_ratio",
     "step_ms_median", "step_ms_p10", "step_ms_p90", "step_iqr_rel", "noisy", "steps_timed",
-    "samples_per_s", "achieved_gflops", "forward_ms", "backward_ms", "optimizer_ms", "compile_s",
-    "tf32", "max_batch", "torch_version", "git_commit", "session",
+    "pass_spread_rel", "samples_per_s", "achieved_gflops", "forward_ms", "backward_ms",
+    "optimizer_ms", "compile_s", "compile_cache", "tf32", "max_batch", "torch_version",
+    "git_commit", "session",
     "timestamp", "error",
 ) + (
     # Accuracy rows (mode "accuracy", bench.training.runs); null on the harness's rows.
@@ -79,10 +83,12 @@ LAYER_COLUMNS = (
     "activation_mib", "layer_count",
 )  # fmt: skip
 # epochs.jsonl: one line per evaluation during training; ``run`` names the training run (the
-# ``run`` column of its results row), so each run is one curve however many share a folder.
+# ``run`` column of its results row), so each run is one curve however many share a folder;
+# ``test_samples``: how many test samples the line's accuracy is on (null: a line written before
+# the column).
 EPOCH_COLUMNS = (
     "run", "model", "recipe_name", "data", "seed", "world_size", "device", "epoch", "wall_s",
-    "train_loss", "test_accuracy", "samples_per_s",
+    "train_loss", "test_accuracy", "samples_per_s", "test_samples",
 )  # fmt: skip
 # What a sweep row measured; null on a row that failed (its ``error`` says why).
 MEASURED_COLUMNS = (
@@ -90,6 +96,7 @@ MEASURED_COLUMNS = (
     "peak_mem_method", "step_ms_median", "step_ms_p10", "step_ms_p90", "steps_timed",
     "samples_per_s", "achieved_gflops", "train_flops", "step_iqr_rel", "noisy", "forward_ms",
     "backward_ms", "optimizer_ms", "mem_estimate_mib", "mem_estimate_ratio", "compile_s",
+    "compile_cache", "pass_spread_rel",
 )  # fmt: skip
 # The columns a reader takes as numbers, by table (the others are text, flags or mixed).
 NUMERIC_COLUMNS = (
@@ -98,13 +105,14 @@ NUMERIC_COLUMNS = (
     "peak_mem_mib", "peak_mem_estimate_mib", "step_ms_median", "step_ms_p10", "step_ms_p90",
     "steps_timed", "samples_per_s", "achieved_gflops", "max_batch", "accuracy", "target_acc",
     "mem_estimate_mib", "mem_estimate_ratio", "step_iqr_rel", "forward_ms", "backward_ms",
-    "optimizer_ms", "compile_s", "activation_elements",
+    "optimizer_ms", "compile_s", "activation_elements", "pass_spread_rel",
     "time_to_target_s", "budget_s", "epochs", "train_s", "world_size", "global_batch",
     "samples_seen", "curve_test_samples",
 )  # fmt: skip
 NUMERIC_LAYER_COLUMNS = ("index", "params", "macs", "activation_mib")
 NUMERIC_EPOCH_COLUMNS = (
     "world_size", "epoch", "wall_s", "train_loss", "test_accuracy", "samples_per_s",
+    "test_samples",
 )  # fmt: skip
 # The settings that identify a row: --resume skips a row whose key is already written. A
 # training (accuracy) row is also told apart by its data, seed and number of processes.
@@ -146,6 +154,18 @@ def row_label(row: Mapping[str, Any]) -> str:
 def timestamp() -> str:
     """Now, as rows and meta.json record it: local time with its UTC offset, to the second."""
     return dt.datetime.now(dt.timezone.utc).astimezone().isoformat(timespec="seconds")
+
+
+def shard_folder(index: int, count: int) -> str:
+    """``shard-2-of-4``: the folder of slice ``index`` of ``count`` under a root the slices
+    share (``bench run --shard auto --out ROOT``), where ``bench report ROOT`` finds it."""
+    return f"shard-{index}-of-{count}"
+
+
+def parse_shard_folder(name: str) -> tuple[int, int] | None:
+    """``(2, 4)`` for a folder named by :func:`shard_folder`; None for any other name."""
+    match = re.fullmatch(r"shard-(\d+)-of-(\d+)", name)
+    return (int(match[1]), int(match[2])) if match else None
 
 
 def base_row(
@@ -304,6 +324,27 @@ class ResultsWriter:
             ordered["session"] = self.session
         self._append(self.results_path, [ordered])
         self._done.add(row_key(ordered))
+        self.write_csv()
+
+    def update_rows(self, updates: Mapping[tuple[Any, ...], Mapping[str, Any]]) -> None:
+        """Set columns of rows already written: ``updates`` maps a row key (:func:`row_key`) to
+        its new values (the last row written with that key takes them). results.jsonl is
+        rewritten through a temporary file and a rename, so a kill leaves the old or the new
+        one; then the CSV. What the sweep's later timing passes add (``pass_spread_rel``)."""
+        unknown = {c for values in updates.values() for c in values} - set(ROW_COLUMNS)
+        if unknown:
+            raise ValueError(f"update_rows: unknown columns {sorted(unknown)}; see ROW_COLUMNS")
+        rows = read_jsonl(self.results_path)
+        last = {row_key(row): index for index, row in enumerate(rows)}
+        for key, values in updates.items():
+            if key in last:
+                rows[last[key]].update({c: _clean(v) for c, v in values.items()})
+        temporary = self.results_path.with_suffix(".jsonl.tmp")
+        with temporary.open("w", encoding="utf-8") as handle:
+            handle.write("".join(json.dumps(row, allow_nan=False) + "\n" for row in rows))
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, self.results_path)
         self.write_csv()
 
     def write_layers(self, rows: Iterable[Mapping[str, Any]]) -> None:

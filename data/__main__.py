@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from .errors import DataError
 from .mnist import is_provisioned, mnist_dir, provision_mnist
-from .root import ENV_VAR
+from .root import APP_NAME, ENV_VAR
 
 __all__ = ["main"]
 
@@ -24,7 +24,9 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     fetch = sub.add_parser("fetch", help="provision a data set into the data root")
     fetch.add_argument("dataset", choices=["mnist"], help="the data set to provision")
-    fetch.add_argument("--root", help=f"data root (default: ${ENV_VAR}, else <repo>/.data)")
+    fetch.add_argument(
+        "--root", help=f"data root (default: ${ENV_VAR}, else ~/.cache/{APP_NAME} or its like)"
+    )
     fetch.add_argument(
         "--from",
         dest="from_path",

@@ -6,6 +6,7 @@ Fixtures here reach every test by name; the plain helpers are imported with
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,13 @@ from bench.measure.machine import Machine
 from data.batches import TensorSplit
 from data.normalise import Normalisation
 from zoo.registry import _REGISTRY, ModelCard
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The data root of the suite, explicit: $CNN_ZOO_DATA as given (`nox -s tests` gives the
+    checkout's .data/), else the checkout's .data/; never the user's cache in the home."""
+    os.environ.setdefault("CNN_ZOO_DATA", str(config.rootpath / ".data"))
+
 
 FAKE_MACHINE = Machine(
     cpu_model="test cpu",

@@ -4,6 +4,7 @@ And the fastest format: in the default plan where bf16 is native, nowhere else."
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -95,6 +96,31 @@ def test_a_tiny_model_compiles_on_cpu_and_keeps_its_compile_time_apart(
     # Structure, not timing: a compile time and a steady-state step, measured apart.
     assert isinstance(row["compile_s"], float) and row["compile_s"] > 0
     assert row["steps_timed"] == 2 and row["step_ms_median"] > 0
+    assert row["compile_cache"] == "cold"
+
+
+def test_compile_time_is_the_first_call_less_a_step_on_an_empty_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first call runs with inductor's cache an empty folder of its own, and compile_s is
+    that call's seconds less the median step (here 5 s, faked, less the measured median)."""
+    register_test_models(monkeypatch)
+    seen: list[tuple[str | None, list[str]]] = []
+
+    def first_call(step: object, device: torch.device) -> float:
+        folder = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+        seen.append((folder, os.listdir(folder) if folder else []))
+        return 5.0
+
+    monkeypatch.setattr(loop, "_first_call_seconds", first_call)
+    monkeypatch.setattr(workload.torch, "compile", lambda model, mode=None: model)
+    run_plan(plan(compiles=("default",), modes=("infer",)), tmp_path, machine=FAKE_MACHINE)
+    (row,) = read_jsonl(tmp_path / "results.jsonl")
+    ((folder, entries),) = seen
+    assert folder is not None and entries == [] and not os.path.exists(folder)  # removed after
+    assert folder != os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+    assert row["compile_s"] == pytest.approx(5.0 - row["step_ms_median"] / 1e3)
+    assert row["compile_cache"] == "cold"
 
 
 @pytest.mark.parametrize("native", [True, False])

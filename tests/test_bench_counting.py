@@ -95,6 +95,20 @@ def test_alexnet_cifar_lrn_layers_counted_from_their_output_shapes() -> None:
     assert any(op.endswith("max_pool2d") for op in counts.skipped_ops)
 
 
+@pytest.mark.parametrize(("affine", "per_element"), [(True, 2), (False, 1)])
+def test_batch_norm_is_counted_per_element_its_scale_and_shift(
+    affine: bool, per_element: int
+) -> None:
+    # conv 3->4, 3x3, pad 1 on 8x8: 4*8*8 outputs of 3*9 MACs each = 6,912; the batch norm
+    # after it 2 MACs per element with its scale and shift (1 without: the normalisation
+    # alone), as fvcore's batchnorm_flop_jit counts in eval mode: 256 elements.
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4, affine=affine))
+    counts = count_model(model, (3, 8, 8))
+    assert counts.macs_fvcore == 4 * 8 * 8 * 3 * 9 + per_element * 4 * 8 * 8
+    # FlopCounterMode counts the convolution only: 2 FLOPs per MAC, none for the norm.
+    assert counts.flops == 2 * 4 * 8 * 8 * 3 * 9
+
+
 def test_count_params_separates_frozen_parameters() -> None:
     model = nn.Sequential(nn.Linear(4, 3), nn.Linear(3, 2))
     model[0].weight.requires_grad_(False)

@@ -139,6 +139,12 @@ def test_the_training_estimate_adds_what_torchinfo_adds() -> None:
         batch_size=3,
     )
     assert estimate == 1024 + 2 * 800 + 3 * (100 + 200)
+    # 64 of the 400 bytes are max-pool's int64 indices: bf16 halves the values only.
+    with_indices = estimate_train_bytes(
+        model_bytes=sizes, momentum_buffers=1, activation_bytes_per_sample=400,
+        activation_scale=0.5, input_bytes_per_sample=100, batch_size=3, index_bytes_per_sample=64,
+    )  # fmt: skip
+    assert with_indices == 1024 + 2 * 800 + 3 * (100 + (400 - 64) // 2 + 64)
 
 
 def test_a_tiny_models_rows_carry_noise_phases_and_estimate(
@@ -196,11 +202,13 @@ def test_the_report_marks_noisy_rows_and_shows_the_estimate(
     results = tmp_path / "run" / "results.jsonl"
     infer, train = read_jsonl(results)
     infer.update(step_iqr_rel=0.3, noisy=True)  # as a noisy run of 10+ steps writes it
-    compiled = {**infer, "compile": "default", "compile_s": 41.25, "noisy": False}
+    compiled = {
+        **infer, "compile": "default", "compile_s": 41.25, "compile_cache": "cold", "noisy": False
+    }  # fmt: skip
     results.write_text("".join(json.dumps(r) + "\n" for r in (infer, train, compiled)))
     text = (build_report([tmp_path / "run"], tmp_path / "out") / "report.md").read_text()
     assert text.count(" noisy |") == 1
-    assert text.count("compiled (default, 41.2 s to compile)") == 1
+    assert text.count("compiled (default, 41.2 s to compile (cold cache))") == 1
     ratio = train["mem_estimate_ratio"]
     assert f"(×{ratio:.1f})" in text and "Analytic train MiB" in text
 
@@ -216,6 +224,20 @@ def test_activation_elements_are_what_the_forward_writes_per_sample() -> None:
     counts = count_model(zoo.get_model("lenet5"), card.input_shape)
     elements = activation_elements_per_sample(zoo.get_model("lenet5"), card.input_shape)
     assert elements == counts.activation_bytes // 4
+
+
+def test_max_pool_indices_are_not_activations() -> None:
+    # The tutorial LeNet-5 (in-place ReLUs) on 1x32x32, by shape arithmetic: conv 6x28x28,
+    # max-pool 6x14x14, conv 16x10x10, max-pool 16x5x5, fc 120, 84, 10. Each max-pool also
+    # makes as many int64 indices as it keeps values: bytes, not activations.
+    values = 6 * 28 * 28 + 6 * 14 * 14 + 16 * 10 * 10 + 16 * 5 * 5 + 120 + 84 + 10
+    assert values == 8_094
+    card = zoo.get_card("lenet5_modern")
+    model = zoo.get_model("lenet5_modern")
+    assert activation_elements_per_sample(model, card.input_shape) == values
+    counts = count_model(model, card.input_shape)
+    assert counts.index_bytes == 8 * (6 * 14 * 14 + 16 * 5 * 5)
+    assert counts.activation_bytes == 4 * values + counts.index_bytes
 
 
 def test_estimate_beside_measurement_for_three_models(tmp_path: Path) -> None:

@@ -13,7 +13,6 @@ from conftest import FAKE_MACHINE, register_test_models
 
 from bench import report
 from bench.measure.timing import TimerSettings
-from bench.report import build as report_build
 from bench.report.runs import device_peaks, load_run, session_meta
 from bench.report.sections import header_blocks, measured_blocks
 from bench.schema import ResultsWriter, read_jsonl
@@ -162,11 +161,12 @@ def test_a_run_id_cannot_place_the_report_outside_reports(
     shutil.copytree(FIXTURE, folder, ignore=shutil.ignore_patterns("*.py", "*.md"))
     meta = json.loads((folder / "meta.json").read_text())
     (folder / "meta.json").write_text(json.dumps({**meta, "run_id": run_id}))
-    repo = tmp_path / "repo"
-    monkeypatch.setattr(report_build, "REPO_ROOT", repo)
+    work = tmp_path / "work"  # where the user stands: the report goes under it
+    work.mkdir()
+    monkeypatch.chdir(work)
     out = report.build_report([folder])
-    reports = (repo / "reports").resolve()
+    reports = (work / "reports").resolve()
     assert out.resolve().parent == reports
     assert not out.name.startswith(".")
     assert (out / "report.md").is_file()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["repo", "results"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results", "work"]

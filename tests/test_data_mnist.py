@@ -395,10 +395,41 @@ def test_cli_subprocess_missing_from(tmp_path: Path) -> None:
 def test_data_root_env_and_refusal(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("CNN_ZOO_DATA", str(tmp_path / "env"))
     assert data.data_root() == (tmp_path / "env").resolve()
-    monkeypatch.delenv("CNN_ZOO_DATA")
-    assert data.data_root() == REPO / ".data"
     with pytest.raises(DataError, match="inside the data/ package"):
         data.data_root(REPO / "data" / "mnist")
+
+
+@pytest.mark.skipif(sys.platform in ("win32", "darwin"), reason="the XDG layout of Linux")
+def test_without_the_env_var_the_data_root_is_the_users_cache(tmp_path: Path, monkeypatch) -> None:
+    # Not the checkout, not the current directory, not site-packages: the user's cache.
+    monkeypatch.delenv("CNN_ZOO_DATA")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    assert data.data_root() == (tmp_path / "home" / ".cache" / "cnn-zoo-bench").resolve()
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert data.data_root() == (tmp_path / "xdg" / "cnn-zoo-bench").resolve()
+    assert data.mnist_dir() == (tmp_path / "xdg" / "cnn-zoo-bench" / "mnist").resolve()
+    monkeypatch.setenv("XDG_CACHE_HOME", "relative/cache")  # the XDG spec: ignored
+    assert data.data_root() == (tmp_path / "home" / ".cache" / "cnn-zoo-bench").resolve()
+
+
+def test_a_checkouts_old_data_root_is_named_not_silently_ignored(
+    tmp_path: Path, monkeypatch, caplog
+) -> None:
+    from data import root
+
+    legacy = tmp_path / "checkout" / ".data"
+    legacy.mkdir(parents=True)
+    monkeypatch.setattr(root, "LEGACY_ROOT", legacy)
+    monkeypatch.delenv("CNN_ZOO_DATA")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    root._note_legacy_root.cache_clear()
+    data.data_root()
+    data.data_root()  # said once
+    (record,) = [r for r in caplog.records if "old default data root" in r.getMessage()]
+    assert f"set CNN_ZOO_DATA={legacy} to use it" in record.getMessage()
+    root._note_legacy_root.cache_clear()
 
 
 # ---- load("mnist") on the tiny files ----------------------------------------------------------

@@ -208,9 +208,16 @@ def test_bench_train_lenet5_runs_sdlm_per_sample(gray_folder, tmp_path, capsys, 
         original(self, x, y)
 
     monkeypatch.setattr(sdlm.SDLM, "estimate", estimate)
+    threads_seen: set[int] = set()
+    one = sdlm.SDLM._one
+    monkeypatch.setattr(
+        sdlm.SDLM,
+        "_one",
+        lambda self, x, y: threads_seen.add(torch.get_num_threads()) or one(self, x, y),
+    )
     out = tmp_path / "results"
     args = ["train", "lenet5", "--data", str(gray_folder), "--samples", "250", "--out", str(out)]
-    code, stdout, _ = run_cli(args, capsys)
+    code, stdout, _ = run_cli([*args, "--threads", "2"], capsys)
     assert code == 0, stdout
     (row,) = read_jsonl(out / "results.jsonl")
     assert row["error"] is None
@@ -221,6 +228,9 @@ def test_bench_train_lenet5_runs_sdlm_per_sample(gray_folder, tmp_path, capsys, 
     assert 1 < row["epochs"] < 2 and len(estimates) == 2
     assert estimates[0] == round(250 / row["epochs"])
     assert row["compile_s"] > 0  # the step was compiled before the clock started
+    assert row["compile_cache"] == "cold"
+    # The row names the threads its steps ran on, not the process's two.
+    assert threads_seen == {row["threads"]} == {1}
     weights = load_weights(next((out / "weights").glob("*.pt")))
     w3 = weights["c3.groups.0.weight"]
     assert w3.shape == (6, 3, 5, 5)  # the zoo's own layout, written back from the trainer's

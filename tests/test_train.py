@@ -13,6 +13,7 @@ import pytest
 import torch
 from conftest import MEANSTD, exit_code, separable_split
 
+import zoo
 from bench.cli import main
 from bench.events import EpochFinished, EpochStarted, StepsDone
 from bench.training.loop import TrainSettings, _clock, load_weights, save_weights, train
@@ -223,11 +224,79 @@ def test_evaluations_during_training_use_the_subset_the_last_the_whole_split(spl
     assert outcome.accuracy == outcome.history[-1].test_accuracy
 
 
+def _mislabelled_after(split: TensorSplit, first: int) -> TensorSplit:
+    """``split`` with every label after the first ``first`` moved to the next class: a model
+    that learned the data scores well on the first ones and badly on the rest."""
+    labels = split.labels.clone()
+    labels[first:] = (labels[first:] + 1) % 10
+    return TensorSplit(
+        split.images, labels, class_names=split.class_names, input_shape=split.input_shape,
+        normalisation=split.normalisation,
+    )  # fmt: skip
+
+
+def _hand_accuracy(model: torch.nn.Module, split: TensorSplit) -> float:
+    """The second method: every test image scored one at a time, in fp32, by the weights."""
+    model.eval()
+    with torch.inference_mode():
+        x = split.normalisation.apply(split.images.float() / 255)
+        right = sum(
+            int(model(x[i : i + 1]).argmax(1).item() == split.labels[i].item())
+            for i in range(len(split.labels))
+        )
+    return right / len(split.labels)
+
+
+def test_a_target_is_reached_only_on_the_whole_test_split(splits, tmp_path):
+    # The first 50 test images are labelled right and the other 150 wrong: the subset says the
+    # target is passed, the whole split (at most about 25% right) says not.
+    hard = Splits("synthetic", splits.train, _mislabelled_after(splits.test, 50), (1, 28, 28),
+                  MEANSTD)  # fmt: skip
+    settings = TrainSettings(
+        "lenet5_mnist", target_acc=0.9, stop_at_target=True, epochs=2, eval_limit=50
+    )
+    outcome = train(settings, hard, QUICK)
+    assert outcome.time_to_target_s is None and outcome.stopped_by == "length"
+    subset = [p for p in outcome.history if p.test_samples == 50]
+    whole = [p for p in outcome.history if p.test_samples == 200]
+    # the subset passed the target before the end (a whole-split point in mid-run), and no
+    # whole-split point did
+    assert any(p.test_accuracy >= 0.9 for p in subset) or len(whole) > 1
+    assert len(whole) > 1 and all(p.test_accuracy < 0.5 for p in whole)
+    assert outcome.history[-1].test_samples == 200
+    save_weights(outcome.model, tmp_path / "w.pt")
+    model = zoo.get_model("lenet5_mnist")
+    model.load_state_dict(load_weights(tmp_path / "w.pt"))
+    assert outcome.accuracy == _hand_accuracy(model, hard.test)
+
+
+def test_a_subset_at_the_target_is_confirmed_on_the_whole_split(splits):
+    settings = TrainSettings(
+        "lenet5_mnist", target_acc=0.6, stop_at_target=True, epochs=4, eval_limit=50
+    )
+    outcome = train(settings, splits, QUICK)
+    assert outcome.stopped_by == "target"
+    last = outcome.history[-1]
+    assert last.test_samples == 200 and last.wall_s == outcome.time_to_target_s
+    assert last.test_accuracy == outcome.accuracy == _hand_accuracy(outcome.model, splits.test)
+    assert all(p.test_samples == 50 for p in outcome.history[:-1])
+
+
 def test_the_budget_is_the_length_the_schedule_runs_over(splits, monkeypatch):
     import bench.training.loop as loop
 
-    ticks = iter(range(10_000))
-    monkeypatch.setattr(loop, "_clock", lambda device: float(next(ticks)))  # 1 s a step
+    ticks = iter(range(1, 10_000))
+    # 1 s a reading: a step's, and none for the evaluation's synchronised one (a second reading
+    # at the same instant)
+    last = [0.0]
+
+    def clock(device, sync=True):
+        if sync:
+            return last[0]
+        last[0] = float(next(ticks))
+        return last[0]
+
+    monkeypatch.setattr(loop, "_clock", clock)
     progress: list[float] = []
     real = loop.lr_factor
     monkeypatch.setattr(
@@ -248,25 +317,30 @@ def test_the_training_clock_waits_for_queued_cuda_work(monkeypatch):
     assert isinstance(_clock("cpu"), float) and synced == []
     _clock("cuda")
     _clock(torch.device("cuda", 1))
+    _clock("cuda", sync=False)  # between evaluations: the host goes on
     assert synced == [torch.device("cuda"), torch.device("cuda", 1)]
 
 
 def test_training_time_is_read_from_the_clock_function(splits, monkeypatch):
     readings = []
 
-    def one_second_per_reading(device):
-        readings.append(torch.device(device))
+    def one_second_per_reading(device, sync=True):
+        readings.append((torch.device(device), sync))
         return float(len(readings))
 
     monkeypatch.setattr("bench.training.loop._clock", one_second_per_reading)
     settings = TrainSettings("lenet5_mnist", epochs=1, evals_per_epoch=2)
     outcome = train(settings, splits, QUICK)
-    # 640 samples / batch 32 = 20 steps, evaluated after steps 10 and 20. Readings: one at the
-    # start, one after each step, one after each evaluation (which restarts the clock): each
-    # step is 1 s on the clock, the evaluations none.
-    assert len(readings) == 1 + 20 + 2 and set(readings) == {torch.device("cpu")}
-    assert outcome.train_s == 20.0
-    assert [p.wall_s for p in outcome.history] == [10.0, 20.0]
+    # 640 samples / batch 32 = 20 steps, evaluated after steps 10 and 20. Readings: one after
+    # each step, not waiting for a GPU; waiting, one at the start, one before each evaluation
+    # (the queued steps finish on the clock) and one after it (which restarts the clock). Each
+    # reading is 1 s on the clock, the evaluations none: 10 + 1 s to the first, 10 + 1 more.
+    assert [sync for _, sync in readings] == (
+        [True] + [False] * 10 + [True, True] + [False] * 10 + [True, True]
+    )
+    assert {device for device, _ in readings} == {torch.device("cpu")}
+    assert outcome.train_s == 22.0
+    assert [p.wall_s for p in outcome.history] == [11.0, 22.0]
 
 
 def test_same_seed_same_result(splits):

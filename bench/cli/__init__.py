@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.cli import compare, report, sweep, training
-from bench.cli.options import Parser
+from bench.cli.options import Parser, resolve_shard, shard_is_auto
 from bench.cli.sweep import build_plan
 
 __all__ = ["Subcommand", "SUBCOMMANDS", "build_parser", "build_plan", "main"]
@@ -52,8 +52,14 @@ def add_all_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_all(args: argparse.Namespace) -> int:
     """``run`` with the same arguments, then ``accuracy`` and ``report`` of its folder (with
-    ``--compare OLD``, checked before anything is measured)."""
+    ``--compare OLD``, checked before anything is measured). With ``--shard auto`` the report
+    is left to ``bench report ROOT`` once every task is done: one slice is not the sweep."""
     if args.compare is not None:
+        if shard_is_auto(args):
+            raise ValueError(
+                "--compare with --shard auto: a task holds one slice; once every task is "
+                "done, compare a slice's folder with `bench compare OLD ROOT/shard-I-of-N`"
+            )
         compare.refuse_before_measuring(args.compare, args.across_machines)
     code = SUBCOMMANDS["run"].run(args)
     if code != 0:
@@ -62,6 +68,9 @@ def run_all(args: argparse.Namespace) -> int:
     code = _follow_up("accuracy", _accuracy_argv(out, args))
     if code != 0:
         return code
+    if shard_is_auto(args):
+        print(f"report: once every task is done, `python -m bench report {out.parent}`")
+        return 0
     if not (out / "results.jsonl").exists():
         print(f"report: {out} has no rows (an empty shard), skipped")
         return 0
@@ -82,7 +91,8 @@ def _accuracy_argv(out: Path, args: argparse.Namespace) -> list[str]:
     argv = [str(out)]
     argv += ["--full"] if args.full else []
     argv += ["--resume"] if args.resume else []
-    argv += ["--shard", args.shard] if args.shard else []
+    # The slice as run resolved it: out is already the slice's own folder under --shard auto.
+    argv += ["--shard", str(resolve_shard(args))] if args.shard else []
     if list(args.models) != ["*"]:
         argv += ["--models", *sweep.resolve_models(args.models), "--none-ok"]
     argv += ["--devices", *dict.fromkeys(args.devices)] if args.devices else []

@@ -26,7 +26,9 @@ def add_compare_arguments(parser: argparse.ArgumentParser) -> None:
         type=positive(float),
         default=None,
         metavar="PCT",
-        help="exit 1 if any matched row's samples/s fell by more than PCT percent (for CI)",
+        help="exit 1 (for CI) if NEW lost a row OLD has, errs on a row OLD measured, or is "
+        "slower on a row by more than PCT percent beyond the noise (or with no noise "
+        "estimate); one line per reason",
     )
     _add_across_machines(parser)
 
@@ -65,18 +67,26 @@ def _add_across_machines(parser: argparse.ArgumentParser) -> None:
 
 
 def run_compare(args: argparse.Namespace) -> int:
-    """Print the comparison; 1 if ``--fail-above`` found a row slower by more than PCT."""
-    from bench.compare import compare_folders, slower_than
+    """Print the comparison; with ``--fail-above PCT`` its gate (:func:`bench.compare.gate`):
+    a ``FAIL:`` line per reason and exit 1, or a ``PASS:`` line."""
+    from bench.compare import compare_folders, gate
 
     comparison = compare_folders(args.old, args.new, across_machines=args.across_machines)
     for line in compare_lines(comparison):
         print(line)
     if args.fail_above is None:
         return 0
-    slower = slower_than(comparison.pairs, args.fail_above)
-    if slower:
-        print(f"FAIL: {len(slower)} matched rows slower by more than {args.fail_above:g}%")
+    result = gate(comparison, args.fail_above)
+    for line in result.notes:
+        print(f"note: {line}")
+    for line in result.failures:
+        print(f"FAIL: {line}")
+    if not result.passed:
         return 1
+    print(
+        f"PASS: no row lost or newly failing, none slower by more than {args.fail_above:g}% "
+        "beyond the noise"
+    )
     return 0
 
 
@@ -85,9 +95,13 @@ def compare_lines(comparison: Any) -> list[str]:
     and a tally of the verdicts."""
     from bench.compare import (
         NOISE_RULE,
+        noise_estimate_text,
+        noise_text,
+        outcome_text,
         rate_text,
         ratio_text,
         row_settings,
+        unjudged_text,
         verdict_counts,
         verdict_text,
     )
@@ -100,15 +114,24 @@ def compare_lines(comparison: Any) -> list[str]:
     else:
         lines.append(f"machine: {old.machine()}")
     lines.append(NOISE_RULE)
+    lines.append(noise_estimate_text(comparison))
     width = max((len(row_settings(p.old)) for p in comparison.pairs), default=10)
-    lines.append(f"{'row':<{width}}  {'OLD':>22}  {'NEW':>22}  {'NEW/OLD':>8}  verdict")
+    rates = [len(rate_text(r)) for p in comparison.pairs for r in (p.old, p.new)]
+    rate = max(rates, default=22)
+    lines.append(
+        f"{'row':<{width}}  {'OLD':>{rate}}  {'NEW':>{rate}}  {'NEW/OLD':>8}  {'noise':>6}  verdict"
+    )
     for pair in comparison.pairs:
         lines.append(
-            f"{row_settings(pair.old):<{width}}  {rate_text(pair.old):>22}  "
-            f"{rate_text(pair.new):>22}  {ratio_text(pair):>8}  {verdict_text(pair)}"
+            f"{row_settings(pair.old):<{width}}  {rate_text(pair.old):>{rate}}  "
+            f"{rate_text(pair.new):>{rate}}  {ratio_text(pair):>8}  {noise_text(pair):>6}  "
+            f"{verdict_text(pair)}"
         )
     for side, rows in (("OLD", comparison.only_old), ("NEW", comparison.only_new)):
         for row in rows:
             lines.append(f"only in {side}: {row_settings(row)}")
+    for pair in comparison.unjudged():
+        lines.append(f"not judged: {unjudged_text(pair)}")
     lines.append(verdict_counts(comparison))
+    lines.append(outcome_text(comparison))
     return lines

@@ -3,11 +3,27 @@
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
-__all__ = ["Parser", "positive", "fraction", "non_negative_int", "add_out", "add_threads"]
+if TYPE_CHECKING:
+    from bench.sweep.shards import Shard
+
+__all__ = [
+    "Parser",
+    "positive",
+    "fraction",
+    "non_negative_int",
+    "add_out",
+    "add_threads",
+    "add_shard",
+    "shard_is_auto",
+    "resolve_shard",
+    "shard_folder",
+]
 
 
 class Parser(argparse.ArgumentParser):
@@ -72,3 +88,63 @@ def add_threads(parser: argparse.ArgumentParser, kind: Callable[[str], Any] = in
         default=None,
         help="torch CPU threads (default: the cores this process may use)",
     )
+
+
+def add_shard(parser: argparse.ArgumentParser, help: str) -> None:
+    """``--shard I/N`` or ``--shard auto`` (the slice from a scheduler's environment)."""
+    parser.add_argument("--shard", default=None, metavar="I/N|auto", help=help)
+
+
+def shard_is_auto(args: argparse.Namespace) -> bool:
+    """True for ``--shard auto``: the slice comes from the environment and ``--out`` is the
+    root the slices share, each writing its ``shard-I-of-N`` folder there."""
+    from bench.sweep.shards import AUTO
+
+    return args.shard is not None and args.shard.strip().lower() == AUTO
+
+
+def resolve_shard(args: argparse.Namespace) -> Shard | None:
+    """The slice ``--shard`` asks for, None without it. ``auto`` reads the scheduler's
+    environment (:func:`bench.sweep.shards.from_environment`) and says on stderr, once, which
+    variables gave which slice."""
+    if args.shard is None:
+        return None
+    if getattr(args, "resolved_shard", None) is not None:
+        return args.resolved_shard
+    from bench.sweep.shards import Shard, from_environment
+
+    if not shard_is_auto(args):
+        shard = Shard.parse(args.shard)
+    else:
+        scheduled = from_environment(os.environ)
+        shard = scheduled.shard
+        print(f"--shard auto: slice {shard} from {scheduled.source}", file=sys.stderr)
+        if scheduled.warning:
+            print(f"warning: {scheduled.warning}", file=sys.stderr)
+    args.resolved_shard = shard
+    return shard
+
+
+def shard_folder(args: argparse.Namespace, out: Path | None) -> Path | None:
+    """The folder to write for ``--out out``: ``out`` itself, or with ``--shard auto`` (one
+    command on every task) the slice's own ``out/shard-I-of-N``, ``out`` being the root every
+    task shares. ``auto`` without ``out`` is refused (its tasks would not meet), and so is a
+    root that is itself a results folder (``bench report ROOT`` would read it, not its
+    slices)."""
+    if not shard_is_auto(args):
+        return None if out is None else Path(out)
+    if out is None:
+        raise ValueError(
+            "--shard auto needs --out ROOT, a folder every task reaches (a shared file system "
+            "or volume): each task writes ROOT/shard-I-of-N, and `bench report ROOT` merges them"
+        )
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file: give --shard auto a folder, the tasks' root")
+    if (out / "results.jsonl").exists():
+        raise ValueError(
+            f"{out} is a results folder itself: give --shard auto a root for the slices alone"
+        )
+    shard = resolve_shard(args)
+    assert shard is not None
+    return out / shard.folder

@@ -24,7 +24,7 @@ def add_report_arguments(parser: argparse.ArgumentParser) -> None:
         help="results folder(s) written by `bench run`/`bench train`; several "
         "are merged (rows with the same settings are refused)",
     )
-    add_out(parser, "report folder (default: reports/<run_id>/ at the repository root)")
+    add_out(parser, "report folder (default: reports/<run_id>/ under the current directory)")
     add_compare_with(parser)
 
 

@@ -10,7 +10,14 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from bench.cli.options import add_out, add_threads
+from bench.cli.options import (
+    add_out,
+    add_shard,
+    add_threads,
+    positive,
+    resolve_shard,
+    shard_folder,
+)
 from bench.events import Event, ModelFinished, ModelStarted, Note, RowDone
 
 __all__ = [
@@ -123,18 +130,20 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``run`` (and ``all``): what to measure, how long, where to write."""
     _add_plan_axes(parser)
     _add_timing(parser)
-    add_out(parser, "results folder (default: results/<run-id>)")
+    add_out(
+        parser,
+        "results folder (default: results/<run-id>); one that holds a run only with --resume",
+    )
     parser.add_argument(
         "--resume",
         action="store_true",
         help="skip rows already in DIR (default DIR: the latest under results/)",
     )
-    parser.add_argument(
-        "--shard",
-        default=None,
-        metavar="I/N",
-        help="measure only the I-th of N disjoint slices of the plan (I = 1..N), one per "
-        "machine or job-array task; merge the folders with `bench report DIR...`",
+    add_shard(
+        parser,
+        "measure only the I-th of N disjoint slices of the plan (I = 1..N), one per machine; "
+        "auto: I and N from a Slurm job array, a Kubernetes Indexed Job or torchrun, into "
+        "--out ROOT/shard-I-of-N; merge with `bench report DIR...` or `bench report ROOT`",
     )
 
 
@@ -172,8 +181,18 @@ def _add_plan_axes(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_timing(parser: argparse.ArgumentParser) -> None:
-    """How the rows are measured: threads, timing length, the long plan, --max-batch."""
+    """How the rows are measured: threads, timing length, passes, the long plan, --max-batch."""
     add_threads(parser)
+    parser.add_argument(
+        "--passes",
+        type=positive(int),
+        default=None,
+        metavar="N",
+        help="timing passes per row (default 2; 1: none again): once every row is measured, "
+        "passes 2..N re-time each with a shorter timer (compiled rows and, in the short plan, "
+        "ImageNet-sized rows excepted) and the row's pass_spread_rel, the spread of its "
+        "passes' medians, is the run-to-run noise `bench compare` judges changes by",
+    )
     parser.add_argument("--min-steps", type=int, default=None, help="timed steps at least")
     parser.add_argument(
         "--min-time", type=float, default=None, metavar="SECONDS", help="timed seconds at least"
@@ -241,6 +260,8 @@ def build_plan(args: argparse.Namespace) -> Any:
     overrides: dict[str, Any] = {"devices": devices, "max_batch": args.max_batch}
     if getattr(args, "fastest_format", None) is not None:  # None: the preset's
         overrides["fastest_format"] = args.fastest_format
+    if getattr(args, "passes", None) is not None:  # None: the preset's (2)
+        overrides["passes"] = args.passes
     if args.batch_sizes is not None:
         overrides["batch_sizes"] = tuple(parse_batch_size(b) for b in args.batch_sizes)
     for option, field in (
@@ -254,9 +275,7 @@ def build_plan(args: argparse.Namespace) -> Any:
     if args.threads is not None:
         overrides["threads"] = args.threads
     if args.shard is not None:
-        from bench.sweep.shards import Shard
-
-        overrides["shard"] = Shard.parse(args.shard)
+        overrides["shard"] = resolve_shard(args)
     preset = RunPlan.full if args.full else RunPlan.short
     return _with_timing(preset(models, **overrides), args.min_steps, args.min_time)
 
@@ -279,36 +298,61 @@ def _with_timing(plan: Any, min_steps: int | None, min_time: float | None) -> An
     return replace(plan, timer=adjust(plan.timer), large_timer=adjust(plan.large_timer))
 
 
+# What a run writes into its folder, from its start (meta.json, layers.jsonl) to its rows: a
+# folder holding any of them holds a run, which only --resume may write into again.
+RUN_FILES = ("meta.json", "results.jsonl", "layers.jsonl")
+
+
 def resolve_out(args: argparse.Namespace) -> Path:
-    """The results folder: --out, a new results/<run-id>, or with --resume the latest one."""
+    """The results folder: --out (with --shard auto, the root holding the slice's folder,
+    :func:`shard_folder`), a new results/<run-id>, or with --resume the latest one.
+
+    Without --resume, an --out that already holds a run is refused (a second run there would
+    skip its rows and start meta.json afresh, losing the earlier sessions and their peaks).
+    With --resume, any folder a killed run left continues, even one killed before its first
+    row (meta.json, or nothing yet, but no results.jsonl).
+    """
     from bench.sweep.loop import new_run_dir
 
+    out = shard_folder(args, args.out)
+    if out is not None:
+        if out.exists() and not out.is_dir():
+            raise ValueError(f"--out {out} is a file: give a results folder (new or existing)")
+        if args.resume and not out.is_dir():
+            raise FileNotFoundError(
+                f"--resume: {out} does not exist; give the folder of the run to continue"
+            )
+        if not args.resume and _holds_run(out):
+            raise ValueError(
+                f"--out {out} already holds a run: add --resume to continue it, "
+                "or give a new folder"
+            )
+        return out
     if not args.resume:
-        if args.out is not None:
-            return Path(args.out)
         return new_run_dir(suffix=_shard_suffix(args))
-    if args.out is not None:
-        if not (args.out / "results.jsonl").exists():
-            raise FileNotFoundError(f"--resume: {args.out}/results.jsonl does not exist")
-        return Path(args.out)
-    # The latest run of the same slice: another slice's folder holds other rows.
-    pattern = f"*{_shard_suffix(args)}/results.jsonl" if args.shard else "*/results.jsonl"
-    runs = sorted(p.parent for p in Path("results").glob(pattern))
+    # The latest run of the same slice: another slice's folder holds other rows. A folder
+    # killed before it wrote anything is empty, and still the latest run.
+    pattern = f"*{_shard_suffix(args)}" if args.shard else "*"
+    runs = sorted(
+        p
+        for p in Path("results").glob(pattern)
+        if p.is_dir() and (_holds_run(p) or not any(p.iterdir()))
+    )
     if not runs:
         raise FileNotFoundError(
-            f"--resume: no results/<run-id>{_shard_suffix(args)}/results.jsonl to resume; "
-            "give --out DIR"
+            f"--resume: no results/<run-id>{_shard_suffix(args)} folder to resume; give --out DIR"
         )
     return runs[-1]
 
 
-def _shard_suffix(args: argparse.Namespace) -> str:
-    if args.shard is None:
-        return ""
-    from bench.sweep.shards import Shard
+def _holds_run(folder: Path) -> bool:
+    """True if ``folder`` holds what a run writes (:data:`RUN_FILES`), if only its start."""
+    return any((folder / name).exists() for name in RUN_FILES)
 
-    shard = Shard.parse(args.shard)
-    return f"-shard{shard.index}of{shard.count}"
+
+def _shard_suffix(args: argparse.Namespace) -> str:
+    shard = resolve_shard(args)
+    return "" if shard is None else f"-shard{shard.index}of{shard.count}"
 
 
 class SweepListener:
@@ -318,6 +362,7 @@ class SweepListener:
         self._bar: Any = None
         self.measured = 0  # rows measured (not skipped), error rows included
         self.noisy = 0  # of them, rows flagged noisy
+        self.failed = 0  # of them, error rows
 
     def __call__(self, event: Event) -> None:
         from tqdm import tqdm
@@ -330,6 +375,7 @@ class SweepListener:
             if not event.skipped:
                 self.measured += 1
                 self.noisy += event.row.get("noisy") is True
+                self.failed += bool(event.row.get("error"))
             tqdm.write(row_line(event.row, event.skipped), file=sys.stdout)
             sys.stdout.flush()  # a line per row as it is measured, also into a pipe or a file
             if self._bar is not None:
@@ -381,8 +427,8 @@ def _phases_text(row: dict[str, Any]) -> str:
 
 
 def closing_line(out: Path, seconds: float, listener: SweepListener) -> str:
-    """The run's last line: where, how long, how many rows were noisy and the load average
-    at the start and at the end of this session (meta.json's)."""
+    """The run's last line: where, how long, how many rows were noisy and how many failed,
+    and the load average at the start and at the end of this session (meta.json's)."""
     import json
 
     from bench.measure.timing import NOISY_IQR_REL
@@ -396,12 +442,14 @@ def closing_line(out: Path, seconds: float, listener: SweepListener) -> str:
     load = "/".join("?" if v is None else f"{v:.1f}" for v in loads)
     return (
         f"done in {seconds:.0f} s: {out}; {listener.noisy} of {listener.measured} rows noisy "
-        f"(IQR over {NOISY_IQR_REL:.0%} of the median); load average {load} (start/end)"
+        f"(IQR over {NOISY_IQR_REL:.0%} of the median), {listener.failed} of "
+        f"{listener.measured} failed; load average {load} (start/end)"
     )
 
 
 def run_run(args: argparse.Namespace) -> int:
-    """Measure models × devices × dtypes × formats × modes × batch sizes."""
+    """Measure models × devices × dtypes × formats × modes × batch sizes; exit 1 when every
+    row this run measured failed (a CI job must not pass having measured nothing)."""
     from bench.sweep.loop import run_plan
 
     plan = build_plan(args)
@@ -419,6 +467,13 @@ def run_run(args: argparse.Namespace) -> int:
         )
         return 130
     print(closing_line(out, time.perf_counter() - started, listener), file=sys.stderr)
+    if listener.measured and listener.failed == listener.measured:
+        print(
+            f"error: all {listener.measured} rows measured failed: their errors are above, "
+            f"the tracebacks in {out / 'errors.log'}",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 
@@ -433,7 +488,8 @@ def _print_plan(plan: Any, out: Path) -> None:
         print("cuda: absent (no CUDA device); measuring on cpu", file=sys.stderr)
     print(
         f"plan {plan.label}: {len(plan.models)} models on {', '.join(plan.devices)}, "
-        f"{plan.threads} threads; writing {out}",
+        f"{plan.threads} threads, {plan.passes} timing pass{'es' if plan.passes > 1 else ''}; "
+        f"writing {out}",
         file=sys.stderr,
     )
     if plan.fastest_format:

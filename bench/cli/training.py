@@ -10,7 +10,16 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from bench.cli.options import add_out, add_threads, fraction, non_negative_int, positive
+from bench.cli.options import (
+    add_out,
+    add_shard,
+    add_threads,
+    fraction,
+    non_negative_int,
+    positive,
+    resolve_shard,
+    shard_folder,
+)
 from bench.events import (
     EpochFinished,
     EpochStarted,
@@ -118,7 +127,8 @@ def _add_run_length(parser: argparse.ArgumentParser) -> None:
         "--target-acc",
         type=fraction,
         default=None,
-        help="time-to-accuracy target, a fraction (default: 0.99 on MNIST)",
+        help="time-to-accuracy target, a fraction (default on MNIST: the recipe's, e.g. "
+        "0.985 for lenet5_mnist, else 0.99)",
     )
     parser.add_argument(
         "--budget-s",
@@ -266,7 +276,7 @@ def _check_stop_at_target(args: argparse.Namespace) -> None:
     if args.target_acc is None and args.data.lower() != "mnist":
         raise ValueError(
             f"--stop-at-target needs a target on {args.data}: give --target-acc, a fraction, "
-            f"e.g. 0.99 (only MNIST has a default, {MNIST_TARGET:g})"
+            f"e.g. 0.99 (only MNIST has defaults: the recipe's, else {MNIST_TARGET:g})"
         )
     batch = args.batch_size or recipe_for(args.model, args.recipe).batch_size
     if args.epochs is None and args.samples is not None and args.samples <= batch:
@@ -338,7 +348,8 @@ def _line(event: Evaluated | RunFinished | RunStarted | RunSkipped) -> str:
         return (
             f"{event.model} seed {event.seed} epoch {event.epoch:5.2f}  "
             f"{event.wall_s:7.1f} s  loss {event.train_loss:.4f}  "
-            f"test acc {event.test_accuracy:.4f}  {event.samples_per_s:,.0f} samples/s"
+            f"test acc {event.test_accuracy:.4f} on {event.test_samples:,}  "
+            f"{event.samples_per_s:,.0f} samples/s"
         )
     if isinstance(event, RunFinished):
         return _row_line(event.row, event.weights)
@@ -480,11 +491,10 @@ def add_accuracy_arguments(parser: argparse.ArgumentParser) -> None:
     add_threads(parser, positive(int))
     add_eval_dtype(parser)
     parser.add_argument("--resume", action="store_true", help="skip runs already in OUT")
-    parser.add_argument(
-        "--shard",
-        default=None,
-        metavar="I/N",
-        help="only the I-th of N disjoint slices of the plan (as `bench run --shard`)",
+    add_shard(
+        parser,
+        "only the I-th of N disjoint slices of the plan (as `bench run --shard`); auto: the "
+        "scheduler's slice, into OUT/shard-I-of-N",
     )
 
 
@@ -494,7 +504,8 @@ def run_accuracy_plan(args: argparse.Namespace) -> int:
 
     from bench.training import runs
 
-    _check_folder(args.out, "accuracy:")
+    out = shard_folder(args, args.out) or args.out
+    _check_folder(out, "accuracy:")
     devices = tuple(dict.fromkeys(args.devices or ["cpu"]))
     if "cuda" in devices and not torch.cuda.is_available():
         raise ValueError("--devices cuda but no CUDA device is available: use --devices cpu")
@@ -509,12 +520,10 @@ def run_accuracy_plan(args: argparse.Namespace) -> int:
             print(f"accuracy: no run of the plan matches {' '.join(args.models)}; skipped")
             return 0
         raise ValueError(f"no run of the accuracy plan matches {' '.join(args.models)}")
-    if args.shard is not None:
-        from bench.sweep.shards import Shard
-
-        shard = Shard.parse(args.shard)
+    shard = resolve_shard(args)
+    if shard is not None:
         mine = tuple(s for s in plan if runs.in_shard(s, shard))
         print(f"accuracy plan, shard {shard}: {len(mine)} of its {len(plan)} runs", flush=True)
         plan = mine
-    done = runs.run_accuracy_plan(plan, args.out, resume=args.resume, listen=TrainingListener())
+    done = runs.run_accuracy_plan(plan, out, resume=args.resume, listen=TrainingListener())
     return 1 if any(run.row["error"] is not None for run in done) else 0

@@ -139,6 +139,9 @@ class Counts:
     # Elements of every tensor the forward pass creates for one sample (the rows'
     # activation_elements; see activation_elements_per_sample).
     activation_elements: int = 0
+    # Bytes of the integer tensors among them (max-pool's int64 indices), one sample: part of
+    # activation_bytes, but the same size whatever dtype the model computes in.
+    index_bytes: int = 0
 
     @property
     def activation_bytes(self) -> int:
@@ -268,7 +271,10 @@ class _CreatedTensors(TorchDispatchMode):
         self.seen = {tensor.untyped_storage().data_ptr() for tensor in known}
         self.alive: list[torch.Tensor] = []  # held, so no freed address is handed out again
         self.created: list[tuple[str, int]] = []  # (module path, bytes), in creation order
-        self.elements = 0  # of every created tensor
+        self.elements = 0  # of every created floating-point tensor: the activations' values
+        # Bytes of created tensors that are not values (max-pool's int64 indices, masks): they
+        # keep their size whatever the dtype the model computes in.
+        self.index_bytes = 0
         self.stack = stack
 
     def __torch_dispatch__(
@@ -287,7 +293,10 @@ class _CreatedTensors(TorchDispatchMode):
                 self.seen.add(storage.data_ptr())
                 self.alive.append(leaf)
                 self.created.append((self.stack[-1] if self.stack else "", storage.nbytes()))
-                self.elements += storage.nbytes() // leaf.element_size()
+                if leaf.is_floating_point() or leaf.is_complex():
+                    self.elements += storage.nbytes() // leaf.element_size()
+                else:
+                    self.index_bytes += storage.nbytes()
         return out
 
 
@@ -295,22 +304,32 @@ def activation_elements_per_sample(model: nn.Module, input_shape: tuple[int, ...
     """Elements the eval forward pass writes for one sample (the rows' ``activation_elements``,
     :attr:`Counts.activation_elements`): each storage once, so a view or an in-place op writes
     none and a module called twice writes at each call; a batch of two's beyond a batch of
-    one, so a tensor that does not grow with the batch counts nothing. timm's ``infer_macts``
-    (fvcore's ActivationCountAnalysis) counts the outputs of conv, matmul and similar ops only;
-    this counts every op's, as the byte counts here do."""
+    one, so a tensor that does not grow with the batch counts nothing. Values only: max-pool's
+    int64 indices are not activations (they are in the byte counts, :attr:`Counts.index_bytes`).
+    timm's ``infer_macts`` (fvcore's ActivationCountAnalysis) counts the outputs of conv, matmul
+    and similar ops only; this counts every op's."""
     was_training = model.training
     model.eval()
     try:
-        return _record_per_sample(model, torch.zeros((1, *input_shape)))[2]
+        return _record_per_sample(model, torch.zeros((1, *input_shape))).elements
     finally:
         model.train(was_training)
 
 
-def _record_calls(
-    model: nn.Module, example: torch.Tensor
-) -> tuple[dict[str, _Call], list[tuple[str, int]], int]:
-    """One forward pass with hooks on every module: every call of each module, the
-    (module path, bytes) of every tensor created, in order, and their elements."""
+@dataclass(frozen=True)
+class _Recorded:
+    """What a forward pass created: every call of each module, the (module path, bytes) of
+    every tensor created, in order, the elements of the floating-point ones, and the bytes of
+    the others (indices)."""
+
+    calls: dict[str, _Call]
+    created: list[tuple[str, int]]
+    elements: int
+    index_bytes: int
+
+
+def _record_calls(model: nn.Module, example: torch.Tensor) -> _Recorded:
+    """One forward pass with hooks on every module: what it created (:class:`_Recorded`)."""
     calls: dict[str, _Call] = {}
     stack: list[str] = []
     hooks = []
@@ -347,24 +366,27 @@ def _record_calls(
     finally:
         for hook in hooks:
             hook.remove()
-    return calls, recorder.created, recorder.elements
+    return _Recorded(calls, recorder.created, recorder.elements, recorder.index_bytes)
 
 
-def _record_per_sample(
-    model: nn.Module, example: torch.Tensor
-) -> tuple[dict[str, _Call], list[tuple[str, int]], int]:
+def _record_per_sample(model: nn.Module, example: torch.Tensor) -> _Recorded:
     """:func:`_record_calls` at ``example``'s batch, with each created tensor's bytes and all
     their elements for one sample: what doubling the batch adds, over the batch (a tensor that
     does not grow with the batch, such as LeNet-5's |w|², counts 0)."""
     batch = int(example.shape[0])
-    calls, first, elements_first = _record_calls(model, example)
-    _, second, elements_second = _record_calls(model, torch.cat([example, example]))
-    elements = (elements_second - elements_first) // batch
+    one = _record_calls(model, example)
+    two = _record_calls(model, torch.cat([example, example]))
+    first, second = one.created, two.created
     if [owner for owner, _ in first] == [owner for owner, _ in second]:
         created = [(owner, (b2 - b1) // batch) for (owner, b1), (_, b2) in zip(first, second)]
     else:  # a pass whose tensors depend on the batch size: share of the doubled batch
         created = [(owner, b2 // (2 * batch)) for owner, b2 in second]
-    return calls, created, elements
+    return _Recorded(
+        one.calls,
+        created,
+        (two.elements - one.elements) // batch,
+        (two.index_bytes - one.index_bytes) // batch,
+    )
 
 
 def layer_breakdown(
@@ -376,8 +398,8 @@ def layer_breakdown(
     ``by_module`` is fvcore's per-module count (children included); a module's own MACs are
     its count minus its direct children's, or its handle's count where one applies.
     """
-    calls, created, _ = _record_per_sample(model, example)
-    return _layers_from_calls(model, calls, by_module, created)
+    recorded = _record_per_sample(model, example)
+    return _layers_from_calls(model, recorded.calls, by_module, recorded.created)
 
 
 def _layers_from_calls(
@@ -458,7 +480,8 @@ def count_model(
     example = torch.randn(1, *input_shape)
     trainable, total = count_params(model)
     by_module, skipped = count_macs_fvcore(model, example)
-    calls, created, elements = _record_per_sample(model, example)
+    recorded = _record_per_sample(model, example)
+    calls, created = recorded.calls, recorded.created
     macs = by_module.get("", 0)
     by_handles = 0
     handled_ops: Counter[str] = Counter()
@@ -482,5 +505,6 @@ def count_model(
         skipped_ops=skipped,
         layers=with_paper_names(_layers_from_calls(model, calls, by_module, created), paper_names),
         largest_tensor_bytes=max((nbytes for _, nbytes in created), default=0),
-        activation_elements=elements,
+        activation_elements=recorded.elements,
+        index_bytes=recorded.index_bytes,
     )

@@ -5,10 +5,12 @@ from __future__ import annotations
 import os
 import platform
 import socket
+import statistics
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +26,13 @@ __all__ = [
     "git_commit",
     "load_average",
     "matmul_gflops",
+    "matmul_rates",
     "conv3x3_gflops",
+    "conv3x3_rates",
+    "best_of_windows",
+    "peak_spread",
+    "PEAK_REPEATS",
+    "PEAK_SECONDS",
     "cuda_tf32",
     "row_tf32",
     "describe",
@@ -46,6 +54,13 @@ RELEVANT_FLAGS = (
 NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 REPO_ROOT = Path(__file__).resolve().parent.parent
 FLAGS_OVERRIDE = "CNN_ZOO_CPU_FLAGS"
+# Each peak is the best of PEAK_REPEATS windows that share PEAK_SECONDS (after finding the
+# size): one best-of-0.5 s window drifted by up to 41% from run to run here (fp32 matmul
+# 331 / 388 / 429 GFLOP/s), and its spread is recorded beside it.
+PEAK_REPEATS = 5
+PEAK_SECONDS = 0.5
+# Native bf16 on NVIDIA GPUs: tensor-core bf16 from Ampere (compute capability 8.0) on.
+NATIVE_BF16_CUDA_CAPABILITY = (8, 0)
 
 
 @dataclass(frozen=True)
@@ -61,6 +76,9 @@ class Machine:
     git_commit: str
     hostname: str
     peak_gflops: dict[str, float]
+    # Per key of peak_gflops, the GFLOP/s of its repeats: {"min", "median", "max", "repeats"}
+    # (:func:`peak_spread`); empty when the peaks were not measured.
+    peak_gflops_spread: dict[str, dict[str, float]] = field(default_factory=dict)
     # Peaks left unmeasured, with the reason (bf16 where it would only be emulated).
     peak_gflops_skipped: dict[str, str] = field(default_factory=dict)
     # :func:`cuda_tf32` when CUDA is measured, else None.
@@ -106,11 +124,20 @@ def native_bf16(device: torch.device | str = "cpu") -> bool:
 
     CPU: ``avx512_bf16`` or ``amx_bf16`` among the CPU's flags. oneDNN's own check
     (``torch.ops.mkldnn._is_mkldnn_bf16_supported``) says yes on any AVX-512 CPU, where bf16 is
-    emulated, so it is not asked. CUDA: ``torch.cuda.is_bf16_supported()``.
+    emulated, so it is not asked. CUDA: compute capability 8.0 or more (Ampere on) of that
+    device. ``torch.cuda.is_bf16_supported()`` is not asked: it defaults to
+    ``including_emulation=True`` and says yes on a T4 or V100 (7.5, 7.0), where bf16 is
+    emulated; it also answers for the current device, not ``device``. ROCm: torch's own
+    answer without emulation.
     """
     device = torch.device(device)
     if device.type == "cuda":
-        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+        if not torch.cuda.is_available():
+            return False
+        if torch.version.hip:
+            return bool(torch.cuda.is_bf16_supported(including_emulation=False))
+        capability = tuple(torch.cuda.get_device_capability(device))
+        return capability >= NATIVE_BF16_CUDA_CAPABILITY
     return bool(set(NATIVE_BF16_FLAGS) & set(cpu_flags()))
 
 
@@ -189,88 +216,163 @@ def git_commit() -> str:
     return f"{head}-dirty" if dirty else head
 
 
-def matmul_gflops(
-    device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32, seconds: float = 0.5
-) -> float:
-    """Measured matmul throughput (GFLOP/s) of square products: the practical peak.
+Clock = Callable[[], float]
+
+
+def best_of_windows(
+    once: Callable[[], float],
+    seconds: float,
+    repeats: int = PEAK_REPEATS,
+    clock: Clock = time.perf_counter,
+) -> list[float]:
+    """The shortest duration ``once()`` returned in each of ``repeats`` consecutive windows of
+    ``seconds / repeats`` each, by ``clock``: one best per repeat, in order.
+
+    The windows end at fixed times from the start (window k at ``(k + 1) * seconds /
+    repeats``), so a call running past one window's end shortens the next, and the whole
+    takes ``seconds`` plus at most one call, as one window did; every window makes at least
+    one call.
+    """
+    if repeats < 1:
+        raise ValueError(f"repeats must be at least 1, not {repeats}")
+    window = seconds / repeats
+    start = clock()
+    bests = []
+    for k in range(repeats):
+        deadline = start + (k + 1) * window
+        best = once()
+        while clock() < deadline:
+            best = min(best, once())
+        bests.append(best)
+    return bests
+
+
+def peak_spread(rates: Sequence[float]) -> dict[str, float]:
+    """``{"min", "median", "max", "repeats"}`` of a peak's repeats (GFLOP/s, rounded to 0.1 as
+    the peaks are): what ``meta.json``'s ``peak_gflops_spread`` records per peak."""
+    if not rates:
+        raise ValueError("a peak needs at least one repeat")
+    return {
+        "min": round(min(rates), 1),
+        "median": round(statistics.median(rates), 1),
+        "max": round(max(rates), 1),
+        "repeats": len(rates),
+    }
+
+
+def _timer(device: torch.device, clock: Clock) -> Callable[[Callable[[], object]], float]:
+    """Seconds one call of ``work`` takes on ``device`` by ``clock`` (CUDA synchronised)."""
+
+    def timed(work: Callable[[], object]) -> float:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        start = clock()
+        work()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        return clock() - start
+
+    return timed
+
+
+def matmul_rates(
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype = torch.float32,
+    seconds: float = PEAK_SECONDS,
+    repeats: int = PEAK_REPEATS,
+    clock: Clock = time.perf_counter,
+) -> list[float]:
+    """Matmul throughput (GFLOP/s) of square products, once per repeat: the best product of
+    each of ``repeats`` windows sharing ``seconds`` (:func:`best_of_windows`).
 
     The size doubles from 256 until one product takes 50 ms (or n reaches 2048 on CPU, 8192
     on CUDA), so a dtype without fast kernels (bf16 on a CPU without avx512_bf16 runs at
-    ~1 GFLOP/s) costs a fraction of a second, not minutes; then the best of the repetitions
-    within ``seconds``.
+    ~1 GFLOP/s) costs a fraction of a second, not minutes; the size is found once, before the
+    windows.
     """
     device = torch.device(device)
     largest = 8192 if device.type == "cuda" else 2048
-
-    def once(a: torch.Tensor, b: torch.Tensor) -> float:
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        start = time.perf_counter()
-        torch.matmul(a, b)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        return time.perf_counter() - start
+    timed = _timer(device, clock)
 
     n = 256
     while True:
         a = torch.randn(n, n, device=device).to(dtype)
         b = torch.randn(n, n, device=device).to(dtype)
-        once(a, b)  # warm-up: thread pool, kernel selection
-        best = once(a, b)
-        if best >= 0.05 or n >= largest:
+        product = partial(torch.matmul, a, b)
+        timed(product)  # warm-up: thread pool, kernel selection
+        if timed(product) >= 0.05 or n >= largest:
             break
         n *= 2
-    deadline = time.perf_counter() + seconds
-    while time.perf_counter() < deadline:
-        best = min(best, once(a, b))
-    return 2 * n**3 / best / 1e9
+    bests = best_of_windows(partial(timed, product), seconds, repeats, clock)
+    return [2 * n**3 / best / 1e9 for best in bests]
 
 
-def conv3x3_gflops(
+def matmul_gflops(
     device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32, seconds: float = 0.5
 ) -> float:
-    """Measured throughput (GFLOP/s) of a channels_last 3×3 convolution in ``dtype``, 128 → 128
-    channels on 28×28 (a VGG/ResNet middle layer), forward only.
+    """Measured matmul throughput (GFLOP/s): the practical peak, as one window of ``seconds``
+    (:func:`matmul_rates` with one repeat)."""
+    return max(matmul_rates(device, dtype, seconds, repeats=1))
+
+
+def conv3x3_rates(
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype = torch.float32,
+    seconds: float = PEAK_SECONDS,
+    repeats: int = PEAK_REPEATS,
+    clock: Clock = time.perf_counter,
+) -> list[float]:
+    """Throughput (GFLOP/s) of a channels_last 3×3 convolution in ``dtype``, 128 → 128
+    channels on 28×28 (a VGG/ResNet middle layer), forward only, once per repeat: the best
+    call of each of ``repeats`` windows sharing ``seconds`` (:func:`best_of_windows`).
 
     Convolution kernels (oneDNN, cuDNN) can outrun the BLAS matmul on the same machine (on an
     AMD CPU the matmul library may not use its best code path), so a conv network's rate is
     judged against the faster of the two. The batch doubles from 1 until a call takes 50 ms
-    (or reaches 64), then the best call within ``seconds``.
+    (or reaches 64), once, before the windows.
     """
     device = torch.device(device)
     conv = torch.nn.Conv2d(128, 128, 3, padding=1, bias=False).to(device, dtype)
     conv = conv.to(memory_format=torch.channels_last)
-
-    def once(x: torch.Tensor) -> float:
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        start = time.perf_counter()
-        conv(x)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        return time.perf_counter() - start
+    timed = _timer(device, clock)
 
     batch = 1
     with torch.inference_mode():
         while True:
             x = torch.randn(batch, 128, 28, 28, device=device).to(dtype)
             x = x.contiguous(memory_format=torch.channels_last)
-            once(x)  # warm-up: kernel selection
-            best = once(x)
-            if best >= 0.05 or batch >= 64:
+            call = partial(conv, x)
+            timed(call)  # warm-up: kernel selection
+            if timed(call) >= 0.05 or batch >= 64:
                 break
             batch *= 2
-        deadline = time.perf_counter() + seconds
-        while time.perf_counter() < deadline:
-            best = min(best, once(x))
-    return 2 * batch * 128 * 128 * 9 * 28 * 28 / best / 1e9
+        bests = best_of_windows(partial(timed, call), seconds, repeats, clock)
+    return [2 * batch * 128 * 128 * 9 * 28 * 28 / best / 1e9 for best in bests]
 
 
-def describe(devices: tuple[str, ...], threads: int, measure_peak: bool = True) -> Machine:
+def conv3x3_gflops(
+    device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32, seconds: float = 0.5
+) -> float:
+    """Measured 3×3 convolution throughput (GFLOP/s) as one window of ``seconds``
+    (:func:`conv3x3_rates` with one repeat)."""
+    return max(conv3x3_rates(device, dtype, seconds, repeats=1))
+
+
+def describe(
+    devices: tuple[str, ...],
+    threads: int,
+    measure_peak: bool = True,
+    repeats: int = PEAK_REPEATS,
+) -> Machine:
     """Everything ``meta.json`` needs; measures the peaks (about 2-4 s) when asked.
 
     Keys of ``peak_gflops``: ``fp32_matmul`` / ``fp32_conv3x3`` / ``bf16_matmul`` /
     ``bf16_conv3x3`` for the CPU, and the same with a ``cuda_`` prefix when CUDA is measured.
+    Each is measured as ``repeats`` windows sharing :data:`PEAK_SECONDS` (about as long as the
+    single window before); the peak is the best repeat, its spread (:func:`peak_spread`) goes
+    to ``peak_gflops_spread``. The best, not the median: a roof is the most the machine was
+    seen to do, and a row measured in a quiet moment would otherwise pass 100% of a median
+    taken in a busy one; the spread says how far from that roof a busier moment fell.
     The bf16 peaks are measured only where bf16 is native (:func:`native_bf16`); emulated bf16
     would cost seconds for a number no row is judged by. ``peak_gflops_skipped`` names the
     peaks left out and why.
@@ -279,23 +381,30 @@ def describe(devices: tuple[str, ...], threads: int, measure_peak: bool = True) 
 
     cuda = "cuda" in devices and torch.cuda.is_available()
     peaks: dict[str, float] = {}
+    spreads: dict[str, dict[str, float]] = {}
     skipped: dict[str, str] = {}
+
+    def measure(key: str, rates: list[float]) -> None:
+        spreads[key] = peak_spread(rates)
+        peaks[key] = spreads[key]["max"]
+
     if measure_peak:
         targets = [("cpu", "")] + ([("cuda", "cuda_")] if cuda else [])
         for device, prefix in targets:
-            peaks[f"{prefix}fp32_matmul"] = round(matmul_gflops(device, torch.float32), 1)
-            peaks[f"{prefix}fp32_conv3x3"] = round(conv3x3_gflops(device, torch.float32), 1)
-            bf16 = (f"{prefix}bf16_matmul", f"{prefix}bf16_conv3x3")
-            if native_bf16(device):
-                peaks[bf16[0]] = round(matmul_gflops(device, torch.bfloat16), 1)
-                peaks[bf16[1]] = round(conv3x3_gflops(device, torch.bfloat16), 1)
-            else:
-                reason = (
-                    "no native bf16 on this CPU (no avx512_bf16/amx_bf16): emulated, not measured"
-                    if device == "cpu"
-                    else "this GPU has no bf16 support: not measured"
-                )
-                skipped.update(dict.fromkeys(bf16, reason))
+            for precision, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+                keys = (f"{prefix}{precision}_matmul", f"{prefix}{precision}_conv3x3")
+                if precision == "bf16" and not native_bf16(device):
+                    reason = (
+                        "no native bf16 on this CPU (no avx512_bf16/amx_bf16): emulated, "
+                        "not measured"
+                        if device == "cpu"
+                        else "no native bf16 on this GPU (compute capability below 8.0): "
+                        "emulated, not measured"
+                    )
+                    skipped.update(dict.fromkeys(keys, reason))
+                    continue
+                measure(keys[0], matmul_rates(device, dtype, repeats=repeats))
+                measure(keys[1], conv3x3_rates(device, dtype, repeats=repeats))
     return Machine(
         cpu_model=cpu_model(),
         cpu_flags=cpu_flags(),
@@ -306,6 +415,7 @@ def describe(devices: tuple[str, ...], threads: int, measure_peak: bool = True) 
         git_commit=git_commit(),
         hostname=socket.gethostname(),
         peak_gflops=peaks,
+        peak_gflops_spread=spreads,
         peak_gflops_skipped=skipped,
         cuda_tf32=cuda_tf32() if cuda else None,
     )

@@ -260,13 +260,16 @@ def estimate_train_bytes(
     activation_scale: float,
     input_bytes_per_sample: int,
     batch_size: int,
+    index_bytes_per_sample: int = 0,
 ) -> int:
     """torchinfo's way of estimating a training step's memory, analytically: weights and
     buffers, a gradient and ``momentum_buffers`` optimizer buffers per trainable parameter,
     the batch, and every tensor the forward pass creates (``activation_bytes_per_sample``,
-    counted in fp32; ``activation_scale`` 0.5 where they are bf16) kept for backward."""
+    counted in fp32; ``activation_scale`` 0.5 where they are bf16) kept for backward. Of those,
+    ``index_bytes_per_sample`` are integer tensors (max-pool's int64 indices), not scaled."""
     fixed = model_bytes.weights + (1 + momentum_buffers) * model_bytes.trainable
-    per_sample = input_bytes_per_sample + activation_bytes_per_sample * activation_scale
+    values = activation_bytes_per_sample - index_bytes_per_sample
+    per_sample = input_bytes_per_sample + values * activation_scale + index_bytes_per_sample
     return int(fixed + per_sample * batch_size)
 
 

@@ -34,7 +34,14 @@ from torch import nn
 from bench.measure import machine
 from bench.measure.timing import Mark, no_mark
 
-__all__ = ["TORCH_DTYPES", "Workload", "make_workload", "autocast_context", "check_dtype"]
+__all__ = [
+    "TORCH_DTYPES",
+    "Workload",
+    "make_workload",
+    "autocast_context",
+    "check_dtype",
+    "cold_compile_cache",
+]
 
 # The dtype of weights and inputs for each dtype setting.
 TORCH_DTYPES = {"fp32": torch.float32, "bf16_autocast": torch.float32, "bf16": torch.bfloat16}
@@ -164,3 +171,15 @@ def _compiled(model: nn.Module, mode: str) -> Callable[[torch.Tensor], torch.Ten
         return model
     torch._dynamo.reset()  # compile from scratch: no cached graph, no recompile limit reached
     return torch.compile(model, mode=None if mode == "default" else mode)
+
+
+@contextlib.contextmanager
+def cold_compile_cache() -> Iterator[None]:
+    """Compile as on a machine that never compiled this model: inductor's caches, on disk and in
+    memory, are a fresh empty folder, removed afterwards. A warm cache (an earlier process
+    compiled the same graphs) made lab_cnn's first call 1.4 s against 7.8 s cold: a figure that
+    depended on what ran before is not a measurement of the model."""
+    from torch._inductor.utils import fresh_cache  # torch's own, for its tests of the caches
+
+    with fresh_cache():
+        yield

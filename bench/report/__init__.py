@@ -2,12 +2,13 @@
 
 ``python -m bench report RESULTS_DIR...`` (or ``python -m bench.report``) reads the folders
 described in docs/ARCHITECTURE.md (meta.json, results.jsonl, layers.jsonl, epochs.jsonl) and
-writes ``reports/<run_id>/``: ``report.md`` with its ``fig_*.png`` plots, ``summary.csv`` (the
-at-a-glance table) and a self-contained ``report.html`` (images inlined; sortable, filterable
-tables and collapsible details by the inline ``page.js``). It opens with the answers (why the
-networks differ, four figures), then a table of contents, then the details. Every number comes from
-the results or, for the papers' figures, from the registry's ``PaperFacts``; the output depends
-only on those inputs, so building twice gives identical bytes.
+writes ``reports/<run_id>/`` under the current directory: ``report.md`` with its ``fig_*.png``
+plots, ``summary.csv`` (the at-a-glance table) and a self-contained ``report.html`` (images
+inlined; sortable, filterable tables and collapsible details by the inline ``page.js``). It
+opens with the answers (why the networks differ, four figures), then a table of contents, then
+the details. Every number comes from the results or, for the papers' figures, from the
+registry's ``PaperFacts``; the output depends only on those inputs, so building twice gives
+identical bytes.
 
 Modules: ``runs`` (reading and merging folders; the peaks a row is judged against),
 ``summary`` (the per-model table; family order, layer kinds, layers summed by paper layer),

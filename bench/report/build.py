@@ -25,11 +25,19 @@ from bench.report.document import (
     render_html,
     render_markdown,
 )
-from bench.report.formatting import missing
 from bench.report.glance import glance_blocks, paper_blocks
 from bench.report.model_details import model_detail_blocks
 from bench.report.run_against_run import compare_blocks
-from bench.report.runs import Run, device_peaks, load_run, merge_runs, row_peaks, session_meta
+from bench.report.runs import (
+    Run,
+    device_peaks,
+    device_spreads,
+    load_run,
+    merge_runs,
+    results_folders,
+    row_peaks,
+    session_meta,
+)
 from bench.report.sections import (
     accuracy_blocks,
     errors_blocks,
@@ -53,14 +61,14 @@ from bench.report.summary import (
 
 log = logging.getLogger("bench.report")  # one logger for the package, as before the split
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-
 
 def _default_out_dir(name: str) -> Path:
-    """``reports/<name>``, ``name`` made one safe folder name: a run id read from meta.json
-    (``..``, ``a/b``, ``/abs``) cannot place the report elsewhere, or in a hidden folder."""
+    """``reports/<name>`` under the current directory (where the user works, as ``results/``
+    of ``bench run``; never the installed package), ``name`` made one safe folder name: a run
+    id read from meta.json (``..``, ``a/b``, ``/abs``) cannot place the report elsewhere, or in
+    a hidden folder."""
     safe = re.sub(r"[^A-Za-z0-9._+-]", "_", name).lstrip(".") or "run"
-    return REPO_ROOT / "reports" / safe
+    return Path("reports") / safe
 
 
 def build_report(
@@ -72,26 +80,39 @@ def build_report(
 ) -> Path:
     """Write the comparison report of one or more results folders; return the report folder.
 
-    The folder (default ``reports/<run_id>/``, or ``reports/<first_run_id>+N`` for N extra
-    folders) receives ``report.md``, ``report.html``, ``summary.csv`` and ``fig_*.png``.
+    The folder (default ``reports/<run_id>/`` under the current directory, or
+    ``reports/<first_run_id>+N`` for N extra folders) receives ``report.md``, ``report.html``,
+    ``summary.csv`` and ``fig_*.png``.
     ``compare_with``: an earlier results folder (OLD) to compare the one folder given (NEW)
     with, in a section of its own (:mod:`bench.compare`; folders from different machines
-    only with ``across_machines``). Raises ``FileNotFoundError`` for a missing folder or
-    results.jsonl and ``ValueError`` for an empty results file, rows of different folders
-    with the same settings, or a comparison refused; nothing is written then.
+    only with ``across_machines``, which also lets folders of different hardware merge,
+    :func:`bench.report.runs.merge_runs`). A folder holding no results.jsonl but
+    ``shard-I-of-N`` folders (``--shard auto``) is read as those slices, every one of its
+    split required (:func:`bench.report.runs.results_folders`). Raises ``FileNotFoundError``
+    for a missing folder or results.jsonl and ``ValueError`` for an empty results file, rows
+    of different folders with the same settings, a root lacking a slice, or a comparison
+    refused; nothing is written then.
     """
     if not results_dirs:
         raise ValueError("no results folders given: pass at least one RESULTS_DIR")
+    folders = results_folders(results_dirs)
     comparison = None
     if compare_with is not None:
         if len(results_dirs) != 1:
             raise ValueError(
                 f"--compare needs one RESULTS_DIR, the NEW side; got {len(results_dirs)}"
             )
+        if folders != [Path(results_dirs[0])]:
+            raise ValueError(
+                f"--compare needs one results folder, the NEW side; {results_dirs[0]} is a "
+                "root of slices: compare one shard-I-of-N folder at a time"
+            )
         comparison = compare_folders(
             Path(compare_with), Path(results_dirs[0]), across_machines=across_machines
         )
-    run_data = merge_runs([load_run(Path(d)) for d in results_dirs])
+    run_data = merge_runs([load_run(d) for d in folders], across_machines=across_machines)
+    if len(results_dirs) == 1 and folders != [Path(results_dirs[0])]:  # a root of slices
+        run_data = replace(run_data, name=Path(results_dirs[0]).resolve().name)
     run_data = replace(run_data, layers=named_layers(run_data.layers))
     out = Path(out_dir) if out_dir is not None else _default_out_dir(run_data.name)
     out.mkdir(parents=True, exist_ok=True)
@@ -141,12 +162,12 @@ def _tables(run_data: Run) -> _Tables:
 def _draw_figures(run_data: Run, tables: _Tables, out: Path) -> dict[str, str | None]:
     """Draw the report's fixed figures into ``out``: each file's name if drawn, else None."""
     ok = run_data.results[~failed_mask(run_data.results)]
-    peaks = {d: device_peaks(session_meta(run_data.metas[0]), d) for d in tables.devices}
+    first = session_meta(run_data.metas[0])
+    peaks = {d: device_peaks(first, d) for d in tables.devices}
+    spreads = {d: device_spreads(first, d) for d in tables.devices}
     acc = ok[ok["mode"] == "accuracy"]
     targets = {
-        str(d): float(t)
-        for d, t in acc.groupby(acc["data"].astype(str))["target_acc"].first().items()
-        if not missing(t)
+        str(data): figures.targets_of(rows) for data, rows in acc.groupby(acc["data"].astype(str))
     }
     draw: dict[str, Callable[[Path], Path | None]] = {
         "fig_accuracy_vs_cost.png": lambda path: figures.accuracy_vs_cost(acc, path),
@@ -154,7 +175,7 @@ def _draw_figures(run_data: Run, tables: _Tables, out: Path) -> dict[str, str | 
         "fig_params_vs_macs.png": lambda path: figures.params_vs_macs(tables.summary, path),
         "fig_throughput_vs_batch.png": lambda path: figures.throughput_vs_batch(ok, path),
         "fig_gflops_vs_peak.png": lambda path: figures.gflops_vs_peak(
-            ok, peaks, path, row_peaks(run_data.metas)
+            ok, peaks, path, row_peaks(run_data.metas), spreads
         ),
         "fig_memory.png": lambda path: figures.memory_breakdown(tables.memory, path),
         "fig_time_to_accuracy.png": lambda path: figures.time_to_accuracy(
@@ -234,7 +255,9 @@ _SPEED_CAPTIONS = (
         "fig_gflops_vs_peak.png",
         "Best achieved GFLOP/s per model and dtype, one panel per device and mode, against the "
         "matmul and 3×3 convolution peaks of the precisions shown, measured at the start of "
-        "the run (meta.json).",
+        "the run (meta.json): each line is the best of its repeats, the shaded band behind it "
+        "spans the slowest to the fastest repeat (both written beside the line, or 'spread "
+        "not measured' for a folder from before peaks were repeated).",
     ),
 )
 

@@ -27,7 +27,14 @@ from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.text import Text  # noqa: E402
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
 
-from bench.report.runs import Curve, epoch_curves, reference_peak  # noqa: E402
+from bench.report.formatting import missing  # noqa: E402
+from bench.report.runs import (  # noqa: E402
+    SPREAD_NOT_MEASURED,
+    Curve,
+    PeakSpread,
+    epoch_curves,
+    reference_peak,
+)
 from bench.report.summary import family_rank, paper_layer_totals  # noqa: E402
 
 __all__ = [
@@ -214,17 +221,7 @@ def accuracy_vs_cost(rows: pd.DataFrame, path: Path) -> Path | None:
             for m, s in zip(part["model"], part["seed"].fillna(0))
         ]
         _label_points(fig, ax, list(zip(xs, ys, names)))
-        targets = part["target_acc"].dropna()
-        if not targets.empty:
-            ax.axhline(100 * float(targets.iloc[0]), color="black", linestyle="--", linewidth=1)
-            ax.annotate(
-                f"target {100 * float(targets.iloc[0]):.2f}%",
-                (0.01, 100 * float(targets.iloc[0])),
-                xycoords=("axes fraction", "data"),
-                xytext=(0, 3),
-                textcoords="offset points",
-                fontsize=7,
-            )
+        _target_lines(ax, targets_of(part))
         ax.set_xlabel("training time (s on the training clock, log scale)")
         ax.set_ylabel("final test accuracy (%)")
         ax.set_title(f"Accuracy against training cost on {data}")
@@ -339,14 +336,17 @@ def gflops_vs_peak(
     peaks: Mapping[str, Mapping[str, float]],
     path: Path,
     row_peaks: Callable[[Mapping[str, Any]], Mapping[str, float]] | None = None,
+    spreads: Mapping[str, Mapping[str, PeakSpread]] | None = None,
 ) -> Path | None:
     """Best achieved GFLOP/s per model, mode and dtype, against the measured peaks.
 
     ``rows``: error-free infer/train rows with ``achieved_gflops``; ``peaks``: per device,
     ``{"fp32_matmul": x, "fp32_conv3x3": y, "bf16_matmul": z, "bf16_conv3x3": w}`` (any may be
-    missing), drawn as lines; the share written beside each bar is of :func:`reference_peak` of
-    ``row_peaks(row)`` (the peaks of the session that measured the row), by default of the
-    device's ``peaks``.
+    missing), drawn as lines; ``spreads``: per device, those peaks' spreads over their repeats,
+    each drawn as a band from the slowest to the fastest repeat and written in the line's
+    label (``spread not measured`` where a peak has none); the share written beside each bar
+    is of :func:`reference_peak` of ``row_peaks(row)`` (the peaks of the session that measured
+    the row), by default of the device's ``peaks``.
     """
     df = rows[rows["mode"].isin(["infer", "train"]) & rows["achieved_gflops"].notna()]
     if df.empty:
@@ -373,7 +373,12 @@ def gflops_vs_peak(
                 axes[i][j].set_axis_off()
                 continue
             _gflops_panel(
-                axes[i][j], part, (device, mode), peaks.get(device, {}), row_peaks, colors
+                axes[i][j],
+                part,
+                (device, mode),
+                (peaks.get(device, {}), (spreads or {}).get(device, {})),
+                row_peaks,
+                colors,
             )
     return _save(fig, path)
 
@@ -382,12 +387,14 @@ def _gflops_panel(
     ax: Axes,
     part: pd.DataFrame,
     where: tuple[str, str],
-    device_peaks: Mapping[str, float],
+    lines: tuple[Mapping[str, float], Mapping[str, PeakSpread]],
     row_peaks: Callable[[Mapping[str, Any]], Mapping[str, float]] | None,
     colors: Mapping[str, Any],
 ) -> None:
     """One device and mode's bars of :func:`gflops_vs_peak`, the peaks of the precisions
-    present as named lines, and each bar's share."""
+    present as named lines over the bands of their repeats, and each bar's share (``lines``:
+    the device's peaks and their spreads)."""
+    device_peaks, spreads = lines
     part = part.copy()
     part["rank"] = part["family"].map(family_rank)
     # Smallest family and model at the top (barh draws bottom-up).
@@ -401,9 +408,14 @@ def _gflops_panel(
     drawn = {k: v for k, v in device_peaks.items() if v and k.split("_")[0] in precisions}
     for key, style in _PEAK_STYLES:
         if key in drawn:
+            spread = spreads.get(key)
+            if spread is not None and spread.low < spread.high:
+                ax.axvspan(
+                    spread.low, spread.high, color="black", alpha=0.08, linewidth=0, zorder=0
+                )
             ax.axvline(drawn[key], color="black", linestyle=style, linewidth=1.2)
             ax.annotate(
-                f"{key.replace('_', ' ')} peak {drawn[key]:,.0f}",
+                f"{key.replace('_', ' ')} peak {drawn[key]:,.0f}\n{_spread_label(spread)}",
                 (drawn[key], 1.0),
                 xycoords=("data", "axes fraction"),
                 xytext=(2, -2),
@@ -422,6 +434,13 @@ def _gflops_panel(
     ax.set_xlabel("achieved GFLOP/s (best over batch sizes and memory formats)")
     ax.set_title(f"{where[1]} on {where[0]}: distance to the measured peaks")
     ax.grid(True, axis="x", alpha=0.3)
+
+
+def _spread_label(spread: PeakSpread | None) -> str:
+    """``331–429 over 5 repeats``, beside a peak's line."""
+    if spread is None:
+        return SPREAD_NOT_MEASURED
+    return f"{spread.low:,.0f}–{spread.high:,.0f} over {spread.repeats} repeats"
 
 
 def memory_breakdown(rows: pd.DataFrame, path: Path) -> Path | None:
@@ -474,7 +493,7 @@ def _curve_label(c: Curve) -> str:
 
 def time_to_accuracy(
     epochs: pd.DataFrame,
-    targets: Mapping[str, float],
+    targets: Mapping[str, Mapping[float, Sequence[str]]],
     path: Path,
     families: Mapping[str, str] | None = None,
 ) -> Path | None:
@@ -482,8 +501,8 @@ def time_to_accuracy(
     its last evaluation.
 
     ``epochs``: the per-epoch log (curves: :func:`bench.report.runs.epoch_curves`); ``targets``:
-    target accuracy (fraction) per data set; ``families``: model → family, for a colour per
-    family and a shade per variant. One panel per data set.
+    per data set, each target accuracy (a fraction) with the models timed to it; ``families``:
+    model → family, for a colour per family and a shade per variant. One panel per data set.
     """
     curves = epoch_curves(epochs)
     if not curves:
@@ -519,7 +538,7 @@ def time_to_accuracy(
                 ends.append(
                     (float(last["wall_s"]), 100 * float(last["test_accuracy"]), label + ")")
                 )
-        _target_line(ax, targets.get(data))
+        _target_lines(ax, targets.get(data, {}))
         ax.set_xlabel("wall-clock training time (s, evaluation excluded)")
         ax.set_ylabel("test accuracy (%)")
         ax.set_title(f"Time to accuracy on {data}")
@@ -529,19 +548,32 @@ def time_to_accuracy(
     return _save(fig, path)
 
 
-def _target_line(ax: Axes, target: float | None) -> None:
-    """The target accuracy (a fraction) as a dashed line, named at its left end."""
-    if target is None or math.isnan(target):
-        return
-    ax.axhline(100 * target, color="black", linestyle="--", linewidth=1)
-    ax.annotate(
-        f"target {100 * target:.2f}%",
-        (0.01, 100 * target),
-        xycoords=("axes fraction", "data"),
-        xytext=(0, 3),
-        textcoords="offset points",
-        fontsize=7,
-    )
+def targets_of(rows: pd.DataFrame) -> dict[float, list[str]]:
+    """The targets (fractions) of accuracy ``rows``, each with the models timed to it."""
+    targets: dict[float, list[str]] = {}
+    for target, model in zip(rows["target_acc"], rows["model"]):
+        if not missing(target):
+            models = targets.setdefault(float(target), [])
+            models += [] if model in models else [str(model)]
+    return targets
+
+
+def _target_lines(ax: Axes, targets: Mapping[float, Sequence[str]]) -> None:
+    """Each target accuracy (a fraction) as a dashed line, named at its left end; with the
+    models timed to it where the models have different targets."""
+    for target, models in sorted(targets.items()):
+        if math.isnan(target):
+            continue
+        whose = f" ({', '.join(models)})" if len(targets) > 1 else ""
+        ax.axhline(100 * target, color="black", linestyle="--", linewidth=1)
+        ax.annotate(
+            f"target {100 * target:.2f}%{whose}",
+            (0.01, 100 * target),
+            xycoords=("axes fraction", "data"),
+            xytext=(0, 3),
+            textcoords="offset points",
+            fontsize=7,
+        )
 
 
 def param_share(shares: pd.DataFrame, path: Path) -> Path | None:

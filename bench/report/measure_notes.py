@@ -44,11 +44,15 @@ def estimate_cell(row: pd.Series | dict[str, Any]) -> str:
 
 
 def compile_note(row: pd.Series | dict[str, Any]) -> str:
-    """`` compiled (default, 41.2 s to compile)`` for a row run through ``torch.compile``;
-    ``""`` for an eager row (``compile`` none or missing)."""
+    """`` compiled (default, 41.2 s to compile (cold cache))`` for a row run through
+    ``torch.compile``; ``""`` for an eager row (``compile`` none or missing)."""
     mode = row.get("compile")
     if missing(mode) or mode == "none":
         return ""
     seconds = row.get("compile_s")
-    took = "" if missing(seconds) else f", {float(seconds):.1f} s to compile"
+    cache = row.get("compile_cache")
+    # Rows written before compile_cache timed the first call, a step included, with inductor's
+    # cache as they found it.
+    how = "cold cache" if cache == "cold" else "first call, cache as found"
+    took = "" if missing(seconds) else f", {float(seconds):.1f} s to compile ({how})"
     return f" compiled ({mode}{took})"

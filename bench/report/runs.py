@@ -1,7 +1,8 @@
-"""Reading results folders into a :class:`Run`, and merging several (row keys, collisions).
+"""Reading results folders into a :class:`Run`, and merging several (row keys, collisions,
+machines); a root of ``shard-I-of-N`` folders (``--shard auto``) reads as its slices.
 
-Also the peak rates a folder's meta.json records, by device and session, and the peak a row is
-judged against.
+Also the peak rates a folder's meta.json records, by device and session, with their spread over
+the repeats that measured them, and the peak a row is judged against.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 
 import pandas as pd
 
+from bench.report.formatting import fmt_num
 from bench.schema import (
     EPOCH_COLUMNS,
     LAYER_COLUMNS,
@@ -25,6 +27,7 @@ from bench.schema import (
     ROW_COLUMNS,
     SETTING_COLUMNS,
     TRAINING_KEY_COLUMNS,
+    parse_shard_folder,
     read_jsonl,
     setting_value,
 )
@@ -33,6 +36,35 @@ log = logging.getLogger("bench.report")  # one logger for the package, as before
 
 
 PEAK_KINDS = ("fp32_matmul", "fp32_conv3x3", "bf16_matmul", "bf16_conv3x3")
+# How a peak without a recorded spread reads (meta.json from before peaks were repeated).
+SPREAD_NOT_MEASURED = "spread not measured"
+
+
+@dataclass(frozen=True)
+class PeakSpread:
+    """A peak's GFLOP/s over the repeats that measured it (meta.json's
+    ``peak_gflops_spread``); the peak itself is the best repeat, ``high``."""
+
+    low: float
+    median: float
+    high: float
+    repeats: int
+
+    def range_text(self) -> str:
+        """``331–429``: the slowest and the fastest repeat, GFLOP/s."""
+        return f"{fmt_num(self.low)}–{fmt_num(self.high)}"
+
+    def text(self) -> str:
+        """``331–429 GFLOP/s over 5 repeats, median 388``."""
+        return (
+            f"{self.range_text()} GFLOP/s over {self.repeats} repeats, "
+            f"median {fmt_num(self.median)}"
+        )
+
+
+def spread_text(spread: PeakSpread | None) -> str:
+    """:meth:`PeakSpread.text`, or :data:`SPREAD_NOT_MEASURED` for a peak without one."""
+    return spread.text() if spread is not None else SPREAD_NOT_MEASURED
 
 
 @dataclass(frozen=True)
@@ -66,6 +98,63 @@ def _with_columns(
     for column in numeric:
         df[column] = pd.to_numeric(df[column], errors="coerce")
     return df
+
+
+def results_folders(paths: Sequence[Path]) -> list[Path]:
+    """``paths`` with each root of slice folders (``ROOT/shard-I-of-N``, written by ``--shard
+    auto``; a folder with no results.jsonl of its own) replaced by its slices, in order.
+
+    A root must hold every slice of one split: one missing, or slices of two splits, is a
+    one-line ``ValueError``. A slice without rows is left out (an empty slice, or one that
+    never got to measure: that is logged).
+    """
+    folders: list[Path] = []
+    for path in map(Path, paths):
+        slices = _slices(path)
+        folders += [path] if slices is None else slices
+    return folders
+
+
+def _slices(root: Path) -> list[Path] | None:
+    """The slice folders of ``root`` holding rows; None if ``root`` is no root of slices."""
+    if not root.is_dir() or (root / "results.jsonl").exists():
+        return None
+    found = {}
+    for child in root.iterdir():
+        split = parse_shard_folder(child.name) if child.is_dir() else None
+        if split is not None:
+            found[split] = child
+    if not found:
+        return None
+    counts = sorted({count for _, count in found})
+    if len(counts) > 1:
+        raise ValueError(
+            f"{root} holds the slices of {len(counts)} splits (of {', '.join(map(str, counts))}):"
+            " keep one split a root, or name the folders to report one by one"
+        )
+    count = counts[0]
+    missing = [str(i) for i in range(1, count + 1) if (i, count) not in found]
+    if missing:
+        raise ValueError(
+            f"{root} lacks slice {', '.join(missing)} of {count} (shard-I-of-{count}): wait for "
+            "its task or rerun it, or name the folders to report one by one"
+        )
+    slices = []
+    for _, folder in sorted(found.items()):
+        meta_file = folder / "meta.json"
+        meta = json.loads(meta_file.read_text(encoding="utf-8")) if meta_file.is_file() else {}
+        finished = meta.get("interrupted") is False
+        if (folder / "results.jsonl").is_file():
+            slices.append(folder)
+            if meta and not finished:
+                log.warning("%s has not finished (interrupted or still running)", folder)
+        elif finished:
+            log.info("%s has no rows: its slice of the plan is empty", folder)
+        else:
+            log.warning("%s has no rows and has not finished: its slice is missing", folder)
+    if not slices:
+        raise ValueError(f"no slice under {root} has rows: nothing to report")
+    return slices
 
 
 def load_run(path: Path) -> Run:
@@ -127,11 +216,13 @@ def _row_key(row: Mapping[str, Any]) -> tuple[Any, ...]:
     return tuple((k, setting_value(k, key_value(row.get(k)))) for k in keys)
 
 
-def merge_runs(runs: Sequence[Run]) -> Run:
+def merge_runs(runs: Sequence[Run], *, across_machines: bool = False) -> Run:
     """Merge results folders into one; rows of different folders with the same settings collide.
 
     A collision raises a one-line ``ValueError`` naming the settings and both folders. Within one
-    folder a repeated setting keeps the last row written (a retry), with a warning.
+    folder a repeated setting keeps the last row written (a retry), with a warning. Folders whose
+    rows on one device name different hardware (``device_name``: the CPU or GPU model) are
+    refused the same way unless ``across_machines`` (:func:`mixed_machines`).
     """
     if not runs:
         raise ValueError("no results folders given")
@@ -139,6 +230,14 @@ def merge_runs(runs: Sequence[Run]) -> Run:
     if len(set(names)) != len(names):
         dup = sorted({n for n in names if names.count(n) > 1})[0]
         raise ValueError(f"run {dup!r} is given twice: pass each results folder once")
+    mixed = mixed_machines(runs)
+    if mixed and not across_machines:
+        device, kinds = next(iter(mixed.items()))
+        where = "; ".join(f"{kind} in {', '.join(folders)}" for kind, folders in kinds.items())
+        raise ValueError(
+            f"the {device} rows were measured on different machines ({where}): their speeds "
+            "would share one table; report them apart, or give --across-machines to mix them"
+        )
     seen: dict[tuple[Any, ...], str] = {}
     frames = []
     for one in runs:
@@ -177,6 +276,22 @@ def merge_runs(runs: Sequence[Run]) -> Run:
     return Run(name=name, metas=metas, results=results, layers=layers, epochs=epochs)
 
 
+def mixed_machines(runs: Sequence[Run]) -> dict[str, dict[str, list[str]]]:
+    """Each device whose rows of different folders name different hardware (``device_name``):
+    ``{device: {hardware: [folders]}}``. Hosts alike in CPU and GPU are one kind of machine
+    (the slices of a job array); rows without a name (older folders) are left out."""
+    kinds: dict[str, dict[str, list[str]]] = {}
+    for one in runs:
+        pairs = one.results[["device", "device_name"]].dropna().drop_duplicates()
+        for device, name in pairs.itertuples(index=False):
+            kinds.setdefault(str(device), {}).setdefault(str(name), []).append(one.name)
+    return {
+        device: by_name
+        for device, by_name in kinds.items()
+        if len(by_name) > 1 and len({f for folders in by_name.values() for f in folders}) > 1
+    }
+
+
 def device_peaks(meta: Mapping[str, Any], device: str = "cpu") -> dict[str, float]:
     """The peaks measured for ``device``, keyed as :data:`PEAK_KINDS`.
 
@@ -194,6 +309,15 @@ def device_peaks(meta: Mapping[str, Any], device: str = "cpu") -> dict[str, floa
     return peaks
 
 
+def _with_session(meta: Mapping[str, Any], entry: Mapping[str, Any]) -> dict[str, Any]:
+    """``meta``'s top-level keys under a ``sessions`` entry's. A session that lists peaks but
+    no spread (written before the peaks were repeated) does not take the first session's."""
+    merged = {**meta, **entry}
+    if "peak_gflops" in entry and "peak_gflops_spread" not in entry:
+        merged.pop("peak_gflops_spread", None)
+    return merged
+
+
 def session_meta(meta: Mapping[str, Any], session: Any = None) -> Mapping[str, Any]:
     """The meta records of the session that measured a row (``session``: the row's column).
 
@@ -207,8 +331,27 @@ def session_meta(meta: Mapping[str, Any], session: Any = None) -> Mapping[str, A
     number = key_value(session) or 1
     for entry in sessions:
         if isinstance(entry, Mapping) and key_value(entry.get("session")) == number:
-            return {**meta, **entry}
-    return {k: v for k, v in meta.items() if k != "peak_gflops"}
+            return _with_session(meta, entry)
+    return {k: v for k, v in meta.items() if k not in ("peak_gflops", "peak_gflops_spread")}
+
+
+def device_spreads(meta: Mapping[str, Any], device: str = "cpu") -> dict[str, PeakSpread]:
+    """The spreads of ``device``'s peaks over their repeats, keyed as :data:`PEAK_KINDS`, as
+    :func:`device_peaks` reads the peaks. A peak without one (a folder from before the
+    peaks were repeated, or an entry that does not read as numbers) is left out: its spread
+    was not measured."""
+    raw = meta.get("peak_gflops_spread") or {}
+    prefix = "" if device == "cpu" else f"{device}_"
+    spreads = {}
+    for kind in PEAK_KINDS:
+        entry = raw.get(prefix + kind) if isinstance(raw, Mapping) else None
+        if not isinstance(entry, Mapping):
+            continue
+        values = [entry.get(name) for name in ("min", "median", "max", "repeats")]
+        if all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in values):
+            low, median, high, repeats = (float(v) for v in values)
+            spreads[kind] = PeakSpread(low, median, high, int(repeats))
+    return spreads
 
 
 def row_peaks(
@@ -216,13 +359,24 @@ def row_peaks(
 ) -> Callable[[Mapping[str, Any]], dict[str, float]]:
     """A function giving a row's :func:`device_peaks` as measured by the session that measured
     the row (its folder's meta by ``run``, then its ``session``)."""
+    meta_of = _row_meta(metas)
+    return lambda row: device_peaks(meta_of(row), str(row["device"]))
+
+
+def row_spreads(
+    metas: Sequence[Mapping[str, Any]],
+) -> Callable[[Mapping[str, Any]], dict[str, PeakSpread]]:
+    """A function giving a row's :func:`device_spreads`, of the session that measured it, as
+    :func:`row_peaks` gives its peaks."""
+    meta_of = _row_meta(metas)
+    return lambda row: device_spreads(meta_of(row), str(row["device"]))
+
+
+def _row_meta(
+    metas: Sequence[Mapping[str, Any]],
+) -> Callable[[Mapping[str, Any]], Mapping[str, Any]]:
     meta_by_run = {str(m.get("run_id")): m for m in metas}
-
-    def peaks(row: Mapping[str, Any]) -> dict[str, float]:
-        meta = session_meta(meta_by_run.get(str(row["run"]), {}), row["session"])
-        return device_peaks(meta, str(row["device"]))
-
-    return peaks
+    return lambda row: session_meta(meta_by_run.get(str(row["run"]), {}), row["session"])
 
 
 def reference_peak(peaks: Mapping[str, float], dtype: str) -> tuple[str, float] | None:
@@ -241,7 +395,10 @@ def split_sessions(meta: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     if not isinstance(sessions, list) or len(sessions) < 2:
         return [meta]
     return [
-        {**meta, **entry, "run_id": f"{meta.get('run_id')} session {entry.get('session')}"}
+        {
+            **_with_session(meta, entry),
+            "run_id": f"{meta.get('run_id')} session {entry.get('session')}",
+        }
         for entry in sessions
         if isinstance(entry, Mapping)
     ]

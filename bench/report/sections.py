@@ -20,12 +20,17 @@ from bench.report.measure_notes import (
 )
 from bench.report.runs import (
     PEAK_KINDS,
+    SPREAD_NOT_MEASURED,
+    PeakSpread,
     Run,
     device_peaks,
+    device_spreads,
     key_value,
     reference_peak,
     row_peaks,
+    row_spreads,
     split_sessions,
+    spread_text,
 )
 from bench.report.summary import ERROR, failed_mask, model_order
 
@@ -59,12 +64,14 @@ def header_blocks(run: Run) -> list[Block]:
     for device in ["cpu", *(d for d in devices if d != "cpu")]:
         for kind in PEAK_KINDS:
             if any(device_peaks(m, device).get(kind) for m in metas):
-                fields.append(
+                name = f"{device} {kind.replace('_', ' ')} peak"
+                fields += [
                     (
-                        f"{device} {kind.replace('_', ' ')} peak (GFLOP/s)",
+                        f"{name} (GFLOP/s)",
                         lambda m, d=device, k=kind: fmt_num(device_peaks(m, d).get(k)),
-                    )
-                )
+                    ),
+                    (f"{name}: spread", lambda m, d=device, k=kind: _spread_cell(m, d, k)),
+                ]
     headers = ["", *(str(m.get("run_id")) for m in metas)] if len(metas) > 1 else ["", ""]
     rows = [(label, *("" if missing(get(m)) else get(m) for m in metas)) for label, get in fields]
     results = run.results
@@ -79,6 +86,14 @@ def header_blocks(run: Run) -> list[Block]:
         ),
         *origin_blocks(run),
     ]
+
+
+def _spread_cell(meta: Mapping[str, Any], device: str, kind: str) -> str:
+    """A peak's spread over its repeats in the header (:func:`spread_text`); blank where the
+    session measured no such peak."""
+    if not device_peaks(meta, device).get(kind):
+        return ""
+    return spread_text(device_spreads(meta, device).get(kind))
 
 
 def origin_blocks(run: Run) -> list[Block]:
@@ -361,7 +376,9 @@ def accuracy_blocks(results: pd.DataFrame, figure: str | None) -> list[Block]:
             Image(
                 figure,
                 "Test accuracy against wall-clock training time, one line per training run "
-                "(epochs.jsonl); dashed line: the target.",
+                "(epochs.jsonl); dashed line: the target. Points during training may score the "
+                "first curve_test_samples test images; the last point, and any point that "
+                "decided the target, score the whole test split.",
             )
         )
     numeric = (False,) * 5 + (True, False) + (True,) * 3 + (False,) + (True, False)
@@ -390,6 +407,7 @@ _MEASURED_HEADERS = (
     "samples/s",
     "GFLOP/s",
     "% of peak",
+    "that peak's repeats (GFLOP/s)",
     "measured peak MiB",
     "estimated peak MiB",
     "analytic train MiB (peak ÷ it)",
@@ -398,18 +416,32 @@ _MEASURED_INTRO = (
     "Every row but the accuracy runs, failed ones included; step time is the median "
     "with the 10th–90th percentiles in brackets (rows of at least 10 timed steps); % of "
     "peak is against the faster of a large matmul and a 3×3 convolution measured in the "
-    "row's precision (fp32, or bf16 for both bf16 dtypes). Estimated peak: what the "
-    "CPU memory guard planned for before the row ran (CPU rows only; it refuses a batch "
+    "row's precision (fp32, or bf16 for both bf16 dtypes), the best of the repeats that "
+    "measured it at the start of the row's session; beside it, the slowest and fastest of "
+    "those repeats (against the slowest the share would be higher by fastest ÷ slowest), or "
+    f"'{SPREAD_NOT_MEASURED}' for a folder from before peaks were repeated. Estimated peak: "
+    "what the CPU memory guard planned for before the row ran (CPU rows only; it refuses a batch "
     "whose estimate exceeds 70% of the available memory). " + NOISY_NOTE + " " + ESTIMATE_NOTE
 )
 
 
 def _measured_row(
-    r: pd.Series, failed: bool, peaks: Mapping[str, float], with_max_batch: bool
+    r: pd.Series,
+    failed: bool,
+    peaks: Mapping[str, float],
+    spreads: Mapping[str, PeakSpread],
+    with_max_batch: bool,
 ) -> tuple[str, ...]:
-    """A row's cells under :data:`_MEASURED_HEADERS` (``peaks``: its session's, by kind)."""
+    """A row's cells under :data:`_MEASURED_HEADERS` (``peaks`` and ``spreads``: its
+    session's, by kind)."""
     ref = reference_peak(peaks, str(r["dtype"]))
     gf = r["achieved_gflops"]
+    # The share of the row's peak and, beside it, that peak's range over its repeats.
+    share = (
+        ("", "")
+        if missing(gf) or ref is None
+        else (f"{100 * float(gf) / ref[1]:.1f}%", _repeats_cell(spreads.get(ref[0])))
+    )
 
     def cell(value: Any) -> str:
         return ERROR if failed and missing(value) else fmt_num(value)
@@ -424,12 +456,19 @@ def _measured_row(
         cell(r["step_ms_median"]) + spread + noisy_mark(r),
         cell(r["samples_per_s"]),
         cell(gf),
-        "" if missing(gf) or not ref else f"{100 * float(gf) / ref[1]:.1f}%",
+        *share,
         cell(r["peak_mem_mib"]),
         fmt_num(r["peak_mem_estimate_mib"]),
         estimate_cell(r),
         *([fmt_int(r["max_batch"])] if with_max_batch else []),
     )
+
+
+def _repeats_cell(spread: PeakSpread | None) -> str:
+    """``331.0–429.0 (5 repeats)``: the range of the peak a row's share is of."""
+    if spread is None:
+        return SPREAD_NOT_MEASURED
+    return f"{spread.range_text()} ({spread.repeats} repeats)"
 
 
 def measured_blocks(results: pd.DataFrame, metas: Sequence[Mapping[str, Any]]) -> list[Block]:
@@ -445,10 +484,13 @@ def measured_blocks(results: pd.DataFrame, metas: Sequence[Mapping[str, Any]]) -
         ["rank", "device", "mode", "dtype", "memory_format", "threads", "batch_size"],
         kind="mergesort",
     )
-    peaks_of = row_peaks(metas)
+    peaks_of, spreads_of = row_peaks(metas), row_spreads(metas)
     several = len(metas) > 1  # one meta per results folder: say which folder each row is from
     rows = [
-        (*_measured_row(r, failed, peaks_of(r), with_max_batch), *([r["run"]] if several else []))
+        (
+            *_measured_row(r, failed, peaks_of(r), spreads_of(r), with_max_batch),
+            *([r["run"]] if several else []),
+        )
         for (_, r), failed in zip(rows_df.iterrows(), failed_mask(rows_df))
     ]
     methods = sorted(rows_df["peak_mem_method"].dropna().astype(str).unique())
@@ -465,7 +507,9 @@ def measured_blocks(results: pd.DataFrame, metas: Sequence[Mapping[str, Any]]) -
             rows,
             (False,) * 4
             + (True, True, False)
-            + (True,) * (7 + with_max_batch)
+            + (True,) * 4
+            + (False,)
+            + (True,) * (3 + with_max_batch)
             + (False,) * several,
         ),
     )

@@ -8,7 +8,7 @@ from typing import Any
 import pandas as pd
 
 from bench.report.formatting import fmt_frac, fmt_num, fmt_pct, missing, ratio, share
-from bench.report.runs import reference_peak, row_peaks
+from bench.report.runs import PeakSpread, reference_peak, row_peaks, row_spreads, spread_text
 from bench.report.summary import failed_mask
 
 
@@ -174,14 +174,14 @@ def _peak_sentences(
         & results["achieved_gflops"].notna()
         & results["mode"].isin(["infer", "train"])
     ]
-    peaks_of = row_peaks(metas)
+    peaks_of, spreads_of = row_peaks(metas), row_spreads(metas)
     for device in devices:
         for dtype_name, is_bf16 in (("fp32", False), ("bf16", True)):
             part = ok[
                 (ok["device"] == device) & (ok["dtype"].astype(str).str.contains("bf16") == is_bf16)
             ]
             if not part.empty:
-                out += _peak_sentence(part, device, dtype_name, peaks_of)
+                out += _peak_sentence(part, device, dtype_name, peaks_of, spreads_of)
     return out
 
 
@@ -190,9 +190,11 @@ def _peak_sentence(
     device: str,
     dtype_name: str,
     peaks_of: Callable[[Mapping[str, Any]], Mapping[str, float]],
+    spreads_of: Callable[[Mapping[str, Any]], Mapping[str, PeakSpread]],
 ) -> list[str]:
-    """The sentence of one device and precision (``part``: its error-free rows); none if the
-    session of the best row measured no peak."""
+    """The sentence of one device and precision (``part``: its error-free rows), the peak's
+    spread over its repeats beside it; none if the session of the best row measured no
+    peak."""
     best = part.sort_values(
         ["achieved_gflops", "model", "batch_size"],
         ascending=[False, True, True],
@@ -216,7 +218,8 @@ def _peak_sentence(
         f"On {device}, the best {best['dtype']} rate is "
         f"{fmt_num(best['achieved_gflops'])} GFLOP/s ({best['model']}, {best['mode']}, "
         f"batch {int(best['batch_size'])}): {best_share} of the measured "
-        f"{key.replace('_', ' ')} peak of {fmt_num(peak)} GFLOP/s"
+        f"{key.replace('_', ' ')} peak of {fmt_num(peak)} GFLOP/s "
+        f"({spread_text(spreads_of(best).get(key))})"
     )
     worst_ref = reference_peak(peaks_of(worst), dtype_name)
     if worst["model"] != best["model"] and worst_ref == ref:  # judged by the same peak
@@ -270,38 +273,44 @@ def _failure_sentences(results: pd.DataFrame) -> list[str]:
 
 
 def _accuracy_sentences(results: pd.DataFrame) -> list[str]:
+    """Per data set and target, the model that reaches it fastest against the others: models
+    timed to different targets (each recipe's own, below its network's ceiling) are not
+    ranked against each other."""
     out = []
     acc = results[(results["mode"] == "accuracy") & ~failed_mask(results)]
     for data in sorted(acc["data"].dropna().astype(str).unique()):
         part = acc[acc["data"].astype(str) == data]
-        stats = []
-        for model in sorted(part["model"].unique()):
-            rows = part[part["model"] == model]
-            reached = rows["time_to_target_s"].dropna()
-            stats.append(
-                (
-                    model,
-                    float(reached.median()) if not reached.empty else None,
-                    len(reached),
-                    len(rows),
-                    rows["target_acc"].dropna(),
-                )
-            )
-        fast = sorted((s for s in stats if s[1] is not None), key=lambda s: (s[1], s[0]))
-        if not fast:
-            continue
-        model, median, n, total, targets = fast[0]
-        target = fmt_frac(targets.iloc[0]) if not targets.empty else "the target"
-        text = (
-            f"On {data}, {model} reaches {target} test accuracy fastest: "
-            f"{fmt_num(median)} s (median of the {n} of {total} seeds that reached it)"
-        )
-        for other, other_median, _, other_total, _ in stats:
-            if other == model:
-                continue
-            if other_median is None:
-                text += f"; {other} did not reach it ({other_total} seed{'s' * (other_total != 1)})"
-            else:
-                text += f"; {other} takes {fmt_num(other_median)} s"
-        out.append(text + ".")
+        targets = sorted(part["target_acc"].dropna().astype(float).unique(), reverse=True)
+        for target in targets:
+            timed = part[part["target_acc"].astype(float) == target]
+            sentence = _fastest_sentence(data, fmt_frac(target), timed)
+            if sentence:
+                out.append(sentence)
     return out
+
+
+def _fastest_sentence(data: str, target: str, rows: pd.DataFrame) -> str | None:
+    """ "On DATA, MODEL reaches TARGET fastest: …; OTHER takes …" over ``rows`` (accuracy rows
+    timed to one target); None where none reached it."""
+    stats = []
+    for model in sorted(rows["model"].unique()):
+        mine = rows[rows["model"] == model]
+        reached = mine["time_to_target_s"].dropna()
+        median = float(reached.median()) if not reached.empty else None
+        stats.append((model, median, len(reached), len(mine)))
+    fast = sorted((s for s in stats if s[1] is not None), key=lambda s: (s[1], s[0]))
+    if not fast:
+        return None
+    model, median, n, total = fast[0]
+    text = (
+        f"On {data}, {model} reaches {target} test accuracy fastest: "
+        f"{fmt_num(median)} s (median of the {n} of {total} seeds that reached it)"
+    )
+    for other, other_median, _, other_total in stats:
+        if other == model:
+            continue
+        if other_median is None:
+            text += f"; {other} did not reach it ({other_total} seed{'s' * (other_total != 1)})"
+        else:
+            text += f"; {other} takes {fmt_num(other_median)} s"
+    return text + "."

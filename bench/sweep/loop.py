@@ -9,6 +9,11 @@ the folder's ``errors.log``, and the run goes on. What the loop does is told to 
 Ctrl-C (``KeyboardInterrupt``) stops the loop between two writes: every finished row is on
 disk and ``meta.json`` records ``interrupted: true``.
 
+With ``RunPlan.passes`` above 1 (both presets: 2), the rows are re-timed once all are written,
+with a shorter timer, and each row's ``pass_spread_rel`` is the spread of its passes' medians
+(:func:`pass_spread`): the run-to-run noise ``bench compare`` judges changes by
+(:func:`_later_passes` says why and which rows).
+
 ``achieved_gflops`` = FLOPs per sample × batch / median step time: ``flops`` (forward) for an
 inference row, ``train_flops`` for a training row, counted on the row's own training step
 (forward and backward as autograd runs them: the first layer computes no input gradient).
@@ -21,7 +26,7 @@ import datetime as dt
 import functools
 import gc
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +35,7 @@ import torch
 from torch import nn
 
 import zoo
-from bench.events import Listener, ModelFinished, ModelStarted, RowDone, silent
+from bench.events import Listener, ModelFinished, ModelStarted, Note, RowDone, silent
 from bench.measure import memory
 from bench.measure.counting import (
     Counts,
@@ -46,7 +51,7 @@ from bench.measure.timing import (
     time_steps,
     time_steps_cuda,
 )
-from bench.measure.workload import Workload, make_workload
+from bench.measure.workload import Workload, cold_compile_cache, make_workload
 from bench.schema import (
     MEASURED_COLUMNS,
     ResultsWriter,
@@ -65,6 +70,7 @@ __all__ = [
     "find_max_batch",
     "run_plan",
     "new_run_dir",
+    "pass_spread",
 ]
 
 MAX_BATCH_LIMIT = 65_536  # --max-batch stops doubling here
@@ -146,9 +152,11 @@ def measure_row(
     work = _workload(model, spec, spec.batch_size)
     step = work.train if spec.mode == "train" else work.infer
     train_flops: int | None = None
+    first_call_s: float | None = None
     try:
         if spec.compile != "none":
-            row["compile_s"] = _first_call_seconds(step, device)
+            with cold_compile_cache():
+                first_call_s = _first_call_seconds(step, device)
         if spec.mode == "train":
             # The first warm-up step also counts the FLOPs of the step timed (untimed itself).
             train_flops = count_step_flops(step) // spec.batch_size
@@ -163,7 +171,15 @@ def measure_row(
         if work.optimizer is not None:
             work.optimizer.zero_grad(set_to_none=True)  # free the gradients for the next row
     row.update(_timing_columns(spec, peak, timing, train_flops, counts))
+    if first_call_s is not None:
+        row.update(compile_s=compile_seconds(first_call_s, timing.median_ms), compile_cache="cold")
     return row
+
+
+def compile_seconds(first_call_s: float, step_ms_median: float) -> float:
+    """A compiled row's ``compile_s``: its first call's seconds less one steady step (the
+    median timed one), so that what is left is tracing, code generation and the build."""
+    return max(first_call_s - step_ms_median / 1e3, 0.0)
 
 
 def _first_call_seconds(step: Callable[[], object], device: torch.device) -> float:
@@ -201,6 +217,7 @@ def _estimate_columns(
         activation_scale=0.5 if spec.dtype in ("bf16", "bf16_autocast") else 1.0,
         input_bytes_per_sample=work.inputs[0].numel() * work.inputs.element_size(),
         batch_size=spec.batch_size,
+        index_bytes_per_sample=counts.index_bytes,
     )
     return dict(
         mem_estimate_mib=estimate / memory.MIB,
@@ -390,8 +407,10 @@ def run_plan(
     meta, session = _open_session(writer, plan, machine, resume)
     interrupted = True
     try:
+        measured: list[tuple[RowSpec, dict[str, Any]]] = []
         for name in plan.models:
-            _run_model(plan, name, writer, machine, listen)
+            measured += _run_model(plan, name, writer, machine, listen)
+        _later_passes(plan, measured, writer, listen)
         interrupted = False
     finally:
         # Also on KeyboardInterrupt: the rows are already on disk; say how the run ended.
@@ -427,6 +446,7 @@ def _open_session(
         "torchvision_version": machine.torchvision_version,
         "git_commit": machine.git_commit,
         "peak_gflops": machine.peak_gflops,
+        "peak_gflops_spread": machine.peak_gflops_spread,
         "peak_gflops_skipped": machine.peak_gflops_skipped,
         "cuda_tf32": machine.cuda_tf32,
         "hostname": machine.hostname,
@@ -460,12 +480,14 @@ def _earlier_sessions(previous: dict[str, Any] | None) -> list[dict[str, Any]]:
 
 def _run_model(
     plan: RunPlan, name: str, writer: ResultsWriter, machine: Machine, listen: Listener
-) -> None:
+) -> list[tuple[RowSpec, dict[str, Any]]]:
     """Measure and write ``name``'s rows of ``plan`` (and its layer breakdown), skipping rows
-    already written."""
+    already written; returns the rows measured without an error, with their settings (what
+    the later passes re-time)."""
     specs = plan_rows(plan, name)
+    measured: list[tuple[RowSpec, dict[str, Any]]] = []
     if not specs:  # --shard: none of this model's rows are in the slice
-        return
+        return measured
     listen(ModelStarted(name, len(specs)))
     counts, count_error = _count(plan, name, specs, writer)
     placed = _PlacedModel(name)
@@ -482,9 +504,12 @@ def _run_model(
         row["timestamp"] = timestamp()
         writer.write_row(row)
         listen(RowDone(row, skipped=False))
+        if row["error"] is None:
+            measured.append((spec, row))
     placed.discard()
     _release("cuda" if "cuda" in plan.devices else "cpu")
     listen(ModelFinished(name))
+    return measured
 
 
 def _count(
@@ -555,8 +580,7 @@ def _measure_or_fail(
     line; the traceback goes to errors.log) and the run goes on."""
     try:
         model = placed.for_row(spec)
-        card = zoo.get_card(spec.model)
-        timer = plan.timer if spec.device == "cuda" else plan.timer_for(card.input_shape)
+        timer = _row_timer(plan, spec)
         if spec.max_batch:
             spec = _find_max_batch(model, spec, row)
         measure_row(model, spec, row, timer, counts)
@@ -568,6 +592,111 @@ def _measure_or_fail(
             _clear_measurements(row)
             placed.discard()  # a model that failed mid-step may be in any state: rebuild it
         return False
+
+
+def _row_timer(plan: RunPlan, spec: RowSpec) -> TimerSettings:
+    """The timer of a row's first pass: the plan's (by input size on CPU; CUDA steps are short)."""
+    card = zoo.get_card(spec.model)
+    return plan.timer if spec.device == "cuda" else plan.timer_for(card.input_shape)
+
+
+def pass_spread(medians_ms: Sequence[float]) -> float | None:
+    """The spread between a row's timing passes: (largest − smallest median) over the mean of
+    the medians; for two passes ``|m1 − m2| / ((m1 + m2) / 2)``. None below two passes."""
+    if len(medians_ms) < 2:
+        return None
+    mean = sum(medians_ms) / len(medians_ms)
+    return (max(medians_ms) - min(medians_ms)) / mean if mean > 0 else None
+
+
+def _later_passes(
+    plan: RunPlan,
+    measured: list[tuple[RowSpec, dict[str, Any]]],
+    writer: ResultsWriter,
+    listen: Listener,
+) -> None:
+    """Passes 2..``plan.passes``: re-time the rows this session measured
+    (:meth:`RunPlan.retimes`) once all of them are written, each with
+    :meth:`RunPlan.pass_timer`, a model at a time (a row's passes 2..N one after another),
+    and write each row's ``pass_spread_rel`` (:func:`pass_spread` of pass 1's median and the
+    re-timed ones) into results.jsonl.
+
+    Why after the whole sweep: runs differ by more than the spread of the steps within one
+    (the load of a shared machine changes over minutes), and a re-timing minutes after pass 1
+    sees such changes; one right after it would not. The row's headline numbers (median,
+    percentiles, IQR, phases, samples/s) stay pass 1's, the longer timing. A re-timing that
+    fails leaves the row's spread null (its traceback in errors.log); Ctrl-C keeps the models
+    whose spreads are written."""
+    if plan.passes < 2:
+        return
+    rows = [
+        (spec, row)
+        for spec, row in measured
+        if plan.retimes(zoo.get_card(spec.model).input_shape, spec.compile)
+    ]
+    left_out = len(measured) - len(rows)
+    which = "pass 2" if plan.passes == 2 else f"passes 2-{plan.passes}"
+    listen(
+        Note(
+            f"{which}: re-timing {len(rows)} rows with a shorter timer (the spread between "
+            "passes is bench compare's run-to-run noise)"
+            + (f"; {left_out} rows not re-timed (compiled or ImageNet-sized)" if left_out else "")
+        )
+    )
+    by_model: dict[str, list[tuple[RowSpec, dict[str, Any]]]] = {}
+    for spec, row in rows:
+        by_model.setdefault(spec.model, []).append((spec, row))
+    spreads: list[float] = []
+    for name, group in by_model.items():
+        placed = _PlacedModel(name)
+        updates: dict[tuple[Any, ...], dict[str, Any]] = {}
+        for spec, row in group:
+            medians = [row["step_ms_median"]]
+            for _ in range(plan.passes - 1):
+                median = _retime_or_fail(plan, spec, placed, row, writer, listen)
+                if median is None:
+                    break
+                medians.append(median)
+            spread = pass_spread(medians) if len(medians) == plan.passes else None
+            updates[row_key(row)] = {"pass_spread_rel": spread}
+            if spread is not None:
+                spreads.append(spread)
+        placed.discard()
+        _release(group[0][0].device)
+        writer.update_rows(updates)
+    if spreads:
+        ordered = sorted(spreads)
+        listen(
+            Note(
+                f"spread between passes over {len(ordered)} rows: median "
+                f"{ordered[len(ordered) // 2]:.1%}, largest {ordered[-1]:.1%}"
+            )
+        )
+
+
+def _retime_or_fail(
+    plan: RunPlan,
+    spec: RowSpec,
+    placed: _PlacedModel,
+    row: dict[str, Any],
+    writer: ResultsWriter,
+    listen: Listener,
+) -> float | None:
+    """One later pass of a row: its median step in ms, with :meth:`RunPlan.pass_timer`; None
+    if it failed (traceback in errors.log, a note; the row keeps pass 1's numbers)."""
+    work = None
+    try:
+        model = placed.for_row(spec)
+        work = _workload(model, spec, row["batch_size"])  # a --max-batch row: the batch found
+        return _time(work, spec.mode, plan.pass_timer(_row_timer(plan, spec))).median_ms
+    except Exception as error:
+        writer.write_traceback(f"{row_label(row)} (a later timing pass)", error)
+        listen(Note(f"{row_label(row)}: later timing pass failed, {_error_text(error)}"))
+        placed.discard()
+        return None
+    finally:
+        if work is not None and work.optimizer is not None:
+            work.optimizer.zero_grad(set_to_none=True)
 
 
 def _find_max_batch(model: nn.Module, spec: RowSpec, row: dict[str, Any]) -> RowSpec:

@@ -1,7 +1,8 @@
 """What a run measures: frozen settings built once from the command line.
 
 A :class:`RunPlan` names the models, devices, dtypes, memory formats, ``torch.compile`` modes,
-modes and batch sizes of a run and the timer's stopping rule. ``RunPlan.short()`` is the
+modes and batch sizes of a run, the timer's stopping rule and how many timing passes a row
+gets (``passes``: the later ones re-time it for its run-to-run spread). ``RunPlan.short()`` is the
 default plan of ``nox -s bench`` (every model at fp32, and at the fastest format where bf16 is
 native, in a few minutes on a 2-core CPU); ``RunPlan.full()`` is the long one.
 """
@@ -41,6 +42,10 @@ COMPILE_MODES = ("none", "default", "max-autotune")
 # speed on the CPU of issue 15 (bf16 matmul 418 GFLOP/s against fp32 conv 233).
 FASTEST_FORMAT = ("bf16_autocast", "channels_last")
 
+# Timed seconds after which a re-timing pass stops at its floor of steps (RunPlan.pass_timer).
+PASS_MAX_TIME_S = 0.5
+PASS_FLOOR_STEPS = 2
+
 # Input side (pixels) from which a model counts as "large" (ImageNet-sized) for default batches.
 LARGE_INPUT_PX = 128
 
@@ -76,6 +81,10 @@ class RunPlan:
     fastest_format: bool = False
     label: str = "custom"  # "short", "full" or "custom": which preset the plan started from
     shard: Shard | None = None  # --shard I/N: measure only this slice of the rows
+    # --passes N: pass 1 times every row with its timer; passes 2..N re-time the rows once all
+    # are measured, with pass_timer, and the row's pass_spread_rel is the spread of the passes'
+    # medians (bench compare's run-to-run noise). 1: no re-timing. 2 in both presets.
+    passes: int = 1
 
     def __post_init__(self) -> None:
         if not self.models:
@@ -90,12 +99,19 @@ class RunPlan:
                 parse_batch_size(b)
         if self.threads < 1:
             raise ValueError(f"threads must be >= 1; got {self.threads}")
+        if self.passes < 1:
+            raise ValueError(f"passes must be >= 1 (1: no re-timing); got {self.passes}")
 
     @classmethod
     def short(cls, models: tuple[str, ...], **overrides: Any) -> RunPlan:
         """The default plan: every model, fp32 contiguous, small batches, short timer; and the
         fastest format where bf16 is native (``fastest_format=False`` leaves it out)."""
-        settings: dict[str, Any] = {"fastest_format": True, "label": "short", **overrides}
+        settings: dict[str, Any] = {
+            "fastest_format": True,
+            "label": "short",
+            "passes": 2,
+            **overrides,
+        }
         return cls(models=models, **settings)
 
     @classmethod
@@ -109,6 +125,7 @@ class RunPlan:
             timer=TimerSettings(warmup=3, min_steps=10, min_time_s=2.0),
             large_timer=TimerSettings(warmup=2, min_steps=10, min_time_s=2.0),
             label="full",
+            passes=2,
         )
         settings.update(overrides)
         return cls(models=models, **settings)
@@ -134,6 +151,36 @@ class RunPlan:
     def timer_for(self, input_shape: tuple[int, int, int]) -> TimerSettings:
         """The timer's stopping rule for a model with this input shape."""
         return self.large_timer if is_large(input_shape) else self.timer
+
+    def retimes(self, input_shape: tuple[int, int, int], compile: str) -> bool:
+        """Whether passes 2..N re-time a row of this input shape and compile mode: not with
+        one pass; not a compiled row (re-timing it would compile again, which costs more than
+        the row); not an ImageNet-sized row in the short plan (seconds a step, as for
+        :meth:`fastest_batches`). Rows not re-timed have no ``pass_spread_rel``; ``bench
+        compare`` judges them by the other rows' spreads."""
+        if self.passes < 2 or compile != "none":
+            return False
+        return not (self.label == "short" and is_large(input_shape))
+
+    @staticmethod
+    def pass_timer(timer: TimerSettings) -> TimerSettings:
+        """The timer of passes 2..N, from the row's own: one warm-up step (the model is built
+        again), half the steps, a fifth of the time, and once 0.5 s are timed
+        (:data:`PASS_MAX_TIME_S`) :data:`PASS_FLOOR_STEPS` steps suffice. The short plan's
+        timer (10 steps and 0.5 s) becomes 5 steps and 0.1 s, a fifth of pass 1's timing for
+        a fast row; a slow step (ResNet-34 CIFAR training, over a second) is timed twice
+        after its warm-up instead of three times. Its median is noisier than pass 1's, so the
+        spread errs large: the safe side for a gate, which must not fail identical code."""
+        floor = min(PASS_FLOOR_STEPS, timer.min_steps)
+        steps = max(floor, (timer.min_steps + 1) // 2)
+        return TimerSettings(
+            warmup=1,
+            min_steps=steps,
+            min_time_s=timer.min_time_s / 5,
+            max_steps=max(steps, timer.max_steps // 2),
+            max_time_s=min(timer.max_time_s, PASS_MAX_TIME_S),
+            floor_steps=floor,
+        )
 
     def as_dict(self) -> dict[str, Any]:
         """The plan as JSON-ready data (for ``meta.json``)."""

@@ -80,7 +80,14 @@ def lab_loop(
                 acc = accuracy()
                 rate = len(losses) * loader.batch_size / (clock - last_eval)
                 history.append(
-                    EvalPoint(step / len(loader), clock, sum(losses) / len(losses), acc, rate)
+                    EvalPoint(
+                        step / len(loader),
+                        clock,
+                        sum(losses) / len(losses),
+                        acc,
+                        rate,
+                        len(test_ds),
+                    )  # fmt: skip
                 )
                 losses.clear()
                 last_eval = clock

@@ -56,11 +56,11 @@ class Recipe:
     # convolutions 7-30x slower than fp32).
     dtype: str = "auto"
     channels_last: bool = True  # +37-47% per step on this CPU for 3x3/5x5 convs
-    # Each conv of few channels + ReLU + 2x2 max-pool as one block of CPU kernels
-    # (bench.training.relu_pool: torch's outputs exactly, the gradients summed in fp32 over the
-    # pool's picks) where the device is a CPU, the maps channels_last and a C compiler is found.
-    relu_pool_kernel: bool = True
     note: str = ""  # where it departs from the paper, and why
+    # The MNIST test accuracy this recipe is timed to (time to target), below the network's
+    # ceiling: every seed of five ends at least 0.1 point above it, in fp32 and in bf16
+    # autocast (the evidence beside each recipe). None: bench.training.runs.MNIST_TARGET.
+    mnist_target: float | None = None
 
     def describe(self, length: str | None = None) -> str:
         """One line for result rows: the settings that matter to a reader; ``length`` in place
@@ -74,8 +74,7 @@ class Recipe:
         text = (
             f"{self.optimizer} lr {lr}, wd {self.weight_decay:g}, {self.loss}{smoothing}, batch "
             f"{self.batch_size}, {length or f'{self.samples:,} samples'}, {self.dtype}"
-            f"{', channels_last' if self.channels_last else ''}"
-            f"{', conv+ReLU+pool kernel' if self.relu_pool_kernel else ''}, {self.normalisation}"
+            f"{', channels_last' if self.channels_last else ''}, {self.normalisation}"
         )
         return f"{text}; {self.note}" if self.note else text
 
@@ -155,7 +154,14 @@ RECIPES: dict[str, Recipe] = {
     # 98.90% and 99.03%; the network levels off near here (100,000 samples: 98.93-99.06%, README).
     # (All with torch's modules; with the conv+ReLU+pool kernels, which round the gradients
     # otherwise, seeds 0-4 end at 99.10/99.04/99.03/99.00/99.03% in 4.8-5.5 s.)
-    "lenet5_mnist": replace(_MODERN, samples=90_000, batch_size=128, lr=0.1, label_smoothing=0.1),
+    # Timed to 98.5%: the network levels off at 98.9-99.1% (seeds 0-4 with torch's modules on
+    # an AMD EPYC: 99.05/99.01/99.02/99.07/98.98% in fp32, natively and with AVX2 only;
+    # 99.12/99.05/99.10/98.90/99.03% in bf16 autocast; on an Intel Xeon with AMX, bf16,
+    # 99.03/99.03/99.04/99.00/99.04%), so 99% would be timed at its ceiling, where a change
+    # of rounding decides which seeds pass (docs/recipes.md).
+    "lenet5_mnist": replace(
+        _MODERN, samples=90_000, batch_size=128, lr=0.1, label_smoothing=0.1, mnist_target=0.985
+    ),
     "lenet5_cifar": replace(_MODERN, samples=120_000, batch_size=64),
     "alexnet_cifar": replace(_MODERN, lr=0.02, note="AlexNet's dropout kept; peak lr lowered"),
     # The big families on MNIST, found by experiment on this 2-core CPU (README, "Training"):

@@ -33,7 +33,6 @@ from bench.schema import (
     row_key,
     row_label,
 )
-from bench.training import relu_pool
 from bench.training.distributed import ONE_PROCESS, World
 from bench.training.loop import (
     EvalPoint,
@@ -45,6 +44,7 @@ from bench.training.loop import (
     train,
 )
 from bench.training.recipes import Recipe, recipe_for, resolve_dtype
+from bench.training.sdlm import STEP_THREADS
 from data import IMAGE_EXTENSIONS
 
 if TYPE_CHECKING:
@@ -53,6 +53,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MNIST_TARGET",
+    "default_target",
     "ACCURACY_PLAN",
     "FULL_ACCURACY_PLAN",
     "AccuracyRun",
@@ -62,6 +63,7 @@ __all__ = [
     "select_runs",
     "in_shard",
     "planned_key",
+    "training_threads",
     "run_accuracy_plan",
 ]
 
@@ -72,6 +74,12 @@ MAX_UPSCALE = 4  # an input more than 4x the data's side would be mostly invente
 # making (indexing, normalising, copying) is timed. A streamed ImageFolder decodes on the clock.
 ON_CLOCK_TENSOR = "batches from a decoded in-memory tensor"
 ON_CLOCK_STREAMED = "decode+resize per batch (DataLoader)"
+
+
+def default_target(recipe: Recipe) -> float:
+    """The MNIST target a run of ``recipe`` is timed to without ``--target-acc``: the recipe's
+    own (below its network's ceiling), else :data:`MNIST_TARGET`."""
+    return recipe.mnist_target or MNIST_TARGET
 
 
 def check_input_fits(model: str, image_shape: tuple[int, int, int]) -> None:
@@ -192,7 +200,7 @@ def _prepare(
             " drop --num-classes or fix the data"
         )
     if settings.target_acc is None and settings.data.lower() == "mnist":
-        settings = replace(settings, target_acc=MNIST_TARGET)
+        settings = replace(settings, target_acc=default_target(recipe))
     dtype = resolve_dtype(settings.dtype or recipe.dtype, settings.device)
     steps = length_steps(settings, recipe, len(splits.train) // batch)
     if settings.stop_at_target and steps is not None:
@@ -220,11 +228,6 @@ def _train_into(
     settings, splits = facts.settings, facts.splits
     model = zoo.get_model(settings.model, num_classes=splits.num_classes)
     counts = count_model(model, zoo.get_card(settings.model).input_shape)
-    recipe = facts.recipe
-    if recipe.relu_pool_kernel and not relu_pool.applies(
-        model, settings.device, recipe.channels_last
-    ):
-        facts = replace(facts, recipe=replace(recipe, relu_pool_kernel=False))  # as it runs
     row.update(_accuracy_row(facts, machine, counts=counts))
     on_eval = _epoch_log(row, writer, listen)
     recipe, world = facts.recipe, facts.world
@@ -238,6 +241,7 @@ def _train_into(
         samples_seen=outcome.samples_seen,
         stopped_by=outcome.stopped_by,
         compile_s=None if outcome.compile_s is None else round(outcome.compile_s, 3),
+        compile_cache=None if outcome.compile_s is None else "cold",
     )
     if weights_folder is None or outcome.model is None or not facts.world.is_main:
         return None
@@ -284,7 +288,7 @@ def _accuracy_row(facts: _RunFacts, machine: Machine, counts: Counts | None) -> 
         "channels_last" if recipe.channels_last else "contiguous",
         "accuracy",
         recipe.batch_size,
-        threads=torch.get_num_threads(),
+        threads=training_threads(recipe),
         counts=counts,
         machine=machine,
     )
@@ -397,6 +401,12 @@ def select_runs(
     return tuple(replace(s, device=device) for s in plan for device in devices)
 
 
+def training_threads(recipe: Recipe) -> int:
+    """The threads a run's training steps use (its row's ``threads``): SDLM's per-sample steps
+    run on :data:`bench.training.sdlm.STEP_THREADS`, the others on the process's."""
+    return STEP_THREADS if recipe.optimizer == "sdlm" else torch.get_num_threads()
+
+
 def planned_key(settings: TrainSettings) -> dict[str, Any]:
     """The key columns (:data:`bench.schema.KEY_COLUMNS`) that a finished one-process run of
     ``settings`` writes on this machine (its dtype resolved, its batch the recipe's)."""
@@ -406,7 +416,7 @@ def planned_key(settings: TrainSettings) -> dict[str, Any]:
         "device": settings.device,
         "dtype": resolve_dtype(settings.dtype or recipe.dtype, settings.device),
         "memory_format": "channels_last" if recipe.channels_last else "contiguous",
-        "threads": torch.get_num_threads(),
+        "threads": training_threads(recipe),
         "batch_size": settings.batch_size or recipe.batch_size,
         "mode": "accuracy",
         "compile": "none",
