@@ -22,7 +22,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from zoo.paper_layers import SequentialStyle, sequential_names
@@ -33,7 +32,6 @@ __all__ = [
     "AlexNetConfig",
     "VARIANTS",
     "AlexNet",
-    "LocalResponseNorm",
     "paper_lrn",
     "paper_layer_names",
 ]
@@ -77,35 +75,15 @@ class AlexNetConfig:
     init: str = "paper"
 
 
-class LocalResponseNorm(nn.LocalResponseNorm):
-    """``nn.LocalResponseNorm``'s function (equal to it in float64, gradients too), with the
-    window's sum of squares taken as ``size`` shifted channel slices added in place.
-
-    torch sums the window with ``avg_pool3d``, which on CPU is slow and has no bf16 kernel (under
-    bf16 autocast torch's LRN runs in fp32; this one in the input's dtype). On this 2-core CPU,
-    ``alexnet_mnist``'s training step (batch 64, bf16 autocast, channels_last) took 661-804 ms
-    with torch's LRN and 423-436 ms with this one, and fp32 inference on 10,000 test images
-    42-47 s and 27-32 s (two measurements each).
-    """
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        size, channels = self.size, x.shape[1]
-        # Pad the channel dimension (dim 1) only, whatever the number of spatial dimensions.
-        pad = (0, 0) * (x.dim() - 2) + (size // 2, (size - 1) // 2)
-        squares = F.pad(x.square(), pad)
-        window = squares[:, 0:channels].clone()
-        for shift in range(1, size):
-            window.add_(squares[:, shift : shift + channels])
-        return x / window.mul_(self.alpha / size).add_(self.k).pow(self.beta)
-
-
-def paper_lrn() -> LocalResponseNorm:
-    """The paper's LRN (Sec. 3.3): k=2, n=5, alpha=1e-4, beta=0.75.
+def paper_lrn() -> nn.LocalResponseNorm:
+    """The paper's LRN (Sec. 3.3): k=2, n=5, alpha=1e-4, beta=0.75, as torch's own module.
 
     The paper divides by (k + alpha * sum a^2)^beta; PyTorch divides alpha by n, so it gets
-    alpha = n * 1e-4 = 5e-4.
+    alpha = n * 1e-4 = 5e-4. (torch sums the window with ``avg_pool3d``, slow on CPU and run in
+    fp32 under bf16 autocast; a faster equivalent would be a swapped module, and the suite
+    measures the modules users run.)
     """
-    return LocalResponseNorm(size=5, alpha=5e-4, beta=0.75, k=2.0)
+    return nn.LocalResponseNorm(size=5, alpha=5e-4, beta=0.75, k=2.0)
 
 
 _PAPER_CONVS = (
