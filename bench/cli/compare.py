@@ -33,9 +33,9 @@ def add_compare_arguments(parser: argparse.ArgumentParser) -> None:
     _add_across_machines(parser)
 
 
-def add_compare_with(parser: argparse.ArgumentParser) -> None:
+def add_compare_with(parser: argparse.ArgumentParser, across_help: str | None = None) -> None:
     """``--compare OLD`` and ``--across-machines``: the report's section against an earlier
-    results folder (``report`` and ``all``)."""
+    results folder (``report`` and ``all``); ``across_help``: what else the flag allows."""
     parser.add_argument(
         "--compare",
         type=Path,
@@ -44,7 +44,7 @@ def add_compare_with(parser: argparse.ArgumentParser) -> None:
         help="add a section comparing the results with the earlier results folder OLD, row "
         "against row, as `bench compare OLD NEW` does",
     )
-    _add_across_machines(parser)
+    _add_across_machines(parser, across_help)
 
 
 def refuse_before_measuring(old: Path, across_machines: bool) -> None:
@@ -58,11 +58,11 @@ def refuse_before_measuring(old: Path, across_machines: bool) -> None:
     refuse_other_machine(read_folder(old), this_run, across_machines)
 
 
-def _add_across_machines(parser: argparse.ArgumentParser) -> None:
+def _add_across_machines(parser: argparse.ArgumentParser, help: str | None = None) -> None:
     parser.add_argument(
         "--across-machines",
         action="store_true",
-        help="compare folders measured on different machines (refused otherwise)",
+        help=help or "compare folders measured on different machines (refused otherwise)",
     )
 
 

@@ -22,7 +22,7 @@ __all__ = [
     "add_shard",
     "shard_is_auto",
     "resolve_shard",
-    "shard_folder",
+    "shard_out",
 ]
 
 
@@ -106,7 +106,7 @@ def shard_is_auto(args: argparse.Namespace) -> bool:
 def resolve_shard(args: argparse.Namespace) -> Shard | None:
     """The slice ``--shard`` asks for, None without it. ``auto`` reads the scheduler's
     environment (:func:`bench.sweep.shards.from_environment`) and says on stderr, once, which
-    variables gave which slice."""
+    variables gave which slice; it needs ``--out`` (``args.out``), the root of the slices."""
     if args.shard is None:
         return None
     if getattr(args, "resolved_shard", None) is not None:
@@ -116,6 +116,12 @@ def resolve_shard(args: argparse.Namespace) -> Shard | None:
     if not shard_is_auto(args):
         shard = Shard.parse(args.shard)
     else:
+        if getattr(args, "out", None) is None:
+            raise ValueError(
+                "--shard auto needs --out ROOT, a folder every task reaches (a shared file "
+                "system or volume): each task writes ROOT/shard-I-of-N, and `bench report "
+                "ROOT` merges them"
+            )
         scheduled = from_environment(os.environ)
         shard = scheduled.shard
         print(f"--shard auto: slice {shard} from {scheduled.source}", file=sys.stderr)
@@ -125,19 +131,14 @@ def resolve_shard(args: argparse.Namespace) -> Shard | None:
     return shard
 
 
-def shard_folder(args: argparse.Namespace, out: Path | None) -> Path | None:
+def shard_out(args: argparse.Namespace, out: Path | None) -> Path | None:
     """The folder to write for ``--out out``: ``out`` itself, or with ``--shard auto`` (one
     command on every task) the slice's own ``out/shard-I-of-N``, ``out`` being the root every
-    task shares. ``auto`` without ``out`` is refused (its tasks would not meet), and so is a
-    root that is itself a results folder (``bench report ROOT`` would read it, not its
-    slices)."""
-    if not shard_is_auto(args):
+    task shares (:func:`resolve_shard` refuses ``auto`` without it: its tasks would not
+    meet). A root that is itself a results folder is refused (``bench report ROOT`` would
+    read it, not its slices)."""
+    if not shard_is_auto(args) or out is None:
         return None if out is None else Path(out)
-    if out is None:
-        raise ValueError(
-            "--shard auto needs --out ROOT, a folder every task reaches (a shared file system "
-            "or volume): each task writes ROOT/shard-I-of-N, and `bench report ROOT` merges them"
-        )
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} is a file: give --shard auto a folder, the tasks' root")

@@ -22,10 +22,15 @@ def add_report_arguments(parser: argparse.ArgumentParser) -> None:
         type=Path,
         metavar="RESULTS_DIR",
         help="results folder(s) written by `bench run`/`bench train`; several "
-        "are merged (rows with the same settings are refused)",
+        "are merged (rows with the same settings are refused); a ROOT of shard-I-of-N "
+        "folders (`--shard auto`) is read as all its slices",
     )
     add_out(parser, "report folder (default: reports/<run_id>/ under the current directory)")
-    add_compare_with(parser)
+    add_compare_with(
+        parser,
+        "merge folders whose rows on one device came from different CPUs or GPUs, and "
+        "compare with an OLD from another machine (both refused otherwise)",
+    )
 
 
 def run_report(args: argparse.Namespace) -> int:

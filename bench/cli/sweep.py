@@ -16,7 +16,8 @@ from bench.cli.options import (
     add_threads,
     positive,
     resolve_shard,
-    shard_folder,
+    shard_is_auto,
+    shard_out,
 )
 from bench.events import Event, ModelFinished, ModelStarted, Note, RowDone
 
@@ -305,20 +306,23 @@ RUN_FILES = ("meta.json", "results.jsonl", "layers.jsonl")
 
 def resolve_out(args: argparse.Namespace) -> Path:
     """The results folder: --out (with --shard auto, the root holding the slice's folder,
-    :func:`shard_folder`), a new results/<run-id>, or with --resume the latest one.
+    :func:`bench.cli.options.shard_out`), a new results/<run-id>, or with --resume the latest
+    one.
 
     Without --resume, an --out that already holds a run is refused (a second run there would
     skip its rows and start meta.json afresh, losing the earlier sessions and their peaks).
     With --resume, any folder a killed run left continues, even one killed before its first
-    row (meta.json, or nothing yet, but no results.jsonl).
+    row (meta.json, or nothing yet, but no results.jsonl); with --shard auto, also a slice's
+    folder not yet started (a job array's task requeued runs the same command).
     """
     from bench.sweep.loop import new_run_dir
 
-    out = shard_folder(args, args.out)
+    out = shard_out(args, args.out)
     if out is not None:
         if out.exists() and not out.is_dir():
             raise ValueError(f"--out {out} is a file: give a results folder (new or existing)")
-        if args.resume and not out.is_dir():
+        # A requeued or retried task resumes its slice, started or not: auto names its folder.
+        if args.resume and not out.is_dir() and not shard_is_auto(args):
             raise FileNotFoundError(
                 f"--resume: {out} does not exist; give the folder of the run to continue"
             )

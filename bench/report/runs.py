@@ -143,15 +143,16 @@ def _slices(root: Path) -> list[Path] | None:
     for _, folder in sorted(found.items()):
         meta_file = folder / "meta.json"
         meta = json.loads(meta_file.read_text(encoding="utf-8")) if meta_file.is_file() else {}
-        finished = meta.get("interrupted") is False
+        # A sweep's meta.json says whether it finished; an accuracy plan's folder has none.
+        unfinished = bool(meta) and meta.get("interrupted") is not False
         if (folder / "results.jsonl").is_file():
             slices.append(folder)
-            if meta and not finished:
+            if unfinished:
                 log.warning("%s has not finished (interrupted or still running)", folder)
-        elif finished:
-            log.info("%s has no rows: its slice of the plan is empty", folder)
-        else:
+        elif unfinished:
             log.warning("%s has no rows and has not finished: its slice is missing", folder)
+        else:
+            log.info("%s has no rows: its slice of the plan is empty", folder)
     if not slices:
         raise ValueError(f"no slice under {root} has rows: nothing to report")
     return slices
@@ -167,7 +168,10 @@ def load_run(path: Path) -> Run:
         )
     results_file = path / "results.jsonl"
     if not results_file.is_file():
-        raise FileNotFoundError(f"{results_file} is missing: is {path} a results folder?")
+        raise FileNotFoundError(
+            f"{results_file} is missing: is {path} a results folder (or a root of "
+            "shard-I-of-N folders)?"
+        )
     results = _read_jsonl(results_file)
     if results.empty:
         raise ValueError(f"{results_file} has no rows: nothing to report")
@@ -230,7 +234,7 @@ def merge_runs(runs: Sequence[Run], *, across_machines: bool = False) -> Run:
     if len(set(names)) != len(names):
         dup = sorted({n for n in names if names.count(n) > 1})[0]
         raise ValueError(f"run {dup!r} is given twice: pass each results folder once")
-    mixed = mixed_machines(runs)
+    mixed = mixed_machines(pd.concat([r.results for r in runs], ignore_index=True))
     if mixed and not across_machines:
         device, kinds = next(iter(mixed.items()))
         where = "; ".join(f"{kind} in {', '.join(folders)}" for kind, folders in kinds.items())
@@ -276,15 +280,15 @@ def merge_runs(runs: Sequence[Run], *, across_machines: bool = False) -> Run:
     return Run(name=name, metas=metas, results=results, layers=layers, epochs=epochs)
 
 
-def mixed_machines(runs: Sequence[Run]) -> dict[str, dict[str, list[str]]]:
-    """Each device whose rows of different folders name different hardware (``device_name``):
-    ``{device: {hardware: [folders]}}``. Hosts alike in CPU and GPU are one kind of machine
-    (the slices of a job array); rows without a name (older folders) are left out."""
+def mixed_machines(results: pd.DataFrame) -> dict[str, dict[str, list[str]]]:
+    """Each device whose rows of different folders (``run``) name different hardware
+    (``device_name``): ``{device: {hardware: [folders]}}``. Hosts alike in CPU and GPU are one
+    kind of machine (the slices of a job array); rows without a name (older folders) are
+    left out."""
     kinds: dict[str, dict[str, list[str]]] = {}
-    for one in runs:
-        pairs = one.results[["device", "device_name"]].dropna().drop_duplicates()
-        for device, name in pairs.itertuples(index=False):
-            kinds.setdefault(str(device), {}).setdefault(str(name), []).append(one.name)
+    pairs = results[["device", "device_name", "run"]].dropna().drop_duplicates()
+    for device, name, folder in pairs.itertuples(index=False):
+        kinds.setdefault(str(device), {}).setdefault(str(name), []).append(str(folder))
     return {
         device: by_name
         for device, by_name in kinds.items()

@@ -26,6 +26,7 @@ from bench.report.runs import (
     device_peaks,
     device_spreads,
     key_value,
+    mixed_machines,
     reference_peak,
     row_peaks,
     row_spreads,
@@ -119,11 +120,22 @@ def origin_blocks(run: Run) -> list[Block]:
                 ", ".join(model_order(mine)) if not mine.empty else "",
             )
         )
+    mixed = [
+        f"the {device} rows on "
+        + " and ".join(f"{kind} ({', '.join(folders)})" for kind, folders in kinds.items())
+        for device, kinds in mixed_machines(results).items()
+    ]
     return [
         Heading(3, "Where the rows came from"),
         Para(
             f"This report merges {len(run.metas)} results folders; every table's rows are "
             "from one of them (the `folder` column of the measured rows says which)."
+            + (
+                f" Merged across machines (--across-machines): {'; '.join(mixed)}; their "
+                "speeds differ by machine as well as by settings."
+                if mixed
+                else ""
+            )
         ),
         table(
             ("folder", "host", "CPU", "GPU", "shard", "rows", "devices", "modes", "models"),

@@ -48,7 +48,10 @@ class Shard:
         """``"2/4"`` → ``Shard(2, 4)``; anything else is a one-line ``ValueError``."""
         match = _PATTERN.fullmatch(text)
         if match is None:
-            raise ValueError(f"--shard {text!r}: write I/N, e.g. --shard 1/4 … --shard 4/4")
+            raise ValueError(
+                f"--shard {text!r}: write I/N, e.g. --shard 1/4 … --shard 4/4, or --shard auto "
+                "under a Slurm job array, a Kubernetes Indexed Job or torchrun"
+            )
         return cls(int(match.group(1)), int(match.group(2)))
 
     def __str__(self) -> str:
