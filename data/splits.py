@@ -1,4 +1,8 @@
-"""One entry point for training loops: ``load(name_or_path, input_shape=...)`` → :class:`Splits`."""
+"""One entry point for training loops: ``load(name_or_path, input_shape=...)`` → :class:`Splits`.
+
+``"mnist"`` and ``"cifar10"`` name provisioned data sets (``python -m data fetch NAME``); any
+other name is an ImageFolder path.
+"""
 
 from __future__ import annotations
 
@@ -9,18 +13,28 @@ from pathlib import Path
 
 import torch
 
+from . import cifar10
 from .batches import Split, TensorSplit
 from .idx import read_idx_pair
-from .imagefolder import DEFAULT_CACHE_LIMIT_BYTES, BadFiles, load_imagefolder
+from .imagefolder import (
+    DEFAULT_CACHE_LIMIT_BYTES,
+    BadFiles,
+    _Layout,
+    _load_layout,
+    _stats_from_tensor,
+    load_imagefolder,
+)
 from .mnist import FILES, is_provisioned, mnist_dir, provision_mnist
 from .normalise import MNIST_MEAN, MNIST_STD, Normalisation
 from .root import data_root
 
-__all__ = ["Splits", "load", "load_mnist"]
+__all__ = ["Splits", "load", "load_mnist", "load_cifar10", "MNIST_SOURCE"]
 
 log = logging.getLogger(__name__)
 
 MNIST_CLASSES = tuple(str(d) for d in range(10))
+# What a row says of the MNIST it trained on: load_mnist reads only files whose MD5s match.
+MNIST_SOURCE = "official MNIST IDX files (MD5s match)"
 
 
 @dataclass(frozen=True)
@@ -35,6 +49,9 @@ class Splits:
     test: Split
     input_shape: tuple[int, int, int]
     normalisation: Normalisation
+    # Which copy of a provisioned data set this is, in one line (None: an ImageFolder path,
+    # named by its path). CIFAR-10: official, or an image-folder copy with its SHA-256.
+    source: str | None = None
 
     @property
     def num_classes(self) -> int:
@@ -77,7 +94,62 @@ def load_mnist(
             normalisation=norm,
         )
 
-    return Splits("mnist", split("train"), split("test"), tuple(input_shape), norm)  # type: ignore[arg-type]
+    shape = tuple(input_shape)
+    return Splits("mnist", split("train"), split("test"), shape, norm, MNIST_SOURCE)  # type: ignore[arg-type]
+
+
+def load_cifar10(
+    *,
+    input_shape: tuple[int, int, int] = (3, 32, 32),
+    normalisation: str = "meanstd",
+    root: str | os.PathLike[str] | None = None,
+    cache_limit_bytes: int = DEFAULT_CACHE_LIMIT_BYTES,
+    num_workers: int | None = None,
+    bad_files: BadFiles = "error",
+) -> Splits:
+    """CIFAR-10 from ``<data root>/cifar10`` (``python -m data fetch cifar10`` provisions it;
+    a one-line ``MissingDataError`` names that command where it has not).
+
+    The official copy's IDX files are read as they are (uint8, no decoding); an image-folder
+    copy is decoded once into :mod:`data.imagefolder`'s tensor cache, keyed by every file's
+    size and modification time, and read from it afterwards. Either way the files are first
+    checked against the copy's record (the same sizes and times, else the same contents), so
+    the ``source`` a row names is the copy used. ``meanstd`` statistics: the train split's.
+    """
+    directory = cifar10.cifar10_dir(root)
+    copy = cifar10.cifar10_copy(root)
+    if copy.kind == "official":
+        copy = cifar10.check_unchanged(copy)
+        arrays = {split: cifar10.read_official(directory, split) for split in ("train", "test")}
+        train_images = torch.from_numpy(arrays["train"][0])
+        mean, std = _stats_from_tensor(train_images) if normalisation == "meanstd" else ((), ())
+        norm = Normalisation.make(normalisation, mean, std)
+        train, test = (
+            TensorSplit(
+                torch.from_numpy(images),
+                torch.from_numpy(labels.astype("int64")),
+                class_names=cifar10.CLASSES,
+                input_shape=input_shape,
+                normalisation=norm,
+            )
+            for images, labels in arrays.values()
+        )
+    else:
+        trees = cifar10.stored_trees(directory)  # scanned once: the check and the cache share it
+        copy = cifar10.check_unchanged(copy, trees)
+        train, test = _load_layout(
+            directory,
+            _Layout(trees),
+            input_shape=input_shape,
+            normalisation=normalisation,
+            seed=0,
+            cache_dir=data_root(root) / "cache",
+            cache_limit_bytes=cache_limit_bytes,
+            num_workers=num_workers,
+            bad_files=bad_files,
+        )
+        norm = train.normalisation
+    return Splits("cifar10", train, test, tuple(input_shape), norm, copy.describe())  # type: ignore[arg-type]
 
 
 def load(
@@ -93,7 +165,8 @@ def load(
     bad_files: BadFiles = "error",
     progress: bool | None = None,
 ) -> Splits:
-    """Load ``"mnist"`` (provisioned on demand) or an ImageFolder path, shaped to ``input_shape``.
+    """Load ``"mnist"`` (provisioned on demand), ``"cifar10"`` (provisioned by ``python -m data
+    fetch cifar10``) or an ImageFolder path, shaped to ``input_shape``.
 
     ``input_shape`` is the model's ``(C, H, W)``; ``normalisation`` is ``"meanstd"`` or
     ``"lenet5_paper"``. ``val_fraction`` and ``seed`` split a single ImageFolder tree (ignored
@@ -108,6 +181,15 @@ def load(
     if str(name_or_path).lower() == "mnist":
         return load_mnist(
             input_shape=input_shape, normalisation=normalisation, root=root, progress=progress
+        )
+    if str(name_or_path).lower() == "cifar10":
+        return load_cifar10(
+            input_shape=input_shape,
+            normalisation=normalisation,
+            root=root,
+            cache_limit_bytes=cache_limit_bytes,
+            num_workers=num_workers,
+            bad_files=bad_files,
         )
     path = Path(name_or_path)
     train, val = load_imagefolder(

@@ -2,13 +2,15 @@
 
 ``python -m torch.distributed.run --nproc_per_node 2 tests/ddp_worker.py OUT`` writes
 ``OUT/rank<r>.json``: the accuracies a random model gets on an odd-sized test split (all of it,
-and its first 37 samples), and the outcome of a run stopped by a time budget.
+and its first 37 samples), and the outcome of a run stopped by a time budget; rank 0 also saves
+``OUT/augmented.pt``, the weights of a short run whose batches are augmented (crop4_flip).
 """
 
 from __future__ import annotations
 
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -24,6 +26,8 @@ from data.splits import Splits
 TEST_SAMPLES = 101  # odd: two ranks get 51 and 50; padding would count one sample twice
 LIMIT = 37
 QUICK = Recipe(lr=0.05, batch_size=32, samples=50 * 256, dtype="fp32", channels_last=False)
+# Four steps at the global batch, each batch cropped and flipped: the same samples on 2 ranks.
+AUGMENTED = replace(QUICK, samples=4 * 32, augment="crop4_flip")
 
 
 def random_split(n: int, seed: int) -> TensorSplit:
@@ -40,6 +44,10 @@ def random_split(n: int, seed: int) -> TensorSplit:
 def random_model() -> torch.nn.Module:
     torch.manual_seed(0)
     return zoo.get_model("lenet5_mnist")
+
+
+def augmented_settings() -> TrainSettings:
+    return TrainSettings("lenet5_mnist", evals_per_epoch=1)
 
 
 def main(out: Path) -> None:
@@ -62,6 +70,9 @@ def main(out: Path) -> None:
         budget_evaluations=len(outcome.history),
         budget_accuracy=outcome.accuracy,
     )
+    augmented = train(augmented_settings(), splits, AUGMENTED, world=world)
+    if world.is_main and augmented.model is not None:
+        torch.save(augmented.model.state_dict(), out / "augmented.pt")
     distributed.stop(world)
     (out / f"rank{result['rank']}.json").write_text(json.dumps(result))
 

@@ -137,3 +137,36 @@ def test_bad_arguments(tmp_path: Path) -> None:
     assert np.isfinite(
         data.load(root, input_shape=(1, 28, 28), root=tmp_path).normalisation.std
     ).all()
+
+
+def test_a_changed_tree_is_never_served_from_the_cache(tmp_path: Path) -> None:
+    root = _tree(tmp_path / "t", {"a": 0, "b": 100}, per_class=4)
+    kw = dict(input_shape=(1, 28, 28), val_fraction=0.25, seed=0, root=tmp_path / "dr")
+    first = data.load(root, **kw)
+    _png(root / "a" / "2.png", 77)  # other pixels in one file
+    changed = data.load(root, **kw)
+    assert not torch.equal(
+        torch.cat([changed.train.images, changed.test.images]).sort(0).values,
+        torch.cat([first.train.images, first.test.images]).sort(0).values,
+    )
+    assert (torch.cat([changed.train.images, changed.test.images]) == 77).any()
+    (root / "b" / "3.png").unlink()  # a file gone
+    assert len(data.load(root, **kw).train) + len(data.load(root, **kw).test) == 7
+
+
+def test_a_torn_or_foreign_cache_file_is_decoded_again(tmp_path: Path, caplog) -> None:
+    root = _tree(tmp_path / "t", {"a": 0, "b": 100}, per_class=4)
+    kw = dict(input_shape=(1, 28, 28), root=tmp_path / "dr")
+    first = data.load(root, **kw)
+    (cache,) = (tmp_path / "dr" / "cache" / "imagefolder").glob("*.pt")
+    cache.write_bytes(cache.read_bytes()[:100])  # torn by a kill mid-write (or a full disk)
+    with caplog.at_level("WARNING"):
+        again = data.load(root, **kw)
+    assert "unreadable" in caplog.text and torch.equal(again.train.images, first.train.images)
+    # Readable, but not this tree's: labels that do not match its files.
+    blob = torch.load(cache, weights_only=True)
+    torch.save({**blob, "labels": 1 - blob["labels"]}, cache)
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        third = data.load(root, **kw)
+    assert "does not match" in caplog.text and torch.equal(third.train.labels, first.train.labels)

@@ -15,13 +15,21 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import exit_code
-from ddp_worker import LIMIT, TEST_SAMPLES, random_model, random_split
+from ddp_worker import (
+    AUGMENTED,
+    LIMIT,
+    TEST_SAMPLES,
+    augmented_settings,
+    random_model,
+    random_split,
+)
 
 from bench.training.distributed import World, choose_backend
-from bench.training.loop import evaluate, load_weights
+from bench.training.loop import evaluate, load_weights, train
 from data.batches import shard_order
 from data.imagefolder import StreamingSplit
 from data.normalise import Normalisation
+from data.splits import Splits
 
 ROOT = Path(__file__).resolve().parents[1]
 WORLD = 2
@@ -196,6 +204,14 @@ def test_ddp_evaluation_is_exact_and_ranks_stop_together(tmp_path):
     assert ranks[0]["budget_epochs"] == ranks[1]["budget_epochs"] < 50
     assert ranks[0]["budget_evaluations"] == ranks[1]["budget_evaluations"]
     assert ranks[0]["budget_accuracy"] == ranks[1]["budget_accuracy"]
+    # Augmented batches (crop4_flip): 2 ranks trained on the samples one process crops and
+    # flips at the global batch, so the weights agree as they do without augmentation.
+    splits = Splits("random", random_split(256, 0), test, (1, 28, 28), test.normalisation)
+    alone = train(augmented_settings(), splits, AUGMENTED).model
+    assert alone is not None
+    ddp = torch.load(tmp_path / "augmented.pt", weights_only=True)
+    for name, value in alone.state_dict().items():
+        torch.testing.assert_close(ddp[name], value, msg=name)
 
 
 @pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs 2 CUDA devices for 2 nccl ranks")

@@ -18,7 +18,7 @@ from bench.cli.options import (
     non_negative_int,
     positive,
     resolve_shard,
-    shard_folder,
+    shard_out,
 )
 from bench.events import (
     EpochFinished,
@@ -48,7 +48,12 @@ __all__ = [
 def _add_common(parser: argparse.ArgumentParser, dtype_help: str) -> None:
     """What ``train`` and ``eval`` share: the model, the data, the device and dtype."""
     parser.add_argument("model", help="a registered model name (see `python -m bench list`)")
-    parser.add_argument("--data", default="mnist", help="'mnist' or an ImageFolder path")
+    parser.add_argument(
+        "--data",
+        default="mnist",
+        help="'mnist', 'cifar10' (python -m data fetch cifar10 provisions it) or an ImageFolder "
+        "path",
+    )
     parser.add_argument(
         "--skip-bad-files",
         action="store_true",
@@ -105,6 +110,15 @@ def _add_recipe(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="the recipe's whole length as published (LeNet-5: 20 passes); refuses --epochs, "
         "--samples and --budget-s",
+    )
+    from data.augment import AUGMENTS
+
+    parser.add_argument(
+        "--augment",
+        default=None,
+        choices=AUGMENTS,
+        help="augmentation of each training batch (default: the recipe's; crop4_flip: 4-pixel "
+        "padding, a random crop and a horizontal flip per image); never on evaluation",
     )
 
 
@@ -376,8 +390,9 @@ def _row_line(row: dict[str, Any], weights: Path | None) -> str:
         if (row.get("world_size") or 1) > 1
         else ""
     )
+    top5 = f", top-5 {row['top5']:.4f}" if row.get("top5") is not None else ""
     return (
-        f"{row['model']} seed {row['seed']}{procs}: test accuracy {row['accuracy']:.4f} "
+        f"{row['model']} seed {row['seed']}{procs}: test accuracy {row['accuracy']:.4f}{top5} "
         f"({row['test_samples']:,} images, {row['eval_dtype']}) after "
         f"{row['samples_seen']:,} samples ({row['epochs']:g} epochs), "
         f"{row['train_s']:.1f} s of training "
@@ -504,7 +519,7 @@ def run_accuracy_plan(args: argparse.Namespace) -> int:
 
     from bench.training import runs
 
-    out = shard_folder(args, args.out) or args.out
+    out = shard_out(args, args.out) or args.out
     _check_folder(out, "accuracy:")
     devices = tuple(dict.fromkeys(args.devices or ["cpu"]))
     if "cuda" in devices and not torch.cuda.is_available():

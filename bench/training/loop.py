@@ -25,6 +25,7 @@ from bench.measure.workload import autocast_context, cold_compile_cache
 from bench.training.distributed import ONE_PROCESS, World
 from bench.training.recipes import Recipe, loss_fn, lr_factor, recipe_for, resolve_dtype
 from bench.training.sdlm import HESSIAN_SAMPLES, SDLM
+from data.augment import augment_batch, check_augment
 from zoo.lenet import LeNet5
 
 if TYPE_CHECKING:
@@ -41,7 +42,10 @@ __all__ = [
     "MAX_EVALS",
     "STOPPED_BY",
     "check_batch_fits",
+    "Scores",
     "evaluate",
+    "evaluate_scores",
+    "TOP5_MIN_CLASSES",
     "save_weights",
     "load_weights",
     "sha256_file",
@@ -66,6 +70,8 @@ SDLM_DRAW = 100
 # VGG-16 and AlexNet on MNIST scored within one test image of their fp32 evaluation here, in
 # half the time (ResNet-34: 58 s against 126 s for the 10,000 images).
 EVAL_DTYPES = ("fp32", "bf16_autocast")
+# Top-5 accuracy is scored where there are more classes than five (on five or fewer it is 1).
+TOP5_MIN_CLASSES = 6
 
 
 @dataclass(frozen=True)
@@ -94,6 +100,7 @@ class TrainSettings:
     eval_limit: int | None = None
     recipe: str | None = None  # an ALTERNATIVE_RECIPES name; None: the model's own recipe
     eval_dtype: str | None = None  # one of EVAL_DTYPES; None: the dtype the run trains in
+    augment: str | None = None  # one of data.augment.AUGMENTS; None: the recipe's
 
     def evaluation_dtype(self, training_dtype: str) -> str:
         """The dtype this run is evaluated in, given the (resolved) dtype it trains in."""
@@ -134,6 +141,8 @@ class TrainSettings:
             raise ValueError(f"--seed must be 0 or more, got {self.seed}")
         if self.evals_per_epoch < 1:
             raise ValueError(f"--evals-per-epoch must be at least 1, got {self.evals_per_epoch}")
+        if self.augment is not None:
+            check_augment(self.augment)
 
 
 @dataclass(frozen=True)
@@ -159,6 +168,7 @@ class TrainOutcome:
     history: list[EvalPoint] = field(default_factory=list)
     model: nn.Module | None = None
     compile_s: float | None = None  # SDLM: compiling its step (cold), before the clock started
+    top5: float | None = None  # at the end, on the whole test split; None: 5 classes or fewer
 
 
 def _clock(device: torch.device | str, sync: bool = True) -> float:
@@ -198,6 +208,63 @@ def _optimizer(
     raise ValueError(f"unknown optimizer {recipe.optimizer!r} in the recipe")
 
 
+@dataclass(frozen=True)
+class Scores:
+    """What one evaluation pass measured."""
+
+    top1: float  # fraction of samples whose highest score is their class
+    top5: float | None  # ... whose class is among the five highest; None: not scored
+    samples: int  # how many samples were scored (over every process)
+
+
+def evaluate_scores(
+    model: nn.Module,
+    split: Split,
+    *,
+    device: str = "cpu",
+    dtype: str = "fp32",
+    channels_last: bool = False,
+    batch_size: int = 1000,
+    limit: int | None = None,
+    world: World = ONE_PROCESS,
+    top5: bool | None = None,
+) -> Scores:
+    """Top-1 and top-5 accuracy of ``model`` on ``split`` in one pass: every sample, or the
+    first ``limit``. Under several processes each rank scores its own part (no sample twice,
+    none padded in) and the counts are summed, so every rank returns the same exact scores.
+
+    ``top5``: None scores it where the split has more than five classes (else it is None);
+    True asks for it, and on five classes or fewer is a one-line ``ValueError``.
+    """
+    classes = split.num_classes
+    if top5 and classes < TOP5_MIN_CLASSES:
+        raise ValueError(
+            f"top-5 accuracy needs more than 5 classes, the data has {classes}: every sample "
+            "would count as a hit; drop the top-5 request"
+        )
+    with_top5 = classes >= TOP5_MIN_CLASSES if top5 is None else top5
+    was_training = model.training
+    model.eval()
+    correct = correct5 = total = 0
+    with torch.inference_mode(), autocast_context(dtype, torch.device(device)):
+        for x, y in split.batches(batch_size, device=device, limit=limit, shard=world.rank_shard):
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            scores = model(x)
+            correct += (scores.argmax(1) == y).sum().item()
+            if with_top5:
+                best5 = scores.topk(min(5, scores.shape[1]), dim=1).indices
+                correct5 += (best5 == y[:, None]).any(1).sum().item()
+            total += y.numel()
+    model.train(was_training)
+    correct, correct5, total = world.sum(correct, correct5, total)
+    return Scores(
+        top1=correct / total,
+        top5=correct5 / total if with_top5 else None,
+        samples=int(total),
+    )
+
+
 def evaluate(
     model: nn.Module,
     split: Split,
@@ -209,21 +276,19 @@ def evaluate(
     limit: int | None = None,
     world: World = ONE_PROCESS,
 ) -> float:
-    """Top-1 accuracy of ``model`` on ``split`` (a fraction): every sample, or the first
-    ``limit``. Under several processes each rank scores its own part (no sample twice, none
-    padded in) and the counts are summed, so every rank returns the same exact accuracy."""
-    was_training = model.training
-    model.eval()
-    correct = total = 0
-    with torch.inference_mode(), autocast_context(dtype, torch.device(device)):
-        for x, y in split.batches(batch_size, device=device, limit=limit, shard=world.rank_shard):
-            if channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            correct += (model(x).argmax(1) == y).sum().item()
-            total += y.numel()
-    model.train(was_training)
-    correct, total = world.sum(correct, total)
-    return correct / total
+    """Top-1 accuracy of ``model`` on ``split`` (a fraction): :func:`evaluate_scores`'s, without
+    top-5."""
+    return evaluate_scores(
+        model,
+        split,
+        device=device,
+        dtype=dtype,
+        channels_last=channels_last,
+        batch_size=batch_size,
+        limit=limit,
+        world=world,
+        top5=False,
+    ).top1
 
 
 def train(
@@ -260,9 +325,14 @@ def train(
         listen(EpochFinished(settings.model, epoch + 1))
         epoch += 1
     history = tally.history
-    final = history[-1].test_accuracy if tally.last_whole else _evaluate(run, splits, True)[0]
+    if tally.last_whole:
+        final, top5 = history[-1].test_accuracy, tally.last_top5
+    else:
+        scores = _evaluate(run, splits, True)
+        final, top5 = scores.top1, scores.top5
     return TrainOutcome(
         accuracy=final,
+        top5=top5,
         time_to_target_s=tally.time_to_target,
         train_s=tally.train_s,
         epochs=tally.step / run.steps_per_epoch,
@@ -295,6 +365,11 @@ class _Run:
     eval_every: int  # steps between evaluations (where the budget is the length: seconds / steps)
     # One generator for the run: a new order every epoch, the same orders for the same seed.
     generator: torch.Generator
+    augment: str  # data.augment's name of the augmentation each training batch gets
+    # Its own generator, seeded from the run's seed: the draws are the same on every rank and
+    # for the same seed, and the sample order is the same with augmentation as without.
+    augment_generator: torch.Generator
+    fill: torch.Tensor  # the normalised value of pixel 0 (black), per channel: the padding
     compile_s: float | None = None  # SDLM's step compiled before training (off the clock)
 
     @property
@@ -322,6 +397,7 @@ class _Tally:
     time_to_target: float | None = None
     stopped_by: str | None = None  # set when the run ends
     last_whole: bool = False  # the last evaluation was on the whole test split
+    last_top5: float | None = None  # the last evaluation's top-5 accuracy (None: not scored)
     history: list[EvalPoint] = field(default_factory=list)
 
 
@@ -352,6 +428,7 @@ def _prepare(settings: TrainSettings, splits: Splits, recipe: Recipe, world: Wor
     if isinstance(optimizer, SDLM):
         with cold_compile_cache():
             compile_s = optimizer.warm_up()
+    fill, _ = splits.train.normalisation.affine_for_uint8(torch.device(device))
     return _Run(
         compile_s=compile_s,
         settings=settings,
@@ -370,7 +447,17 @@ def _prepare(settings: TrainSettings, splits: Splits, recipe: Recipe, world: Wor
         steps_per_epoch=steps_per_epoch,
         eval_every=eval_interval(settings, total_steps, steps_per_epoch),
         generator=torch.Generator().manual_seed(settings.seed),
+        augment=check_augment(settings.augment or recipe.augment),
+        augment_generator=torch.Generator().manual_seed(augment_seed(settings.seed)),
+        fill=fill,
     )
+
+
+def augment_seed(seed: int) -> int:
+    """The augmentation generator's seed for a run's ``seed``: derived from it, but not it, so
+    that the draws are not the sample order's random numbers over again."""
+    digest = hashlib.sha256(f"cnn-zoo-bench augment {seed}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") >> 1
 
 
 def eval_interval(settings: TrainSettings, total_steps: int | None, steps_per_epoch: int) -> int:
@@ -417,6 +504,11 @@ def _train_epoch(
         before = tally.step
         if run.sdlm is not None and run.total_steps is not None:  # a draw may pass the end
             x, y = x[: run.total_steps - tally.step], y[: run.total_steps - tally.step]
+        # Drawn for the global batch and sliced to this rank's samples (data.augment): N
+        # processes train on the augmented samples one process would. On the training clock.
+        x = augment_batch(
+            x, run.augment, run.augment_generator, shard=run.world.rank_shard, fill=run.fill
+        )
         loss = _step(run, tally, x, y)
         now = _clock(run.device, sync=False)
         tally.train_s += now - started
@@ -535,12 +627,14 @@ def _evaluate_point(
     target is followed at once by the whole split, whose accuracy is the point's."""
     tally.train_s = run.world.max(tally.train_s)
     target = run.settings.target_acc
-    accuracy, samples = _evaluate(run, splits, whole)
-    whole = samples == len(splits.test)
-    if not whole and target is not None and tally.time_to_target is None and accuracy >= target:
-        accuracy, samples = _evaluate(run, splits, whole=True)
+    scores = _evaluate(run, splits, whole)
+    whole = scores.samples == len(splits.test)
+    if not whole and target is not None and tally.time_to_target is None and scores.top1 >= target:
+        scores = _evaluate(run, splits, whole=True)
         whole = True
+    accuracy, samples = scores.top1, scores.samples
     tally.last_whole = whole
+    tally.last_top5 = scores.top5
     summed_loss, summed_count = run.world.sum(tally.loss_sum.item(), tally.loss_count)
     point = EvalPoint(
         epoch=tally.step / run.steps_per_epoch,
@@ -562,13 +656,14 @@ def _evaluate_point(
     return reached
 
 
-def _evaluate(run: _Run, splits: Splits, whole: bool = False) -> tuple[float, int]:
-    """Accuracy on the test split and how many samples it is on: the settings' ``eval_limit``
-    first samples during training, all of them where ``whole``."""
+def _evaluate(run: _Run, splits: Splits, whole: bool = False) -> Scores:
+    """Top-1 (and, past five classes, top-5) accuracy on the test split, and how many samples
+    they are on: the settings' ``eval_limit`` first samples during training, all of them where
+    ``whole``."""
     if run.sdlm is not None:
         run.sdlm.write_back(run.net)
     limit = None if whole else run.settings.eval_limit
-    accuracy = evaluate(
+    return evaluate_scores(
         run.net,
         splits.test,
         device=run.device,
@@ -577,7 +672,6 @@ def _evaluate(run: _Run, splits: Splits, whole: bool = False) -> tuple[float, in
         limit=limit,
         world=run.world,
     )
-    return accuracy, min(limit or len(splits.test), len(splits.test))
 
 
 def sha256_file(path: Path) -> str:

@@ -99,9 +99,13 @@ def data_shape(data: str) -> tuple[int, int, int]:
     """The stored image shape of a data set, for :func:`check_input_fits`, before any decoding."""
     if data.lower() == "mnist":
         return (1, 28, 28)
+    if data.lower() == "cifar10":
+        return (3, 32, 32)
     path = Path(data)
     if not path.exists():
-        raise FileNotFoundError(f"--data {data}: no such directory; give 'mnist' or an ImageFolder")
+        raise FileNotFoundError(
+            f"--data {data}: no such directory; give 'mnist', 'cifar10' or an ImageFolder"
+        )
     from PIL import Image
 
     for image in sorted(path.rglob("*")):
@@ -211,7 +215,8 @@ def _prepare(
                 "length or more --evals-per-epoch, or drop --stop-at-target"
             )
     samples = steps * batch if steps is not None else recipe.samples
-    recipe = replace(recipe, batch_size=batch, samples=samples, dtype=dtype)
+    augment = settings.augment or recipe.augment
+    recipe = replace(recipe, batch_size=batch, samples=samples, dtype=dtype, augment=augment)
     return _RunFacts(settings, recipe, splits, world, data_setup_s, _run_id(settings, world))
 
 
@@ -234,6 +239,7 @@ def _train_into(
     outcome = train(settings, splits, recipe, on_eval=on_eval, listen=listen, world=world)
     row.update(
         accuracy=outcome.accuracy,
+        top5=outcome.top5,
         time_to_target_s=outcome.time_to_target_s,
         epochs=round(outcome.epochs, 3),
         train_s=round(outcome.train_s, 3),
@@ -281,6 +287,9 @@ def _accuracy_row(facts: _RunFacts, machine: Machine, counts: Counts | None) -> 
 
     settings, recipe, splits, world = facts.settings, facts.recipe, facts.splits, facts.world
     streamed = isinstance(splits.train, data.StreamingSplit)
+    on_clock = ON_CLOCK_STREAMED if streamed else ON_CLOCK_TENSOR
+    if recipe.augment != "none":  # made on each training batch, inside the timed loop
+        on_clock += f", then {recipe.augment} augmentation"
     row = base_row(
         settings.model,
         settings.device,
@@ -295,13 +304,15 @@ def _accuracy_row(facts: _RunFacts, machine: Machine, counts: Counts | None) -> 
     row.update(
         num_classes=splits.num_classes,
         data=settings.data,
+        data_source=splits.source,
         target_acc=settings.target_acc,
         budget_s=settings.budget_s,
         seed=settings.seed,
         recipe=recipe.describe(_length(settings)),
         recipe_name=settings.recipe,
+        augment=recipe.augment,
         data_loading_in_timing=streamed,  # decoding on the clock
-        data_on_clock=ON_CLOCK_STREAMED if streamed else ON_CLOCK_TENSOR,
+        data_on_clock=on_clock,
         data_setup_s=round(facts.data_setup_s, 3),
         eval_dtype=settings.evaluation_dtype(facts.recipe.dtype),
         run=facts.run_id,
