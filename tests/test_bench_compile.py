@@ -1,5 +1,6 @@
 """Compiled against eager: --compile joins the plan's axes and the row key; a compiled row keeps
-its compile time apart; a failed compile is an error row. One real compile, of a tiny model.
+its compile time apart; a failed compile is an error row. One real compile, of a tiny model
+(slow marker).
 And the fastest format: in the default plan where bf16 is native, nowhere else."""
 
 from __future__ import annotations
@@ -85,6 +86,7 @@ def test_a_model_that_fails_to_compile_is_an_error_row(
     assert "compile=default" in (tmp_path / "errors.log").read_text()
 
 
+@pytest.mark.slow  # a real inductor build, cold: 15 s; its logic is tested faked below
 def test_a_tiny_model_compiles_on_cpu_and_keeps_its_compile_time_apart(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -71,7 +71,8 @@ def test_rbf_handle_counts_the_paper_840_connections() -> None:
 def test_lenet5_weight_macs_and_params_match_the_paper() -> None:
     counts = count_model(zoo.get_model("lenet5"), zoo.get_card("lenet5").input_shape)
     assert counts.params == 60_000
-    # 326,520 weight MACs (PAPERS.md); the RBF layer's 840 of them come from our handle.
+    # 326,520 weight MACs (LeCun et al. 1998; the lab's PAPERS.md notes); the RBF layer's 840
+    # of them come from our handle.
     assert counts.macs_fvcore == 326_520
     assert counts.macs_by_handles == 840
     layers = {layer.layer: layer for layer in counts.layers}

@@ -20,7 +20,7 @@ from bench.training.loop import load_weights
 from data.idx import read_idx
 
 pytestmark = [pytest.mark.slow, pytest.mark.benchmark(group="lenet5-as-published")]
-PAPER_TEST_ERROR = 0.0095  # 20 passes, no distortions (shared/PAPERS.md)
+PAPER_TEST_ERROR = 0.0095  # 20 passes, no distortions (LeCun et al. 1998)
 ALLOWED_ABOVE = 0.003  # issue 17
 MINUTES = 20  # issue 17: per-sample steps on a 2-core CPU
 

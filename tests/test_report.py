@@ -166,7 +166,7 @@ def test_paper_columns_come_from_the_registry(summary: pd.DataFrame, markdown: s
     import zoo
 
     facts = zoo.get_card("vgg16").paper
-    assert facts is not None and facts.params == 138_357_544  # PAPERS.md, VGG configuration D
+    assert facts is not None and facts.params == 138_357_544  # the paper's count: configuration D
     assert summary.loc["vgg16", "paper_params"] == str(facts.params)
     ours = next(r["params"] for r in ROWS if r["model"] == "vgg16" and _ok(r))
     assert float(summary.loc["vgg16", "params_diff_pct"]) == pytest.approx(

@@ -77,7 +77,8 @@ def test_every_seed_clears_its_recipes_target_with_margin(benchmark, mnist_dir, 
         for s, a, t in zip(SEEDS, finals, times)
     )
     benchmark.extra_info.update(target=target, finals=finals, seconds_to_target=times)
-    assert min(finals) >= target + MARGIN, f"{model} {dtype} to {target:.1%}: {said}"
+    # in whole test images: 99.10% of 10,000 clears 99% by 0.1 point exactly
+    assert round(min(finals) - target, 4) >= MARGIN, f"{model} {dtype} to {target:.1%}: {said}"
     assert None not in times, said
     reached = [t for t in times if t is not None]
     print(f"\n{model} {dtype} to {target:.1%}: median {statistics.median(reached):.1f} s; {said}")

@@ -60,7 +60,7 @@ PAPER_ETAS = [5e-4] * 2 + [2e-4] * 3 + [1e-4] * 3 + [5e-5] * 4 + [1e-5] * 8  # S
 @pytest.mark.parametrize(
     ("recipe", "expected"),
     [
-        # SDLM: the paper's eta capped at 5e-5 (5e-4 and 1e-4 diverged here; README)
+        # SDLM: the paper's eta capped at 5e-5 (5e-4 and 1e-4 diverged here; docs/lenet5-sdlm.md)
         (RECIPES["lenet5"], [min(eta, 5e-5) for eta in PAPER_ETAS]),
         (ALTERNATIVE_RECIPES["lenet5_sgd"], [LENET5_SGD_SCALE * eta for eta in PAPER_ETAS]),
     ],

@@ -96,7 +96,7 @@ COUNTED_PARAMS = {
 }
 PARAMS = PAPER_PARAMS | COUNTED_PARAMS
 
-# fvcore's MACs at 224x224 (AlexNet at 227), from the papers' tables and PAPERS.md.
+# fvcore's MACs at 224x224 (AlexNet at 227), from the papers' tables and the lab's PAPERS.md notes.
 MACS_224 = {"alexnet": 0.724e9, "vgg16": 15.47e9, "vgg19": 19.63e9, "resnet34": 3.67e9}
 
 TORCHVISION_TWINS = {

@@ -32,7 +32,7 @@ __all__ = [
 
 @dataclass(frozen=True)
 class PaperFacts:
-    """What a publication reports about a model, copied from the paper (see PAPERS.md)."""
+    """What a publication reports about a model, copied from the paper its ``citation`` names."""
 
     citation: str
     params: int | None = None  # trainable parameters as the paper (or its reference code) counts

@@ -1,4 +1,4 @@
-"""The lab's own training loop (shared/LAB.md), kept as the baseline our training is timed against.
+"""The lab's own training loop (MLAV Lab 3), kept as the baseline our training is timed against.
 
 As a student completes Lab 3: ``lab_cnn``, inputs divided by 255, Adam lr 1e-3,
 CrossEntropyLoss, batch 128, fp32, the per-sample ``DatasetMNIST`` through

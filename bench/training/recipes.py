@@ -56,6 +56,9 @@ class Recipe:
     # convolutions 7-30x slower than fp32).
     dtype: str = "auto"
     channels_last: bool = True  # +37-47% per step on this CPU for 3x3/5x5 convs
+    # Training-time augmentation on each batch (data.augment): "none", or "crop4_flip", the
+    # standard CIFAR recipe (4-pixel padding, a random crop and a horizontal flip per image).
+    augment: str = "none"
     note: str = ""  # where it departs from the paper, and why
     # The MNIST test accuracy this recipe is timed to (time to target), below the network's
     # ceiling: every seed of five ends at least 0.1 point above it, in fp32 and in bf16
@@ -74,7 +77,8 @@ class Recipe:
         text = (
             f"{self.optimizer} lr {lr}, wd {self.weight_decay:g}, {self.loss}{smoothing}, batch "
             f"{self.batch_size}, {length or f'{self.samples:,} samples'}, {self.dtype}"
-            f"{', channels_last' if self.channels_last else ''}, {self.normalisation}"
+            f"{', channels_last' if self.channels_last else ''}, {self.normalisation}, "
+            f"{'no augmentation' if self.augment == 'none' else f'augment {self.augment}'}"
         )
         return f"{text}; {self.note}" if self.note else text
 
@@ -85,30 +89,23 @@ _MODERN = Recipe()  # SGD + Nesterov, one-cycle to peak 0.05, batch 256, 60,000 
 # The paper's learning rate eta for passes 1-2, 3-5, 6-8, 9-12, then the rest (Sec. II.D).
 LENET5_ETAS = (5e-4,) * 2 + (2e-4,) * 3 + (1e-4,) * 3 + (5e-5,) * 4 + (1e-5,)
 LENET5_SGD_SCALE = 5
-# SDLM with the paper's eta diverged here in its first 500 samples (MAP loss 83 -> 215, test
-# error 90% after a pass, seed 0): under the paper's initialisation (2.4 / fan-in) C5's
-# curvature estimate is far below mu, so its steps are capped only by eta / mu and overshoot
-# (training C5 alone diverged; F6 alone did not). 0.2x the first passes' 5e-4 diverged too,
-# 0.15x drifted and 0.1x trains, so eta is capped at 5e-5: the paper's from pass 9 on. Seed 0,
-# 20 passes: 0.1x of the whole schedule (1e-6 from pass 13) ended at 0.63% training and 1.19%
-# test error, under-trained; the cap at 0.31% and 0.97%, near the paper's 0.35% and 0.95% (a
-# standalone script; `bench train lenet5 --full`, seeds 0-2: 1.01/0.99/1.12%, README).
+# The paper's eta diverges in SDLM's first passes (C5's curvature estimate is far below mu, so
+# its steps are capped only by eta / mu): capped at the paper's eta from pass 9 on
+# (docs/lenet5-sdlm.md has the tries and the result).
 SDLM_ETA_CAP = 5e-5
 SDLM_NOTE = (
     f"per-sample SDLM (mu 0.02, h_kk over 500 samples before each pass) with the paper's eta "
     f"capped at {SDLM_ETA_CAP:g} (its first passes' 5e-4 diverged here)"
 )
 
-# AlexNet on MNIST with He et al.'s initialisation (``alexnet_mnist_kaiming``), found by
-# experiment on this 2-core CPU (README, "Training").
+# AlexNet on MNIST with He et al.'s initialisation (``alexnet_mnist_kaiming``): Adam learns
+# more per sample in a short run than the paper's SGD (docs/recipes.md).
 ALEXNET_MNIST = replace(
     _MODERN,
-    # Adam: 96.7% after 7,680 samples at batch 64, where the paper's SGD (Nesterov, peak 0.02,
-    # wd 5e-4) gave 94.8%; 97.5% after 11,520.
     optimizer="adam",
     lr=1e-3,
     weight_decay=0.0,
-    batch_size=64,  # ~120 samples/s here; batch 32 reached 97.4% in 7,680 but at ~70
+    batch_size=64,
     samples=11_520,
     warmup=0.15,  # a short run: a short warm-up
     note="He et al.'s initialisation; Adam in place of the paper's SGD",
@@ -132,12 +129,8 @@ RECIPES: dict[str, Recipe] = {
         channels_last=False,
         note=SDLM_NOTE,
     ),
-    # The lab's Adam and batch, with a one-cycle schedule (peak 2e-3) in place of its constant
-    # 1e-3: 99% in one pass instead of two or three. Label smoothing 0.1 and 50,000 samples:
-    # 99.07-99.09% after 37,900 samples (16.8-17.6 s) for seeds 0-2 here, where 60,000 without
-    # smoothing took 21-24 s, and 45,000 or 50,000 without it reached 99% for 1-2 seeds of 3.
-    # Timed to 99% with margin: seeds 0-4 ended at 99.20/99.14/99.19/99.23/99.14% in fp32 and
-    # 99.18/99.13/99.20/99.30/99.12% in bf16 autocast (torch's modules, AMD EPYC).
+    # The lab's Adam and batch, one-cycle in place of its constant rate: 99% in one pass, not
+    # two or three; every seed of five ends at 99.1% or more (docs/recipes.md).
     "lab_cnn": replace(
         _MODERN,
         optimizer="adam",
@@ -149,26 +142,15 @@ RECIPES: dict[str, Recipe] = {
         note="the lab's Adam with a one-cycle schedule in place of its constant 1e-3",
     ),
     "lenet5_modern": replace(_MODERN, samples=120_000, batch_size=64),
-    # 90,000 samples at batch 128, peak 0.1, label smoothing 0.1: 99.05-99.13% for seeds 0-2
-    # (5.9-7.9 s here), where 120,000 at batch 64 and peak 0.05 took 9.7-11.4 s. Without
-    # smoothing the same run reached 99% for 1 seed of 3; 75,000 samples for none (98.9%);
-    # batch 256 at peak 0.2 or batch 128 at 0.15 diverged for some seeds (95.7%). Seeds 3 and 4:
-    # 98.90% and 99.03%; the network levels off near here (100,000 samples: 98.93-99.06%, README).
-    # (All with torch's modules; with the conv+ReLU+pool kernels, which round the gradients
-    # otherwise, seeds 0-4 end at 99.10/99.04/99.03/99.00/99.03% in 4.8-5.5 s.)
-    # Timed to 98.5%: the network levels off at 98.9-99.1% (seeds 0-4 with torch's modules on
-    # an AMD EPYC: 99.05/99.01/99.02/99.07/98.98% in fp32, natively and with AVX2 only;
-    # 99.12/99.05/99.10/98.90/99.03% in bf16 autocast; on an Intel Xeon with AMX, bf16,
-    # 99.03/99.03/99.04/99.00/99.04%), so 99% would be timed at its ceiling, where a change
-    # of rounding decides which seeds pass (docs/recipes.md).
+    # Timed to 98.5%: the network levels off at 98.9-99.1% whatever the length, so at 99% a
+    # change of rounding would decide which seeds pass (seeds 0-4: docs/recipes.md).
     "lenet5_mnist": replace(
         _MODERN, samples=90_000, batch_size=128, lr=0.1, label_smoothing=0.1, mnist_target=0.985
     ),
     "lenet5_cifar": replace(_MODERN, samples=120_000, batch_size=64),
     "alexnet_cifar": replace(_MODERN, lr=0.02, note="AlexNet's dropout kept; peak lr lowered"),
-    # The big families on MNIST, found by experiment on this 2-core CPU (README, "Training"):
-    # the fewest samples that reach 98% on the first 2,000 test images. A short run needs a
-    # short warm-up and a small batch (more steps for the same samples).
+    # The big families on MNIST: the fewest samples that reach about 98%, a short warm-up and a
+    # small batch (more steps for the same samples); docs/recipes.md.
     "alexnet_mnist_kaiming": ALEXNET_MNIST,
     # The paper's initialisation under the same recipe: only the initialisation differs.
     "alexnet_mnist": replace(
@@ -177,22 +159,20 @@ RECIPES: dict[str, Recipe] = {
     ),
     "vgg16_mnist": replace(
         _MODERN,
-        optimizer="adam",  # 97.9% after 7,424 samples, where SGD+Nesterov at 0.02 gave 97.4%
+        optimizer="adam",
         lr=1e-3,
         weight_decay=0.0,
-        batch_size=32,  # 240 steps in 7,680 samples: batch 256 would leave 30
+        batch_size=32,
         samples=7_680,
         warmup=0.15,
         note="Adam in place of the paper's SGD: more accuracy per sample in a short run",
     ),
     "resnet34_mnist": replace(
         _MODERN,
-        # Adam: 97.7% on the whole test split after 6,400 samples (95.8% on the first 1,000
-        # after 4,800); SGD at 0.05 gave 47.6% after 2,912 (issue 14).
         optimizer="adam",
         lr=1e-3,
         weight_decay=0.0,
-        batch_size=32,  # 200 steps; ~54 samples/s here
+        batch_size=32,
         samples=6_400,
         warmup=0.15,
         note="Adam in place of the paper's SGD: more accuracy per sample in a short run",
@@ -202,9 +182,8 @@ RECIPES: dict[str, Recipe] = {
 # Recipes a model can train with besides its own (``--recipe NAME``), so that a report can set
 # them side by side.
 ALTERNATIVE_RECIPES: dict[str, Recipe] = {
-    # Before SDLM was written: plain SGD at LENET5_SGD_SCALE x the paper's eta on minibatches of
-    # 16. A first-pass sweep here gave 93.1% at 1x, 97.4% at 5x, 96.9% at 20x, and divergence
-    # at 50x (= eta / mu, SDLM's largest step).
+    # Plain SGD at LENET5_SGD_SCALE x the paper's eta on minibatches of 16: the best of a
+    # first-pass sweep (docs/recipes.md), set beside SDLM.
     "lenet5_sgd": replace(
         RECIPES["lenet5"],
         optimizer="sgd",
@@ -218,7 +197,7 @@ ALTERNATIVE_RECIPES: dict[str, Recipe] = {
     ),
 }
 
-# The lab's own loop (shared/LAB.md), the baseline our benchmarks beat: Adam 1e-3, batch 128,
+# The lab's own loop (MLAV Lab 3), the baseline our benchmarks beat: Adam 1e-3, batch 128,
 # fp32, inputs / 255, constant learning rate.
 LAB_RECIPE = Recipe(
     optimizer="adam",

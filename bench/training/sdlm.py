@@ -337,7 +337,7 @@ def sdlm_step(
 class SDLM:
     """Per-sample SDLM training of one ``LeNet5``: the trainer's copy of its parameters, the
     step sizes of the current pass, and the step, compiled by ``torch.compile`` where that
-    works (about 4x the eager step on a 2-core CPU; README, "LeNet-5 as published")."""
+    works (about 4x the eager step on a 2-core CPU; docs/lenet5-sdlm.md)."""
 
     def __init__(self, model: LeNet5, compile_step: bool = True) -> None:
         self.params = from_model(model)
