@@ -48,7 +48,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.schema import read_jsonl, row_key
+from bench.schema import read_jsonl, row_key, settings_text
 
 __all__ = [
     "MACHINE_KEYS",
@@ -64,7 +64,6 @@ __all__ = [
     "compare_folders",
     "slower_than",
     "gate",
-    "row_settings",
     "rate_text",
     "ratio_text",
     "noise_text",
@@ -333,11 +332,13 @@ def gate(comparison: Comparison, percent: float) -> Gate:
     failures: list[str] = []
     notes: list[str] = []
     if comparison.only_old:
-        names = "; ".join(row_settings(row) for row in comparison.only_old)
+        names = "; ".join(settings_text(row, as_key=True) for row in comparison.only_old)
         failures.append(f"NEW lost {_rows(len(comparison.only_old))}: {names}")
     errors = comparison.new_errors()
     if errors:
-        names = "; ".join(f"{row_settings(p.new)} ({p.new.get('error')})" for p in errors)
+        names = "; ".join(
+            f"{settings_text(p.new, as_key=True)} ({p.new.get('error')})" for p in errors
+        )
         failures.append(f"NEW errors on {_rows(len(errors))} OLD measured: {names}")
     slower = slower_than(comparison.pairs, percent)
     by = f"slower by more than {percent:g}%"
@@ -349,24 +350,12 @@ def gate(comparison: Comparison, percent: float) -> Gate:
         these = [p for p in slower if p.verdict == verdict]
         if these:
             names = "; ".join(
-                f"{row_settings(p.old)} (NEW/OLD {ratio_text(p)}, noise {noise_text(p)})"
+                f"{settings_text(p.old, as_key=True)} "
+                f"(NEW/OLD {ratio_text(p)}, noise {noise_text(p)})"
                 for p in these
             )
             (failures if failing else notes).append(f"{_rows(len(these))} {text}: {names}")
     return Gate(percent, failures, notes)
-
-
-def row_settings(row: Mapping[str, Any]) -> str:
-    """A row's settings in a few words: ``vgg16 cpu fp32 contiguous train b=32``, its compile
-    mode and thread count added where set."""
-    batch = "max" if row.get("max_batch") is not None else row.get("batch_size")
-    words = [str(row.get(c)) for c in ("model", "device", "dtype", "memory_format", "mode")] + [
-        f"b={batch}"
-    ]
-    if row.get("compile") not in (None, "none"):
-        words.append(f"compile={row['compile']}")
-    words.append(f"t={row.get('threads')}")
-    return " ".join(words)
 
 
 def rate_text(row: Mapping[str, Any]) -> str:
@@ -412,7 +401,7 @@ def unjudged_text(pair: Pair) -> str:
         if row.get("error")
     ]
     reason = f" ({'; '.join(errors)})" if errors else ""
-    return f"{row_settings(pair.old)}: {verdict_label(pair)}{reason}"
+    return f"{settings_text(pair.old, as_key=True)}: {verdict_label(pair)}{reason}"
 
 
 def verdict_counts(comparison: Comparison) -> str:

@@ -1,8 +1,11 @@
 """A results folder (see docs/ARCHITECTURE.md): its columns, the row key, and its writer.
 
 The row, layer and epoch columns, which of them hold numbers, which settings say "which row is
-this" (:func:`row_key`), an empty row to fill (:func:`base_row`) and the one JSON-lines reader
-(:func:`read_jsonl`) are defined here once, for the sweep, the training runs and the report.
+this" (:func:`row_key`), a row's settings in words (:func:`settings_text`), a failure as a row's
+one-line ``error`` (:func:`error_text`) and the one JSON-lines reader (:func:`read_jsonl`) are
+defined here once, for the sweep, the training runs, ``bench compare``, the report and the CLI.
+This module is the bottom of ``bench/``: it imports nothing of ``bench``, the zoo or torch (a
+row's base is filled in by :func:`bench.measure.rows.base_row`).
 
 Rows are appended as they are measured: each is one JSON line, written, flushed and fsynced
 before the next measurement starts, so Ctrl-C or a kill loses nothing already measured.
@@ -24,11 +27,7 @@ import traceback
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from bench.measure.counting import Counts
-    from bench.measure.machine import Machine
+from typing import Any
 
 __all__ = [
     "ROW_COLUMNS",
@@ -43,12 +42,14 @@ __all__ = [
     "TRAINING_KEY_COLUMNS",
     "KEY_COLUMNS",
     "row_key",
-    "setting_value",
-    "row_label",
+    "key_value",
+    "settings_text",
+    "ERROR_CHARS",
+    "one_line",
+    "error_text",
     "timestamp",
     "shard_folder",
     "parse_shard_folder",
-    "base_row",
     "read_jsonl",
     "ResultsWriter",
 ]
@@ -130,32 +131,101 @@ TRAINING_KEY_COLUMNS = ("data", "seed", "world_size")
 KEY_COLUMNS = (*SETTING_COLUMNS, "max_batch", *TRAINING_KEY_COLUMNS)
 
 
-def row_key(row: Mapping[str, Any]) -> tuple[Any, ...]:
-    """The settings of ``row`` that ``--resume`` compares.
+def row_key(row: Mapping[str, Any], *, merge: bool = False) -> tuple[Any, ...]:
+    """Which row ``row`` is: its settings of :data:`KEY_COLUMNS`, the one key ``--resume``,
+    ``bench compare``, the sweep's later passes and ``bench report``'s merge compare rows by.
 
-    A ``--max-batch`` row (``max_batch`` set) matches whatever batch it found: its key has
-    ``batch_size`` None and ``max_batch`` True; every other row has ``max_batch`` False. A row
-    without ``compile`` (written before the column, or an accuracy row) ran eagerly: ``"none"``.
+    Read alike from every folder: a row without ``compile`` (written before the column, or an
+    accuracy row) ran eagerly, ``"none"``; numbers read back through pandas compare as the
+    integers and nulls they were written as (``32.0`` is 32, NaN null). A ``--max-batch`` row
+    matches whatever batch it found: its key has ``batch_size`` None and ``max_batch`` True;
+    every other row has ``max_batch`` False.
+
+    The training extension (:data:`TRAINING_KEY_COLUMNS`): an accuracy row is also told apart
+    by its data, seed and number of training processes (``world_size``; a row from before that
+    column ran one), all null on the sweep's rows.
+
+    ``merge``: the key under which ``bench report`` merges folders, where two folders' rows with
+    one key collide. There a ``--max-batch`` row is the batch it found (its ``max_batch`` is not
+    compared: it measured that batch like any other row), and each training run is a row of its
+    own, told apart by its id, ``run`` (a re-run, or a budgeted and a full run of one model, are
+    two rows; rows from before run ids, null, fall back to their settings).
     """
-    is_max = row.get("max_batch") is not None and row.get("max_batch") is not False
-    return tuple(
-        (None if is_max else row.get(column))
-        if column == "batch_size"
-        else (is_max if column == "max_batch" else setting_value(column, row.get(column)))
-        for column in KEY_COLUMNS
-    )
+    values = {column: key_value(row.get(column)) for column in KEY_COLUMNS}
+    values["compile"] = values["compile"] or "none"
+    if row.get("mode") == "accuracy":
+        values["world_size"] = values["world_size"] or 1
+    if merge:
+        values["max_batch"] = False
+        training_run = row.get("run") if row.get("mode") == "accuracy" else None
+        return (*values.values(), key_value(training_run))
+    values["max_batch"] = _is_max(row)
+    if values["max_batch"]:
+        values["batch_size"] = None
+    return tuple(values.values())
 
 
-def setting_value(column: str, value: Any) -> Any:
-    """A setting as keys compare it: a missing ``compile`` (a row written before the column, or
-    an accuracy row) ran eagerly, ``"none"``."""
-    return "none" if column == "compile" and value is None else value
+def key_value(value: Any) -> Any:
+    """A setting as keys compare it: a float that is a whole number is that integer (pandas
+    reads integer columns with nulls as floats), NaN is null."""
+    if isinstance(value, float):
+        if math.isnan(value):
+            return None
+        if value.is_integer():
+            return int(value)
+    return value
 
 
-def row_label(row: Mapping[str, Any]) -> str:
-    """The settings of ``row`` in one line (``model=vgg16 device=cpu …``), its nulls left out:
-    what a log names a row by."""
-    return " ".join(f"{c}={row.get(c)}" for c in KEY_COLUMNS if row.get(c) is not None)
+def _is_max(row: Mapping[str, Any]) -> bool:
+    """True for a ``--max-batch`` row (its ``max_batch`` set: 0 until the batch is found)."""
+    value = key_value(row.get("max_batch"))
+    return value is not None and value is not False
+
+
+def settings_text(row: Mapping[str, Any], *, as_key: bool = False) -> str:
+    """A row's settings in a few words, how the CLI, ``bench compare``, the report and
+    ``errors.log`` name a row: ``vgg16 cpu fp32 contiguous train b=32 t=2``; its compile mode
+    where it is not eager (``compile=max-autotune``); an accuracy row's data and seed, and its
+    processes where it ran several (``data=mnist seed=0 world_size=2``); nulls left out. A
+    ``--max-batch`` row's batch reads ``b=256 (max)`` once found, ``b=max`` before; ``as_key``:
+    the settings :func:`row_key` compares, where it reads ``b=max`` (rows matched by their key,
+    as ``bench compare`` matches them, may have found different batches)."""
+    batch = key_value(row.get("batch_size"))
+    if _is_max(row):
+        batch = "max" if as_key or not batch else f"{batch} (max)"
+    words = [row.get(c) for c in ("model", "device", "dtype", "memory_format", "mode")]
+    words.append(None if batch is None else f"b={batch}")
+    compile = key_value(row.get("compile"))
+    words.append(None if compile in (None, "none") else f"compile={compile}")
+    threads = key_value(row.get("threads"))
+    words.append(None if threads is None else f"t={threads}")
+    for column in TRAINING_KEY_COLUMNS:
+        value = key_value(row.get(column))
+        if value is not None and not (column == "world_size" and value == 1):
+            words.append(f"{column}={value}")
+    return " ".join(str(word) for word in words if word is not None)
+
+
+# A row's ``error`` is cut here: the whole message and traceback go to errors.log.
+ERROR_CHARS = 300
+
+
+def one_line(error: BaseException) -> str:
+    """``error``'s message in one line, as a row's ``error`` and the CLI's ``error: …`` show it:
+    its first line (the rest of a library's message is detail for errors.log), white space
+    folded; its type's name where it has no message."""
+    lines = str(error).strip().splitlines()
+    return " ".join(lines[0].split()) if lines else type(error).__name__
+
+
+def error_text(error: BaseException, kind: str | None = None) -> str:
+    """A failure as a row's ``error``: ``kind: message`` in one line (:func:`one_line`), at most
+    :data:`ERROR_CHARS` characters. ``kind``: what failed, the exception's type unless given
+    (``"out of memory"``); ``""``: a message that says it all."""
+    message = one_line(error)
+    if kind is None:
+        kind = type(error).__name__ if str(error).strip() else ""
+    return (f"{kind}: {message}" if kind else message)[:ERROR_CHARS]
 
 
 def timestamp() -> str:
@@ -173,62 +243,6 @@ def parse_shard_folder(name: str) -> tuple[int, int] | None:
     """``(2, 4)`` for a folder named by :func:`shard_folder`; None for any other name."""
     match = re.fullmatch(r"shard-(\d+)-of-(\d+)", name)
     return (int(match[1]), int(match[2])) if match else None
-
-
-def base_row(
-    model: str,
-    device: str,
-    dtype: str,
-    memory_format: str,
-    mode: str,
-    batch_size: int,
-    max_batch: bool = False,
-    compile: str = "none",
-    *,
-    threads: int,
-    counts: Counts | None,
-    machine: Machine,
-) -> dict[str, Any]:
-    """A row (every column of :data:`ROW_COLUMNS`) with its settings, the model's facts and
-    ``counts`` filled in and every measurement null. ``max_batch``: a ``--max-batch`` row,
-    whose ``max_batch`` column is 0 until the largest batch is found; ``compile``: the
-    ``torch.compile`` mode the row runs under (``"none"``: eager)."""
-    # zoo and bench.measure load torch: imported here so that the report reads this module
-    # (the columns, read_jsonl) without it.
-    import zoo
-    from bench.measure.counting import uncounted_ops_text
-    from bench.measure.machine import row_tf32
-
-    card = zoo.get_card(model)
-    counted = {
-        "params": counts.params if counts else None,
-        "params_total": counts.params_total if counts else None,
-        "macs_fvcore": counts.macs_fvcore if counts else None,
-        "flops": counts.flops if counts else None,
-        "uncounted_ops": uncounted_ops_text(counts.skipped_ops) if counts else None,
-    }
-    row: dict[str, Any] = dict.fromkeys(ROW_COLUMNS)
-    row.update(
-        model=model,
-        family=card.family,
-        input_shape="x".join(str(d) for d in card.input_shape),
-        num_classes=card.num_classes,
-        device=device,
-        device_name=machine.gpu if device == "cuda" else machine.cpu_model,
-        dtype=dtype,
-        memory_format=memory_format,
-        threads=threads,
-        batch_size=batch_size,
-        mode=mode,
-        compile=compile,
-        **counted,
-        tf32=row_tf32(device, dtype),
-        max_batch=0 if max_batch else None,
-        torch_version=machine.torch_version,
-        git_commit=machine.git_commit,
-        timestamp=timestamp(),
-    )
-    return row
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:

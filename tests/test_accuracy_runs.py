@@ -286,13 +286,15 @@ def test_a_run_that_fails_mid_training_is_an_error_row_and_the_next_seed_runs(
     argv += ["--batch-size", "16", "--seeds", "2", "--out", str(out), *TINY]
     assert exit_code(argv) == 1
     failed, trained = read_jsonl(out / "results.jsonl")
-    assert failed["seed"] == 0 and failed["error"] == "the model broke mid-training"
+    assert (
+        failed["seed"] == 0 and failed["error"] == "ArithmeticError: the model broke mid-training"
+    )
     assert failed["accuracy"] is None and failed["params"] is not None  # counted, then failed
     assert trained["seed"] == 1 and trained["error"] is None and trained["accuracy"] is not None
     log = (out / "errors.log").read_text()
     assert failed["run"] in log and "Traceback" in log and "ArithmeticError" in log
     printed = capsys.readouterr()
-    assert "seed 0: ERROR the model broke mid-training" in printed.out
+    assert "seed 0: ERROR ArithmeticError: the model broke mid-training" in printed.out
     assert "lenet5_mnist seed 1 epoch  1.00" in printed.out  # an evaluation's line
     assert "lenet5_mnist epoch 1/1" in printed.err  # the epoch's bar
 

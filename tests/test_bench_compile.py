@@ -16,10 +16,10 @@ from bench.cli import build_parser, build_plan
 from bench.measure import workload
 from bench.measure.timing import TimerSettings
 from bench.schema import read_jsonl, row_key
+from bench.shards import Shard
 from bench.sweep import loop
 from bench.sweep.loop import plan_rows, run_plan
 from bench.sweep.plan import FASTEST_FORMAT, RunPlan
-from bench.sweep.shards import Shard
 
 FAST = TimerSettings(warmup=1, min_steps=2, min_time_s=0.0)
 

@@ -15,8 +15,9 @@ from conftest import FAKE_MACHINE, register_test_models
 
 from bench.measure import machine
 from bench.measure.machine import cuda_tf32, describe, row_tf32
+from bench.measure.rows import base_row
 from bench.measure.timing import TimerSettings
-from bench.schema import base_row, read_jsonl
+from bench.schema import read_jsonl
 from bench.sweep.loop import run_plan
 from bench.sweep.plan import RunPlan
 

@@ -79,8 +79,8 @@ def test_a_model_that_raises_becomes_an_error_row_and_the_run_goes_on(
     # The row keeps one line; the run's errors.log keeps the whole traceback, under the row's
     # settings (and the counting's, which failed first).
     log = (tmp_path / "errors.log").read_text()
-    assert "model=broken_net counting\n" in log
-    row_entry = log.split("model=broken_net device=cpu dtype=fp32")[1]
+    assert " broken_net counting\n" in log
+    row_entry = log.split(" broken_net cpu fp32 contiguous infer")[1]
     assert "Traceback (most recent call last)" in row_entry
     assert "RuntimeError: this model always fails\nsecond line" in row_entry
     assert "tiny_net" not in log
@@ -211,13 +211,13 @@ def test_a_dtype_the_device_cannot_run_is_an_error_row(
 def test_lenet5s_timed_training_step_uses_the_map_criterion_it_trains_with(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from bench.training import recipes
+    from zoo import losses
     from zoo.lenet import map_loss
 
     scored: list[str] = []
 
     def spy(name: str):
-        real = recipes.LOSSES[name]
+        real = losses.LOSSES[name]
 
         def loss(scores: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
             scored.append(name)
@@ -226,7 +226,7 @@ def test_lenet5s_timed_training_step_uses_the_map_criterion_it_trains_with(
         return loss
 
     for name in ("map", "cross_entropy"):
-        monkeypatch.setitem(recipes.LOSSES, name, spy(name))
+        monkeypatch.setitem(losses.LOSSES, name, spy(name))
     run_plan(plan(("lenet5",), modes=("train",)), tmp_path, machine=FAKE_MACHINE)
     (row,) = read_jsonl(tmp_path / "results.jsonl")
     assert row["error"] is None

@@ -1,4 +1,5 @@
-"""The writer: rows appended and durable at once, CSV regenerated, resume keys, torn lines."""
+"""The writer: rows appended and durable at once, CSV regenerated, resume keys, torn lines; the
+one row key, a row's settings in words and a failure in one line (:mod:`bench.schema`)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 import pytest
 from conftest import FAKE_MACHINE
 
+from bench.measure.rows import base_row
 from bench.schema import (
     EPOCH_COLUMNS,
     KEY_COLUMNS,
@@ -20,9 +22,11 @@ from bench.schema import (
     NUMERIC_LAYER_COLUMNS,
     ROW_COLUMNS,
     ResultsWriter,
-    base_row,
+    error_text,
+    one_line,
     read_jsonl,
     row_key,
+    settings_text,
 )
 
 
@@ -138,3 +142,57 @@ def test_a_row_with_wrong_columns_is_refused(tmp_path: Path) -> None:
     del row["error"]
     with pytest.raises(ValueError, match="missing"):
         ResultsWriter(tmp_path).write_row(row)
+
+
+# --- one home per idea: the row key, a row's settings in words, a failure in one line -------
+
+
+def accuracy_row(**settings: Any) -> dict[str, Any]:
+    defaults = dict(batch_size=128, data="mnist", seed=0, world_size=1, run="r1")
+    return make_row(mode="accuracy", **{**defaults, **settings})
+
+
+def test_the_row_key_reads_alike_from_json_and_from_pandas() -> None:
+    written = accuracy_row(compile=None)
+    read_back = {**written, "batch_size": 128.0, "threads": 1.0, "max_batch": float("nan")}
+    assert row_key(read_back) == row_key(written) == row_key({**written, "compile": "none"})
+    # An accuracy row from before world_size ran one process; --resume finds it done.
+    assert row_key({**written, "world_size": None}) == row_key(written)
+    assert row_key({**written, "world_size": 2}) != row_key(written)
+    assert row_key(make_row(max_batch=0)) == row_key(make_row(batch_size=512, max_batch=512))
+
+
+def test_the_merge_key_tells_training_runs_and_max_batch_rows_apart() -> None:
+    """--resume skips a run whose settings are done; a merged report keeps each training run
+    (its id) and takes a --max-batch row as the batch it found."""
+    one, again = accuracy_row(), accuracy_row(run="r2")
+    assert row_key(one) == row_key(again)
+    assert row_key(one, merge=True) != row_key(again, merge=True)
+    found = make_row(batch_size=256, max_batch=256)
+    assert row_key(found) != row_key(make_row(batch_size=256))
+    assert row_key(found, merge=True) == row_key(make_row(batch_size=256), merge=True)
+
+
+def test_a_rows_settings_in_words() -> None:
+    assert settings_text(make_row(mode="train", batch_size=32, threads=2)) == (
+        "tiny_net cpu fp32 contiguous train b=32 t=2"
+    )
+    found = make_row(batch_size=256, max_batch=256, compile="max-autotune")
+    assert (
+        settings_text(found)
+        == "tiny_net cpu fp32 contiguous infer b=256 (max) compile=max-autotune t=1"
+    )
+    assert " b=max " in settings_text(found, as_key=True)
+    assert " b=max " in settings_text(make_row(batch_size=0, max_batch=True))  # not yet found
+    assert settings_text(accuracy_row()).endswith("accuracy b=128 t=1 data=mnist seed=0")
+    assert settings_text(accuracy_row(world_size=2.0)).endswith("seed=0 world_size=2")
+
+
+def test_a_failure_is_one_line_in_one_format() -> None:
+    error = RuntimeError("CUDA out of   memory.\nTried to allocate 2 GiB\n  more detail")
+    assert one_line(error) == "CUDA out of memory."
+    assert error_text(error) == "RuntimeError: CUDA out of memory."
+    assert error_text(error, "out of memory") == "out of memory: CUDA out of memory."
+    assert error_text(error, "") == "CUDA out of memory."
+    assert error_text(ArithmeticError()) == one_line(ArithmeticError()) == "ArithmeticError"
+    assert len(error_text(ValueError("x" * 1000))) == 300

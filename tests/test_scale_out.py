@@ -20,7 +20,7 @@ from conftest import FAKE_MACHINE, register_test_models, run_cli
 from bench import cli
 from bench.report.runs import load_run, merge_runs, results_folders
 from bench.schema import read_jsonl, row_key
-from bench.sweep.shards import KUBERNETES, SLURM, TORCHRUN, Shard, from_environment
+from bench.shards import KUBERNETES, SLURM, TORCHRUN, Shard, from_environment
 
 REPO = Path(__file__).resolve().parent.parent
 TESTS = Path(__file__).resolve().parent

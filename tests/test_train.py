@@ -16,13 +16,19 @@ from conftest import MEANSTD, exit_code, separable_split
 import zoo
 from bench.cli import main
 from bench.events import EpochFinished, EpochStarted, StepsDone
-from bench.training.loop import TrainSettings, _clock, load_weights, save_weights, train
+from bench.training.loop import (
+    TrainSettings,
+    _clock,
+    check_can_stop,
+    load_weights,
+    save_weights,
+    train,
+)
 from bench.training.recipes import (
     ALTERNATIVE_RECIPES,
     LENET5_SGD_SCALE,
     RECIPES,
     Recipe,
-    loss_fn,
     lr_factor,
     recipe_for,
     resolve_dtype,
@@ -68,11 +74,7 @@ PAPER_ETAS = [5e-4] * 2 + [2e-4] * 3 + [1e-4] * 3 + [5e-5] * 4 + [1e-5] * 8  # S
 def test_lenet5_recipes_follow_the_papers_schedule(recipe, expected):
     etas = [lr_factor(recipe, 0.0, epoch * 60_000 + 59_999) * recipe.lr for epoch in range(20)]
     assert etas == pytest.approx(expected)
-    assert (
-        recipe.loss == "map"
-        and recipe.samples == 20 * 60_000
-        and recipe.normalisation == "lenet5_paper"
-    )
+    assert recipe.samples == 20 * 60_000 and recipe.normalisation == "lenet5_paper"
     # Each departure from the paper is said in every row: SDLM's eta cap, SGD in its place.
     assert ("eta" in recipe.note) and recipe.note in recipe.describe()
 
@@ -86,7 +88,8 @@ def test_label_smoothing_is_in_the_loss_and_said_in_the_row():
     log_p = scores.log_softmax(1)
     nll = -log_p[torch.arange(2), labels]
     expected = (0.9 * nll + 0.1 * -log_p.mean(1)).mean()
-    torch.testing.assert_close(loss_fn(recipe)(scores, labels), expected)
+    criterion = zoo.criterion("lab_cnn", recipe.label_smoothing)
+    torch.testing.assert_close(criterion(scores, labels), expected)
     assert "label smoothing 0.1" in recipe.describe()
     assert "smoothing" not in replace(recipe, label_smoothing=0.0).describe()
 
@@ -131,10 +134,10 @@ def test_harness_and_training_loop_share_one_bf16_detector(monkeypatch, native):
 
 
 def test_each_recipe_row_names_a_model_and_only_lenet5_uses_the_map_loss():
-    import zoo
-
     assert set(RECIPES) <= set(zoo.list_models())  # a misspelt row would never be used
-    assert [name for name in zoo.list_models() if recipe_for(name).loss == "map"] == ["lenet5"]
+    # The criterion is the model's card's, whatever the recipe (SDLM or the SGD stand-in).
+    assert [name for name in zoo.list_models() if zoo.get_card(name).loss == "map"] == ["lenet5"]
+    assert "map" in recipe_for("lenet5", "lenet5_sgd").describe(loss=zoo.get_card("lenet5").loss)
     with pytest.raises(ValueError, match="unknown model 'lenet6'"):
         recipe_for("lenet6")
 
@@ -558,13 +561,13 @@ def test_the_default_plan_trains_every_familys_mnist_model_by_samples():
         (["--target-acc", "-0.5"], "e.g. 0.99; got -0.5"),
         (["--stop-at-target"], "--stop-at-target needs a target on"),  # no default off MNIST
         # at batch 64, 64 samples are one step, evaluated at its end only
-        (["--target-acc", "0.9", "--stop-at-target", "--samples", "64"], "is one step at batch 64"),
+        (["--target-acc", "0.9", "--stop-at-target", "--samples", "64"], "1 step at batch 64 is"),
         (["--target-acc", "0.9", "--stop-at-target", "--epochs", "1", "--evals-per-epoch", "1"],
          "evaluated only where the run ends"),
         # ~160 training images at batch 64: 128 samples are the whole pass, evaluated once a
         # pass, so only at the end (known once the data is read; nothing is written)
         (["--target-acc", "0.9", "--stop-at-target", "--samples", "128", "--evals-per-epoch",
-          "1"], "are evaluated only where the run ends"),
+          "1"], "training samples is evaluated only where the run ends"),
     ],
 )  # fmt: skip
 def test_a_target_the_run_can_never_reach_is_refused_before_any_work(
@@ -576,3 +579,29 @@ def test_a_target_the_run_can_never_reach_is_refused_before_any_work(
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and message in err and "\n" not in err
     assert not out.exists()  # nothing written
+
+
+def _can_stop(settings: TrainSettings, train_samples: int | None) -> bool:
+    try:
+        check_can_stop(settings, QUICK, train_samples)
+    except ValueError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("epochs", [None, 1, 2])
+@pytest.mark.parametrize("samples", [None, 32, 33, 64, 640])
+@pytest.mark.parametrize("evals", [1, 2])
+def test_one_reachability_rule_before_and_after_the_data_is_read(epochs, samples, evals):
+    """The CLI asks before reading the data (no split size) and refuses only a run that could
+    stop early on no split; the run asks again with the split's size, exactly."""
+    settings = TrainSettings(
+        "lenet5_mnist", epochs=epochs, samples=samples, evals_per_epoch=evals,
+        target_acc=0.9, stop_at_target=True,
+    )  # fmt: skip
+    sizes = (32, 100, 640, 6_400, 60_000)  # QUICK's batch is 32
+    if not _can_stop(settings, None):
+        assert not any(_can_stop(settings, n) for n in sizes)
+    else:
+        assert _can_stop(settings, 60_000)
+    assert _can_stop(replace(settings, stop_at_target=False), 32)  # nothing to check

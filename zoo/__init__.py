@@ -1,11 +1,13 @@
 """cnn-zoo-bench's model zoo: LeNet-5, AlexNet, VGG-16/19 and ResNet-34, with small-input variants.
 
-Everything enumerates models through the registry: ``list_models``, ``get_model``, ``get_card``.
+Everything enumerates models through the registry: ``list_models``, ``get_model``, ``get_card``;
+``criterion(name)`` is the loss a model's card says it trains with.
 """
 
 from __future__ import annotations
 
 from zoo import alexnet, lenet, resnet, vgg  # noqa: F401  (importing registers the models)
+from zoo.losses import criterion
 from zoo.registry import (
     ModelCard,
     PaperFacts,
@@ -17,6 +19,7 @@ from zoo.registry import (
 )
 
 __all__ = [
+    "criterion",
     "ModelCard",
     "PaperFacts",
     "get_card",

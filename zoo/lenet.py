@@ -269,6 +269,7 @@ VARIANTS: dict[str, Variant[LeNet5Input | ConvPoolConfig]] = {
             notes="MACs are the paper's weight multiplications including the 840 of the RBF layer",
         ),
         notes="Returns negated RBF penalties; train it with :func:`map_loss`.",
+        loss="map",
     ),
     # The tutorial LeNet-5: 32x32 input as in the paper, so no padding.
     "lenet5_modern": Variant(

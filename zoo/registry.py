@@ -58,6 +58,9 @@ class ModelCard:
     paper: PaperFacts | None = None
     # the family's map of module paths to the paper's layer names (zoo.paper_layers)
     paper_names: PaperNamer | None = None
+    # the criterion its scores are trained with (zoo.losses.LOSSES): "map" for LeNet-5's RBF
+    # penalties, "cross_entropy" for every network with a linear output
+    loss: str = "cross_entropy"
 
 
 _REGISTRY: dict[str, ModelCard] = {}
@@ -90,6 +93,7 @@ class Variant(Generic[Config]):
     summary: str
     paper: PaperFacts | None = None
     notes: str = ""  # why the variant is built as it is; becomes its builder's docstring
+    loss: str = "cross_entropy"  # its card's criterion (zoo.losses)
 
 
 def register_variants(
@@ -109,6 +113,7 @@ def register_variants(
             summary=variant.summary,
             paper=variant.paper,
             paper_names=paper_names,
+            loss=variant.loss,
         )(_builder(name, build, variant))
 
 
@@ -132,6 +137,7 @@ def register_model(
     summary: str,
     paper: PaperFacts | None = None,
     paper_names: PaperNamer | None = None,
+    loss: str = "cross_entropy",
 ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
     """Decorator registering a builder under ``name``; a duplicate name is an error."""
 
@@ -147,6 +153,7 @@ def register_model(
             summary=summary,
             paper=paper,
             paper_names=paper_names,
+            loss=loss,
         )
         return builder
 

@@ -29,6 +29,7 @@ from pathlib import Path
 from bench.cli import compare, report, sweep, training
 from bench.cli.options import Parser, resolve_shard, shard_is_auto
 from bench.cli.sweep import build_plan
+from bench.schema import one_line
 
 __all__ = ["Subcommand", "SUBCOMMANDS", "build_parser", "build_plan", "main"]
 
@@ -165,6 +166,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         return SUBCOMMANDS[args.command].run(args)
     except (ValueError, FileNotFoundError) as error:
-        message = str(error).strip().splitlines()
-        print(f"error: {message[0] if message else type(error).__name__}", file=sys.stderr)
+        print(f"error: {one_line(error)}", file=sys.stderr)
         return 2

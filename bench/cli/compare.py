@@ -100,11 +100,11 @@ def compare_lines(comparison: Any) -> list[str]:
         outcome_text,
         rate_text,
         ratio_text,
-        row_settings,
         unjudged_text,
         verdict_counts,
         verdict_text,
     )
+    from bench.schema import settings_text
 
     old, new = comparison.old, comparison.new
     lines = [f"OLD {old.path} ({old.meta.get('started', '?')})"]
@@ -115,7 +115,7 @@ def compare_lines(comparison: Any) -> list[str]:
         lines.append(f"machine: {old.machine()}")
     lines.append(NOISE_RULE)
     lines.append(noise_estimate_text(comparison))
-    width = max((len(row_settings(p.old)) for p in comparison.pairs), default=10)
+    width = max((len(settings_text(p.old, as_key=True)) for p in comparison.pairs), default=10)
     rates = [len(rate_text(r)) for p in comparison.pairs for r in (p.old, p.new)]
     rate = max(rates, default=22)
     lines.append(
@@ -123,13 +123,13 @@ def compare_lines(comparison: Any) -> list[str]:
     )
     for pair in comparison.pairs:
         lines.append(
-            f"{row_settings(pair.old):<{width}}  {rate_text(pair.old):>{rate}}  "
+            f"{settings_text(pair.old, as_key=True):<{width}}  {rate_text(pair.old):>{rate}}  "
             f"{rate_text(pair.new):>{rate}}  {ratio_text(pair):>8}  {noise_text(pair):>6}  "
             f"{verdict_text(pair)}"
         )
     for side, rows in (("OLD", comparison.only_old), ("NEW", comparison.only_new)):
         for row in rows:
-            lines.append(f"only in {side}: {row_settings(row)}")
+            lines.append(f"only in {side}: {settings_text(row, as_key=True)}")
     for pair in comparison.unjudged():
         lines.append(f"not judged: {unjudged_text(pair)}")
     lines.append(verdict_counts(comparison))

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 if TYPE_CHECKING:
-    from bench.sweep.shards import Shard
+    from bench.shards import Shard
 
 __all__ = [
     "Parser",
@@ -98,20 +98,20 @@ def add_shard(parser: argparse.ArgumentParser, help: str) -> None:
 def shard_is_auto(args: argparse.Namespace) -> bool:
     """True for ``--shard auto``: the slice comes from the environment and ``--out`` is the
     root the slices share, each writing its ``shard-I-of-N`` folder there."""
-    from bench.sweep.shards import AUTO
+    from bench.shards import AUTO
 
     return args.shard is not None and args.shard.strip().lower() == AUTO
 
 
 def resolve_shard(args: argparse.Namespace) -> Shard | None:
     """The slice ``--shard`` asks for, None without it. ``auto`` reads the scheduler's
-    environment (:func:`bench.sweep.shards.from_environment`) and says on stderr, once, which
+    environment (:func:`bench.shards.from_environment`) and says on stderr, once, which
     variables gave which slice; it needs ``--out`` (``args.out``), the root of the slices."""
     if args.shard is None:
         return None
     if getattr(args, "resolved_shard", None) is not None:
         return args.resolved_shard
-    from bench.sweep.shards import Shard, from_environment
+    from bench.shards import Shard, from_environment
 
     if not shard_is_auto(args):
         shard = Shard.parse(args.shard)

@@ -20,6 +20,7 @@ from bench.cli.options import (
     shard_out,
 )
 from bench.events import Event, ModelFinished, ModelStarted, Note, RowDone
+from bench.schema import settings_text
 
 __all__ = [
     "add_list_arguments",
@@ -393,11 +394,7 @@ class SweepListener:
 
 def row_line(row: dict[str, Any], skipped: bool) -> str:
     """A sweep row in one line: its settings and step time, or its error."""
-    what = (
-        f"{row['model']} {row['device']} {row['dtype']} {row['memory_format']} "
-        f"{row['mode']} b={row['batch_size']}{' (max)' if row.get('max_batch') is not None else ''}"
-        + (f" compile={row['compile']}" if row.get("compile") not in (None, "none") else "")
-    )
+    what = settings_text(row)
     if skipped:
         return f"{what}: already measured, skipped"
     if row.get("error"):

@@ -30,6 +30,7 @@ from bench.events import (
     RunStarted,
     StepsDone,
 )
+from bench.schema import one_line
 
 __all__ = [
     "add_train_arguments",
@@ -224,18 +225,20 @@ def run_train(args: argparse.Namespace) -> int:
     from bench.sweep.loop import new_run_dir
     from bench.training import distributed
     from bench.training.distributed import World
+    from bench.training.loop import check_can_stop
     from bench.training.recipes import recipe_for
     from bench.training.runs import run_accuracy
 
     _setup(args)
     _check_folder(args.out, "--out")
-    _check_stop_at_target(args)
     base = _train_settings(args)
+    recipe = recipe_for(args.model, args.recipe)
+    check_can_stop(base, recipe)  # before any data is read; the run checks again once it is
     data_options = _data_options(args)
     launched = distributed.launched()
     # Refused before the process group forms: a bad batch must not leave the others waiting.
     World(world_size=launched[1] if launched else 1).local_batch(
-        args.batch_size or recipe_for(args.model, args.recipe).batch_size
+        args.batch_size or recipe.batch_size
     )
     world = distributed.start(args.device, args.backend)
     if not world.is_main:
@@ -276,35 +279,6 @@ def _train_settings(args: argparse.Namespace) -> Any:
     return TrainSettings(
         **{field.name: getattr(args, field.name) for field in fields(TrainSettings)}
     )
-
-
-def _check_stop_at_target(args: argparse.Namespace) -> None:
-    """Refuse ``--stop-at-target`` where the run could never stop at a target before its
-    length ends: no target (only MNIST has a default), or no evaluation before the end (a
-    length of one step, or one pass evaluated once a pass), before any data is read."""
-    from bench.training.recipes import recipe_for
-    from bench.training.runs import MNIST_TARGET
-
-    if not args.stop_at_target:
-        return
-    if args.target_acc is None and args.data.lower() != "mnist":
-        raise ValueError(
-            f"--stop-at-target needs a target on {args.data}: give --target-acc, a fraction, "
-            f"e.g. 0.99 (only MNIST has defaults: the recipe's, else {MNIST_TARGET:g})"
-        )
-    batch = args.batch_size or recipe_for(args.model, args.recipe).batch_size
-    if args.epochs is None and args.samples is not None and args.samples <= batch:
-        raise ValueError(
-            f"--stop-at-target: --samples {args.samples} is one step at batch {batch}, evaluated "
-            "only where the run ends, so it cannot stop earlier; give more --samples or drop "
-            "--stop-at-target"
-        )
-    if args.epochs == 1 and args.evals_per_epoch == 1:
-        raise ValueError(
-            "--stop-at-target: --epochs 1 with --evals-per-epoch 1 is evaluated only where "
-            "the run ends, so it cannot stop earlier; give --evals-per-epoch 2 or more, or "
-            "drop --stop-at-target"
-        )
 
 
 def _data_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -465,8 +439,7 @@ def run_eval(args: argparse.Namespace) -> int:
     try:
         model.load_state_dict(state)
     except RuntimeError as error:
-        first = str(error).splitlines()[0]
-        raise ValueError(f"{args.weights} does not fit {args.model}: {first}") from None
+        raise ValueError(f"{args.weights} does not fit {args.model}: {one_line(error)}") from None
     dtype = resolve_dtype(args.dtype or "fp32", args.device)
     accuracy = evaluate(model.to(args.device), splits.test, device=args.device, dtype=dtype)
     print(

@@ -9,8 +9,8 @@ dtype conventions (the ``dtype`` column):
 - ``bf16``: weights and inputs cast to bf16 once; training updates bf16 weights directly
   (pure-bf16 SGD, no fp32 master copy).
 
-A training step is ``zero_grad`` → forward → the recipe's loss (cross-entropy; MAP for
-LeNet-5) → backward → SGD(momentum 0.9)
+A training step is ``zero_grad`` → forward → the model's loss (its card's, ``zoo.criterion``:
+cross-entropy; MAP for LeNet-5) → backward → SGD(momentum 0.9)
 step, the papers' optimizer. Inputs are random: timing does not depend on their values.
 ``compile``: ``"none"`` runs the model eagerly; ``"default"`` or ``"max-autotune"`` runs it
 through ``torch.compile`` with that mode (inductor), the optimizer step staying eager. Dynamo's
@@ -106,7 +106,8 @@ def make_workload(
     """Place ``model`` and a random batch on ``device`` and build its step callables.
 
     ``mode`` is ``"infer"`` (model in eval mode) or ``"train"`` (train mode, SGD optimizer);
-    ``loss`` is the training step's criterion (the model's recipe's: LeNet-5 trains with MAP).
+    ``loss`` is the training step's criterion (the model's, ``zoo.criterion``: LeNet-5 trains
+    with MAP).
     The model is moved/cast in place, once. ``compile``: a ``torch.compile`` mode, or
     ``"none"``; compiling happens at the first call of a step.
     """

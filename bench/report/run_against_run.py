@@ -15,12 +15,12 @@ from bench.compare import (
     outcome_text,
     rate_text,
     ratio_text,
-    row_settings,
     unjudged_text,
     verdict_counts,
     verdict_text,
 )
 from bench.report.document import Block, Bullets, Heading, Para, table
+from bench.schema import settings_text
 
 __all__ = ["COMPARE_TITLE", "compare_blocks"]
 
@@ -38,7 +38,7 @@ def compare_blocks(comparison: Comparison) -> list[Block]:
                 ("row", "OLD samples/s", "NEW samples/s", "NEW/OLD", "noise", "verdict"),
                 [
                     (
-                        row_settings(p.old),
+                        settings_text(p.old, as_key=True),
                         rate_text(p.old),
                         rate_text(p.new),
                         ratio_text(p),
@@ -57,14 +57,14 @@ def compare_blocks(comparison: Comparison) -> list[Block]:
         blocks.append(
             Bullets(
                 tuple(
-                    f"{row_settings(p.old)}: {p.verdict}, NEW/OLD {ratio_text(p)} "
+                    f"{settings_text(p.old, as_key=True)}: {p.verdict}, NEW/OLD {ratio_text(p)} "
                     f"({p.old['samples_per_s']:.1f} → {p.new['samples_per_s']:.1f} samples/s)"
                     for p in flagged
                 )
             )
         )
     one_side = [
-        f"only in {side}: {row_settings(row)}"
+        f"only in {side}: {settings_text(row, as_key=True)}"
         for side, rows in (("OLD", comparison.only_old), ("NEW", comparison.only_new))
         for row in rows
     ]

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,11 +24,11 @@ from bench.schema import (
     NUMERIC_EPOCH_COLUMNS,
     NUMERIC_LAYER_COLUMNS,
     ROW_COLUMNS,
-    SETTING_COLUMNS,
-    TRAINING_KEY_COLUMNS,
+    key_value,
     parse_shard_folder,
     read_jsonl,
-    setting_value,
+    row_key,
+    settings_text,
 )
 
 log = logging.getLogger("bench.report")  # one logger for the package, as before the split
@@ -198,28 +197,6 @@ def _optional_table(path: Path, columns: Sequence[str], numeric: Sequence[str]) 
     return _with_columns(table, columns, numeric)
 
 
-def key_value(value: Any) -> Any:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return None
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return value
-
-
-def _row_key(row: Mapping[str, Any]) -> tuple[Any, ...]:
-    """Which row this is when folders merge: its settings (``bench.schema.SETTING_COLUMNS``; a
-    --max-batch row is the batch it found); an accuracy row's also its data, seed and number of
-    training processes (rows from before that column ran one) and its training run."""
-    if row.get("mode") != "accuracy":
-        keys = SETTING_COLUMNS
-    else:
-        row = {**row, "world_size": key_value(row.get("world_size")) or 1}
-        # Each training run is its own row (a re-run, a budgeted and a full run of one model);
-        # rows from before run ids existed (null) fall back to their settings.
-        keys = SETTING_COLUMNS + TRAINING_KEY_COLUMNS + ("training_run",)
-    return tuple((k, setting_value(k, key_value(row.get(k)))) for k in keys)
-
-
 def merge_runs(runs: Sequence[Run], *, across_machines: bool = False) -> Run:
     """Merge results folders into one; rows of different folders with the same settings collide.
 
@@ -245,7 +222,9 @@ def merge_runs(runs: Sequence[Run], *, across_machines: bool = False) -> Run:
     seen: dict[tuple[Any, ...], str] = {}
     frames = []
     for one in runs:
-        keys = [_row_key(r) for r in one.results.to_dict("records")]
+        records = one.results.to_dict("records")
+        # The report's ``run`` is the folder; a row's own training run id is ``training_run``.
+        keys = [row_key({**r, "run": r.get("training_run")}, merge=True) for r in records]
         keep = pd.Series(keys).duplicated(keep="last").map(lambda d: not d).to_numpy()
         if not keep.all():
             log.warning(
@@ -253,12 +232,11 @@ def merge_runs(runs: Sequence[Run], *, across_machines: bool = False) -> Run:
                 one.name,
                 int((~keep).sum()),
             )
-        for key in (k for k, kept in zip(keys, keep) if kept):
+        for key, record in ((k, r) for k, r, kept in zip(keys, records, keep) if kept):
             if key in seen:
-                settings = " ".join(f"{k}={v}" for k, v in key if v is not None)
                 raise ValueError(
                     f"rows collide: {seen[key]} and {one.name} both measured "
-                    f"{settings}; merge folders with different settings only"
+                    f"{settings_text(record)}; merge folders with different settings only"
                 )
             seen[key] = one.name
         frames.append(one.results[keep])

@@ -25,7 +25,6 @@ from bench.report.runs import (
     Run,
     device_peaks,
     device_spreads,
-    key_value,
     mixed_machines,
     reference_peak,
     row_peaks,
@@ -34,6 +33,7 @@ from bench.report.runs import (
     spread_text,
 )
 from bench.report.summary import ERROR, failed_mask, model_order
+from bench.schema import key_value
 
 
 def _shard_text(shard: Any) -> str:

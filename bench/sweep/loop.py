@@ -43,6 +43,7 @@ from bench.measure.counting import (
     count_step_flops,
 )
 from bench.measure.machine import Machine, describe, load_average, native_bf16
+from bench.measure.rows import base_row
 from bench.measure.timing import (
     TimerSettings,
     Timing,
@@ -55,13 +56,12 @@ from bench.measure.workload import Workload, cold_compile_cache, make_workload
 from bench.schema import (
     MEASURED_COLUMNS,
     ResultsWriter,
-    base_row,
+    error_text,
     row_key,
-    row_label,
+    settings_text,
     timestamp,
 )
 from bench.sweep.plan import FASTEST_FORMAT, RunPlan
-from bench.training.recipes import loss_fn, recipe_for
 
 __all__ = [
     "RowSpec",
@@ -254,7 +254,7 @@ def _workload(model: nn.Module, spec: RowSpec, batch_size: int) -> Workload:
         model, input_shape=card.input_shape, num_classes=card.num_classes,
         batch_size=batch_size, device=spec.device, dtype=spec.dtype,
         memory_format=spec.memory_format, mode=spec.mode,
-        loss=loss_fn(recipe_for(spec.model)), compile=spec.compile,
+        loss=zoo.criterion(spec.model), compile=spec.compile,
     )  # fmt: skip
 
 
@@ -525,8 +525,8 @@ def _count(
     try:
         counts = count_model(zoo.get_model(name), card.input_shape, card.paper_names)
     except Exception as error:
-        writer.write_traceback(f"model={name} counting", error)
-        return None, f"counting failed: {_one_line(error)}"
+        writer.write_traceback(f"{name} counting", error)
+        return None, error_text(error, "counting failed")
     if not writer.has_layers(name):
         writer.write_layers(
             {
@@ -587,7 +587,7 @@ def _measure_or_fail(
         return True
     except Exception as error:
         row["error"] = _error_text(error)
-        writer.write_traceback(row_label(row), error)
+        writer.write_traceback(settings_text(row), error)
         if not isinstance(error, memory.MemoryRefused):  # refused before anything ran
             _clear_measurements(row)
             placed.discard()  # a model that failed mid-step may be in any state: rebuild it
@@ -690,8 +690,8 @@ def _retime_or_fail(
         work = _workload(model, spec, row["batch_size"])  # a --max-batch row: the batch found
         return _time(work, spec.mode, plan.pass_timer(_row_timer(plan, spec))).median_ms
     except Exception as error:
-        writer.write_traceback(f"{row_label(row)} (a later timing pass)", error)
-        listen(Note(f"{row_label(row)}: later timing pass failed, {_error_text(error)}"))
+        writer.write_traceback(f"{settings_text(row)} (a later timing pass)", error)
+        listen(Note(f"{settings_text(row)}: later timing pass failed, {_error_text(error)}"))
         placed.discard()
         return None
     finally:
@@ -709,12 +709,13 @@ def _find_max_batch(model: nn.Module, spec: RowSpec, row: dict[str, Any]) -> Row
 
 
 def _error_text(error: Exception) -> str:
-    """A failed row's ``error``: one line."""
+    """A failed row's ``error`` (:func:`bench.schema.error_text`): what failed named for the
+    two failures a sweep expects, the exception's type for the rest."""
     if isinstance(error, torch.cuda.OutOfMemoryError):
-        return f"out of memory: {_one_line(error)}"
+        return error_text(error, "out of memory")
     if isinstance(error, memory.MemoryRefused):
-        return _one_line(error)
-    return f"{type(error).__name__}: {_one_line(error)}"
+        return error_text(error, "")  # its message names the refusal and the estimate
+    return error_text(error)
 
 
 def _clear_measurements(row: dict[str, Any]) -> None:
@@ -726,11 +727,6 @@ def _release(device: str) -> None:
     gc.collect()
     if device == "cuda" and torch.cuda.is_available():
         torch.cuda.empty_cache()
-
-
-def _one_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return text[0] if text else type(error).__name__
 
 
 def _numel(shape: tuple[int, ...]) -> int:

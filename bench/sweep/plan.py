@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.measure.timing import TimerSettings
-from bench.sweep.shards import Shard
+from bench.shards import Shard
 
 __all__ = [
     "DEVICES",

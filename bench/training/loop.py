@@ -23,7 +23,7 @@ import zoo
 from bench.events import EpochFinished, EpochStarted, Listener, StepsDone, silent
 from bench.measure.workload import autocast_context, cold_compile_cache
 from bench.training.distributed import ONE_PROCESS, World
-from bench.training.recipes import Recipe, loss_fn, lr_factor, recipe_for, resolve_dtype
+from bench.training.recipes import Recipe, lr_factor, recipe_for, resolve_dtype
 from bench.training.sdlm import HESSIAN_SAMPLES, SDLM
 from data.augment import augment_batch, check_augment
 from zoo.lenet import LeNet5
@@ -39,6 +39,7 @@ __all__ = [
     "train",
     "length_steps",
     "eval_interval",
+    "check_can_stop",
     "MAX_EVALS",
     "STOPPED_BY",
     "check_batch_fits",
@@ -314,7 +315,8 @@ def train(
     listen = listen if world.is_main else silent
     if world.is_main:
         card = zoo.get_card(settings.model)
-        log.info("training %s (%s) with %s", card.name, card.input_shape, recipe.describe())
+        recipe_text = recipe.describe(loss=card.loss)
+        log.info("training %s (%s) with %s", card.name, card.input_shape, recipe_text)
     epoch = 0
     while tally.stopped_by is None:
         steps = run.steps_per_epoch  # this pass's, where the length ends in it
@@ -439,7 +441,7 @@ def _prepare(settings: TrainSettings, splits: Splits, recipe: Recipe, world: Wor
         net=net,
         model=world.wrap(net, device),
         optimizer=optimizer,
-        criterion=loss_fn(recipe),
+        criterion=zoo.criterion(settings.model, recipe.label_smoothing),
         batch_size=batch_size,
         local_batch=local_batch,
         total_steps=total_steps,
@@ -479,6 +481,45 @@ def length_steps(settings: TrainSettings, recipe: Recipe, steps_per_epoch: int) 
     if settings.samples is None and settings.budget_s is not None:
         return None
     return max(1, math.ceil((settings.samples or recipe.samples) / batch))
+
+
+# A training split this large stands for one not read yet (:func:`check_can_stop`): a run that
+# cannot stop early on it cannot on any split (its length is one step, or one pass evaluated
+# once), and one that can may still not on a small split, which the run checks once it is read.
+_UNREAD_SPLIT = 2**40
+
+
+def check_can_stop(
+    settings: TrainSettings, recipe: Recipe, train_samples: int | None = None
+) -> None:
+    """Refuse ``stop_at_target`` where the run could never stop before its length ends, in one
+    line: no target (only MNIST has a default), or no evaluation before its last step
+    (:func:`eval_interval` as long as :func:`length_steps`). ``train_samples``: the training
+    split's size; None before the data is read (the CLI's check), where only a run that could
+    stop early on no split at all is refused."""
+    if not settings.stop_at_target:
+        return
+    if settings.target_acc is None and settings.data.lower() != "mnist":
+        raise ValueError(
+            f"--stop-at-target needs a target on {settings.data}: give --target-acc, a fraction, "
+            "e.g. 0.99 (only MNIST has a default)"
+        )
+    batch = settings.batch_size or recipe.batch_size
+    per_epoch = max(1, (_UNREAD_SPLIT if train_samples is None else train_samples) // batch)
+    steps = length_steps(settings, recipe, per_epoch)
+    if steps is None or eval_interval(settings, steps, per_epoch) < steps:
+        return
+    if settings.epochs is not None:
+        passes = f"{settings.epochs} pass{'es' if settings.epochs != 1 else ''}"
+        what = f"{passes} with --evals-per-epoch {settings.evals_per_epoch}"
+    else:
+        what = f"{steps} step{'s' if steps != 1 else ''} at batch {batch}"
+    if train_samples is not None:
+        what += f" on {train_samples:,} training samples"
+    raise ValueError(
+        f"--stop-at-target: a run of {what} is evaluated only where the run ends, so it cannot "
+        "stop earlier; give a longer length or more --evals-per-epoch, or drop --stop-at-target"
+    )
 
 
 def _train_epoch(

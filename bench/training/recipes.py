@@ -7,16 +7,10 @@ written by the training loop carries the recipe's ``describe()`` string.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, replace
-from functools import partial
-
-import torch
-import torch.nn.functional as F
 
 import zoo
 from bench.measure import machine
-from zoo.lenet import map_loss
 
 __all__ = [
     "Recipe",
@@ -26,14 +20,13 @@ __all__ = [
     "recipe_for",
     "lr_factor",
     "resolve_dtype",
-    "LOSSES",
-    "loss_fn",
 ]
 
 
 @dataclass(frozen=True)
 class Recipe:
-    loss: str = "cross_entropy"  # or "map": LeNet-5's MAP criterion on its RBF scores
+    # The criterion is the model's (its card's ``loss``, zoo.criterion); a recipe only smooths
+    # its labels (``label_smoothing``).
     # "sgd" (Nesterov momentum), "adam", or "sdlm": LeNet-5's per-sample stochastic diagonal
     # Levenberg-Marquardt (bench.training.sdlm), whose lr is the paper's global eta
     optimizer: str = "sgd"
@@ -65,17 +58,20 @@ class Recipe:
     # autocast (the evidence beside each recipe). None: bench.training.runs.MNIST_TARGET.
     mnist_target: float | None = None
 
-    def describe(self, length: str | None = None) -> str:
+    def describe(self, length: str | None = None, *, loss: str | None = None) -> str:
         """One line for result rows: the settings that matter to a reader; ``length`` in place
-        of the recipe's samples where something else set the length (a budget)."""
+        of the recipe's samples where something else set the length (a budget); ``loss``: the
+        model's criterion (its card's), named where given."""
         lr = (
             "passes " + "/".join(f"{v:g}" for v in self.lr_passes)
             if self.schedule == "passes"
             else f"{self.schedule} peak {self.lr:g}"
         )
-        smoothing = f" (label smoothing {self.label_smoothing:g})" if self.label_smoothing else ""
+        smoothing = f"label smoothing {self.label_smoothing:g}" if self.label_smoothing else ""
+        criterion = f"{loss} ({smoothing})" if loss and smoothing else loss or smoothing
         text = (
-            f"{self.optimizer} lr {lr}, wd {self.weight_decay:g}, {self.loss}{smoothing}, batch "
+            f"{self.optimizer} lr {lr}, wd {self.weight_decay:g}, "
+            f"{f'{criterion}, ' if criterion else ''}batch "
             f"{self.batch_size}, {length or f'{self.samples:,} samples'}, {self.dtype}"
             f"{', channels_last' if self.channels_last else ''}, {self.normalisation}, "
             f"{'no augmentation' if self.augment == 'none' else f'augment {self.augment}'}"
@@ -115,7 +111,6 @@ RECIPES: dict[str, Recipe] = {
     # LeCun et al. 1998, Sec. II.C-D and App. C: 20 passes of per-sample SDLM updates, the step
     # of weight k eta / (mu + h_kk), mu = 0.02, eta 5e-4 x2, 2e-4 x3, 1e-4 x3, 5e-5 x4, then 1e-5.
     "lenet5": Recipe(
-        loss="map",
         optimizer="sdlm",
         momentum=0.0,
         weight_decay=0.0,
@@ -232,21 +227,6 @@ def resolve_dtype(dtype: str, device: str) -> str:
     if dtype != "auto":
         return dtype
     return "bf16_autocast" if machine.native_bf16(device) else "fp32"
-
-
-# The criteria a recipe names: scores and targets -> the mean loss of the batch.
-LOSSES: dict[str, Callable[..., torch.Tensor]] = {
-    "cross_entropy": F.cross_entropy,
-    "map": map_loss,  # LeNet-5's MAP criterion on its RBF scores (Sec. II.C)
-}
-
-
-def loss_fn(recipe: Recipe) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    """The criterion ``recipe`` trains with (the harness's timed step uses it too)."""
-    loss = LOSSES[recipe.loss]
-    if recipe.label_smoothing:
-        return partial(loss, label_smoothing=recipe.label_smoothing)
-    return loss
 
 
 def lr_factor(recipe: Recipe, progress: float, samples_seen: int) -> float:

@@ -24,21 +24,22 @@ import zoo
 from bench.events import Evaluated, Listener, RunFinished, RunSkipped, RunStarted, silent
 from bench.measure.counting import Counts, count_model
 from bench.measure.machine import Machine, describe
+from bench.measure.rows import base_row
 from bench.schema import (
     EPOCH_COLUMNS,
-    KEY_COLUMNS,
     ResultsWriter,
-    base_row,
+    error_text,
     read_jsonl,
     row_key,
-    row_label,
+    settings_text,
 )
+from bench.shards import Shard
 from bench.training.distributed import ONE_PROCESS, World
 from bench.training.loop import (
     EvalPoint,
     TrainSettings,
     check_batch_fits,
-    eval_interval,
+    check_can_stop,
     length_steps,
     save_weights,
     train,
@@ -48,7 +49,6 @@ from bench.training.sdlm import STEP_THREADS
 from data import IMAGE_EXTENSIONS
 
 if TYPE_CHECKING:
-    from bench.sweep.shards import Shard  # a plan's slice; training does not import the sweep
     from data.splits import Splits
 
 __all__ = [
@@ -62,7 +62,7 @@ __all__ = [
     "run_accuracy",
     "select_runs",
     "in_shard",
-    "planned_key",
+    "run_settings",
     "training_threads",
     "run_accuracy_plan",
 ]
@@ -162,9 +162,9 @@ def run_accuracy(
     try:
         weights = _train_into(row, facts, machine, writer, listen, Path(out) if save else None)
     except Exception as error:  # KeyboardInterrupt is not an Exception: Ctrl-C still stops
-        row["error"] = " ".join(str(error).split())[:300] or type(error).__name__
+        row["error"] = error_text(error)
         if writer is not None:
-            writer.write_traceback(f"{row['run']} ({row_label(row)})", error)
+            writer.write_traceback(f"{row['run']} ({settings_text(row)})", error)
     if writer is not None:
         writer.write_row(row)
     listen(RunFinished(row=row, weights=weights))
@@ -205,15 +205,9 @@ def _prepare(
         )
     if settings.target_acc is None and settings.data.lower() == "mnist":
         settings = replace(settings, target_acc=default_target(recipe))
+    check_can_stop(settings, recipe, len(splits.train))
     dtype = resolve_dtype(settings.dtype or recipe.dtype, settings.device)
     steps = length_steps(settings, recipe, len(splits.train) // batch)
-    if settings.stop_at_target and steps is not None:
-        if eval_interval(settings, steps, len(splits.train) // batch) >= steps:
-            raise ValueError(
-                f"--stop-at-target: {steps} step(s) on {len(splits.train)} training samples are "
-                "evaluated only where the run ends, so it cannot stop earlier; give a longer "
-                "length or more --evals-per-epoch, or drop --stop-at-target"
-            )
     samples = steps * batch if steps is not None else recipe.samples
     augment = settings.augment or recipe.augment
     recipe = replace(recipe, batch_size=batch, samples=samples, dtype=dtype, augment=augment)
@@ -290,25 +284,21 @@ def _accuracy_row(facts: _RunFacts, machine: Machine, counts: Counts | None) -> 
     on_clock = ON_CLOCK_STREAMED if streamed else ON_CLOCK_TENSOR
     if recipe.augment != "none":  # made on each training batch, inside the timed loop
         on_clock += f", then {recipe.augment} augmentation"
+    key = run_settings(settings, recipe, world.world_size)
+    settings_columns = ("model", "device", "dtype", "memory_format", "mode", "batch_size")
     row = base_row(
-        settings.model,
-        settings.device,
-        recipe.dtype,
-        "channels_last" if recipe.channels_last else "contiguous",
-        "accuracy",
-        recipe.batch_size,
-        threads=training_threads(recipe),
+        *(key[c] for c in settings_columns),
+        threads=key["threads"],
         counts=counts,
         machine=machine,
     )
     row.update(
+        key,
         num_classes=splits.num_classes,
-        data=settings.data,
         data_source=splits.source,
         target_acc=settings.target_acc,
         budget_s=settings.budget_s,
-        seed=settings.seed,
-        recipe=recipe.describe(_length(settings)),
+        recipe=recipe.describe(_length(settings), loss=zoo.get_card(settings.model).loss),
         recipe_name=settings.recipe,
         augment=recipe.augment,
         data_loading_in_timing=streamed,  # decoding on the clock
@@ -318,7 +308,6 @@ def _accuracy_row(facts: _RunFacts, machine: Machine, counts: Counts | None) -> 
         run=facts.run_id,
         test_samples=len(splits.test),  # the final accuracy's: always the whole split
         curve_test_samples=min(settings.eval_limit or len(splits.test), len(splits.test)),
-        world_size=world.world_size,
         backend=world.backend,
         global_batch=recipe.batch_size,
     )
@@ -418,11 +407,12 @@ def training_threads(recipe: Recipe) -> int:
     return STEP_THREADS if recipe.optimizer == "sdlm" else torch.get_num_threads()
 
 
-def planned_key(settings: TrainSettings) -> dict[str, Any]:
-    """The key columns (:data:`bench.schema.KEY_COLUMNS`) that a finished one-process run of
-    ``settings`` writes on this machine (its dtype resolved, its batch the recipe's)."""
-    recipe = recipe_for(settings.model, settings.recipe)
-    columns = {
+def run_settings(settings: TrainSettings, recipe: Recipe, world_size: int = 1) -> dict[str, Any]:
+    """The settings columns (those of :data:`bench.schema.KEY_COLUMNS`) of the row a run of
+    ``settings`` with ``recipe`` writes on this machine, its dtype resolved and its batch the
+    settings' or the recipe's: the row's own columns, and what ``--resume`` compares
+    (:func:`bench.schema.row_key`) before the run."""
+    return {
         "model": settings.model,
         "device": settings.device,
         "dtype": resolve_dtype(settings.dtype or recipe.dtype, settings.device),
@@ -434,16 +424,15 @@ def planned_key(settings: TrainSettings) -> dict[str, Any]:
         "max_batch": None,
         "data": settings.data,
         "seed": settings.seed,
-        "world_size": 1,
+        "world_size": world_size,
     }
-    return {column: columns[column] for column in KEY_COLUMNS}
 
 
 def in_shard(settings: TrainSettings, shard: Shard) -> bool:
-    """True if the run is in ``shard``'s slice of a plan, alike on every machine: its key with
-    the dtype as asked (``auto`` resolves per machine) and without the thread count."""
+    """True if the run is in ``shard``'s slice of a plan, alike on every machine: its settings
+    with the dtype as asked (``auto`` resolves per machine); the slice leaves out the threads."""
     recipe = recipe_for(settings.model, settings.recipe)
-    return shard.holds({**planned_key(settings), "dtype": settings.dtype or recipe.dtype})
+    return shard.holds({**run_settings(settings, recipe), "dtype": settings.dtype or recipe.dtype})
 
 
 def run_accuracy_plan(
@@ -459,7 +448,7 @@ def run_accuracy_plan(
     done = {row_key(r) for r in read_jsonl(Path(out) / "results.jsonl")} if resume else set()
     runs = []
     for index, settings in enumerate(plan, 1):
-        if row_key(planned_key(settings)) in done:
+        if row_key(run_settings(settings, recipe_for(settings.model, settings.recipe))) in done:
             listen(RunSkipped(index, len(plan), settings.model, settings.seed))
             continue
         listen(
