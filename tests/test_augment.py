@@ -160,9 +160,10 @@ def test_bad_augment_settings_are_refused() -> None:
 
 
 def test_recipes_say_their_augmentation() -> None:
-    recipe = recipe_for("lenet5_cifar")
+    recipe = recipe_for("lenet5_mnist")  # digits are not flipped
     assert recipe.augment == "none" and "no augmentation" in recipe.describe()
     assert "augment crop4_flip" in replace(recipe, augment="crop4_flip").describe()
+    assert "augment crop4_flip" in recipe_for("lenet5_cifar").describe()
 
 
 # --- top-5 ------------------------------------------------------------------------------------

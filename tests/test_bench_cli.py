@@ -177,10 +177,68 @@ def test_all_runs_the_plan_then_its_follow_ups(
     args = ["all", "--models", "tiny_net", "--batch-sizes", "2", "--modes", "infer",
             "--threads", "1", "--min-steps", "2", "--min-time", "0", "--no-fastest-format",
             "--out", str(out)]  # fmt: skip
-    code, _, err = run_cli(args, capsys)
+    monkeypatch.setenv("CNN_ZOO_DATA", str(tmp_path / "data"))  # no CIFAR-10 there
+    code, stdout, err = run_cli(args, capsys)
     assert code == 0, err
     assert seen == [("accuracy", out), ("report", out)]
     assert len(read_jsonl(out / "results.jsonl")) == 1
+    assert "cifar10: not provisioned, its plan skipped (`python -m data fetch cifar10" in stdout
+
+
+def test_all_trains_the_main_jobs_cifar_runs_where_cifar10_is_provisioned(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import data
+    from bench.training.runs import MAIN_JOB_CIFAR
+
+    monkeypatch.setattr("bench.sweep.loop.describe", lambda *a, **k: FAKE_MACHINE)
+    monkeypatch.setattr(data, "cifar10_copy", lambda root=None: object())  # provisioned
+    asked: list[list[str]] = []
+
+    def accuracy(args: argparse.Namespace) -> int:
+        asked.append([args.data, *(args.models or [])])
+        return 0
+
+    monkeypatch.setitem(
+        cli.SUBCOMMANDS,
+        "accuracy",
+        cli.Subcommand("accuracy", cli.SUBCOMMANDS["accuracy"].add_arguments, accuracy),
+    )
+    report = cli.SUBCOMMANDS["report"]
+    monkeypatch.setitem(
+        cli.SUBCOMMANDS, "report", cli.Subcommand("report", report.add_arguments, lambda a: 0)
+    )
+    args = ["all", "--models", "lenet5_mnist", "--batch-sizes", "1", "--modes", "infer",
+            "--threads", "1", "--min-steps", "2", "--min-time", "0", "--no-fastest-format",
+            "--passes", "1", "--dtypes", "fp32", "--out", str(tmp_path / "run")]  # fmt: skip
+    code, _, err = run_cli(args, capsys)
+    assert code == 0, err
+    # --models asked: the CIFAR step gets the same patterns (none of them a CIFAR model here)
+    assert asked == [["mnist", "lenet5_mnist"], ["cifar10", "lenet5_mnist"]]
+    assert MAIN_JOB_CIFAR == ("lenet5_cifar",)
+
+
+def test_the_cifar_plan_is_every_cifar_sized_variant_and_needs_the_data(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import zoo
+    from bench.training import runs
+    from bench.training.recipes import recipe_for
+
+    cifar_sized = [n for n in zoo.list_models() if zoo.get_card(n).input_shape == (3, 32, 32)]
+    assert {s.model for s in runs.accuracy_plan("cifar10")} == set(cifar_sized)
+    assert {s.data for s in runs.accuracy_plan("cifar10", full=True)} == {"cifar10"}
+    assert all(recipe_for(n).augment == "crop4_flip" for n in cifar_sized)
+    # Targets only where five seeds were measured; MNIST's as before.
+    assert runs.default_target(recipe_for("lenet5_cifar"), "cifar10") == 0.65
+    assert runs.default_target(recipe_for("vgg16_cifar"), "cifar10") is None
+    assert runs.default_target(recipe_for("lenet5_mnist"), "mnist") == 0.985
+    assert runs.default_target(recipe_for("lab_cnn"), "mnist") == 0.99
+    monkeypatch.setenv("CNN_ZOO_DATA", str(tmp_path / "data"))
+    code, stdout, err = run_cli(["accuracy", str(tmp_path / "out"), "--data", "cifar10"], capsys)
+    (line,) = err.strip().splitlines()
+    assert code == 2 and "CIFAR-10 is not provisioned" in line and "python -m data fetch" in line
+    assert not (tmp_path / "out" / "results.jsonl").exists()
 
 
 # --- --shard I/N: one sweep over several machines (issue 8) ---------------------------------

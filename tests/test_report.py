@@ -495,3 +495,17 @@ def test_each_curve_says_the_alternative_recipe_it_trained_with() -> None:
     ).assign(folder="f", test_accuracy=0.97)
     names = {c.run: c.recipe_name for c in epoch_curves(epochs)}
     assert names == {"a": None, "b": "lenet5_sgd"}
+
+
+def test_the_accuracy_section_names_the_copy_of_each_data_set() -> None:
+    from bench.report.document import Bullets
+    from bench.report.sections import accuracy_blocks
+    from bench.schema import ROW_COLUMNS
+
+    row = dict.fromkeys(ROW_COLUMNS)
+    row.update(model="lenet5_cifar", mode="accuracy", data="cifar10", seed=0, accuracy=0.66,
+               data_source="CIFAR-10 image-folder copy x.tar.gz, sha256 abc")  # fmt: skip
+    mnist = {**row, "model": "lenet5_mnist", "data": "mnist", "data_source": None}
+    blocks = accuracy_blocks(pd.DataFrame([row, mnist, {**row, "seed": 1}]), None)
+    (copies,) = [b for b in blocks if isinstance(b, Bullets)]
+    assert copies.items == ("cifar10: CIFAR-10 image-folder copy x.tar.gz, sha256 abc",)

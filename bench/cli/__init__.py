@@ -67,6 +67,8 @@ def run_all(args: argparse.Namespace) -> int:
         return code
     out: Path = args.resolved_out
     code = _follow_up("accuracy", _accuracy_argv(out, args))
+    if code == 0:
+        code = _cifar_follow_up(out, args)
     if code != 0:
         return code
     if shard_is_auto(args):
@@ -84,6 +86,26 @@ def run_all(args: argparse.Namespace) -> int:
 def _follow_up(name: str, argv: list[str]) -> int:
     """Subcommand ``name`` with ``argv``, parsed as on the command line."""
     return SUBCOMMANDS[name].run(build_parser().parse_args([name, *argv]))
+
+
+def _cifar_follow_up(out: Path, args: argparse.Namespace) -> int:
+    """The main job's part of the CIFAR-10 plan (:data:`bench.training.runs.MAIN_JOB_CIFAR`,
+    or the asked --models' CIFAR runs) where CIFAR-10 is provisioned; one line where not."""
+    import data
+    from bench.training.runs import MAIN_JOB_CIFAR
+
+    try:
+        data.cifar10_copy()
+    except data.MissingDataError:
+        print(
+            "cifar10: not provisioned, its plan skipped (`python -m data fetch cifar10 "
+            "[--from PATH]` adds it to this job)"
+        )
+        return 0
+    argv = _accuracy_argv(out, args)
+    if "--models" not in argv:
+        argv += ["--models", *MAIN_JOB_CIFAR]
+    return _follow_up("accuracy", [*argv, "--data", "cifar10", "--none-ok"])
 
 
 def _accuracy_argv(out: Path, args: argparse.Namespace) -> list[str]:

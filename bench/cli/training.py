@@ -455,6 +455,13 @@ def run_eval(args: argparse.Namespace) -> int:
 def add_accuracy_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``python -m bench accuracy``."""
     parser.add_argument("out", type=Path, help="results folder to append the rows to")
+    parser.add_argument(
+        "--data",
+        choices=["mnist", "cifar10"],
+        default="mnist",
+        help="the plan of a data set: mnist (provisioned if missing; default) or cifar10 (every "
+        "CIFAR-sized variant; provision it first with `python -m data fetch cifar10`)",
+    )
     parser.add_argument("--full", action="store_true", help="the long plan (recipes to the end)")
     parser.add_argument(
         "--models",
@@ -487,7 +494,7 @@ def add_accuracy_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_accuracy_plan(args: argparse.Namespace) -> int:
-    """Train the accuracy plan on MNIST (provisioned if missing), one row per run."""
+    """Train the accuracy plan of MNIST (provisioned if missing) or CIFAR-10, one row per run."""
     import torch
 
     from bench.training import runs
@@ -499,7 +506,11 @@ def run_accuracy_plan(args: argparse.Namespace) -> int:
         raise ValueError("--devices cuda but no CUDA device is available: use --devices cpu")
     if args.threads:
         torch.set_num_threads(args.threads)
-    whole = runs.FULL_ACCURACY_PLAN if args.full else runs.ACCURACY_PLAN
+    if args.data == "cifar10":
+        import data
+
+        data.cifar10_copy()  # not provisioned: one line naming the fetch command, nothing run
+    whole = runs.accuracy_plan(args.data, args.full)
     plan = runs.select_runs(whole, args.models, devices)
     if args.eval_dtype is not None:
         plan = tuple(replace(s, eval_dtype=args.eval_dtype) for s in plan)

@@ -9,7 +9,7 @@ from typing import Any
 
 import pandas as pd
 
-from bench.report.document import Block, Heading, Image, Para, table
+from bench.report.document import Block, Bullets, Heading, Image, Para, table
 from bench.report.formatting import duration, fmt_frac, fmt_int, fmt_num, fmt_pct, fmt_si, missing
 from bench.report.measure_notes import (
     ESTIMATE_NOTE,
@@ -395,7 +395,7 @@ def accuracy_blocks(results: pd.DataFrame, figure: str | None) -> list[Block]:
         )
     numeric = (False,) * 5 + (True, False) + (True,) * 3 + (False,) + (True, False)
     numeric += (True,) * 4 + (False,)
-    return _section(
+    blocks = _section(
         "Time to accuracy",
         "DAWNBench-style: wall-clock time to the first evaluation at or above the target, "
         "with the per-epoch log below. Samples seen: training samples over every process; "
@@ -405,6 +405,16 @@ def accuracy_blocks(results: pd.DataFrame, figure: str | None) -> list[Block]:
         table(_ACCURACY_HEADERS, rows, numeric),
         images,
     )
+    copies = _data_copies(acc)
+    return blocks[:3] + ([Bullets(copies)] if copies else []) + blocks[3:]
+
+
+def _data_copies(acc: pd.DataFrame) -> tuple[str, ...]:
+    """Which copy of each data set the rows trained on (a JPEG copy can move accuracy)."""
+    if "data_source" not in acc:
+        return ()
+    pairs = acc[["data", "data_source"]].dropna().drop_duplicates()
+    return tuple(f"{data}: {source}" for data, source in pairs.itertuples(index=False))
 
 
 def _processes_cell(r: pd.Series) -> str:

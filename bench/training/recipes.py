@@ -57,6 +57,9 @@ class Recipe:
     # ceiling: every seed of five ends at least 0.1 point above it, in fp32 and in bf16
     # autocast (the evidence beside each recipe). None: bench.training.runs.MNIST_TARGET.
     mnist_target: float | None = None
+    # The CIFAR-10 test accuracy it is timed to, by the same rule; None: no target (a length not
+    # yet measured over five seeds reports its accuracy, not a time to target).
+    cifar10_target: float | None = None
 
     def describe(self, length: str | None = None, *, loss: str | None = None) -> str:
         """One line for result rows: the settings that matter to a reader; ``length`` in place
@@ -82,6 +85,13 @@ class Recipe:
 # Settings used where a paper gives no small-input recipe: SGD with Nesterov momentum and a
 # one-cycle schedule, which reaches 99% on MNIST in 60,000 samples for the small networks.
 _MODERN = Recipe()  # SGD + Nesterov, one-cycle to peak 0.05, batch 256, 60,000 samples
+# CIFAR-10 (the CIFAR-sized variants): the field's standard recipe, SGD + Nesterov with
+# one-cycle, label smoothing 0.1, weight decay 5e-4, batch 128, random 4-pixel crops and flips
+# drawn per image; 150,000 samples (3 passes) a CPU can train, far short of the 93-95% runs of
+# ~200 passes (docs/recipes.md).
+_CIFAR = replace(
+    _MODERN, batch_size=128, label_smoothing=0.1, augment="crop4_flip", samples=150_000
+)
 # The paper's learning rate eta for passes 1-2, 3-5, 6-8, 9-12, then the rest (Sec. II.D).
 LENET5_ETAS = (5e-4,) * 2 + (2e-4,) * 3 + (1e-4,) * 3 + (5e-5,) * 4 + (1e-5,)
 LENET5_SGD_SCALE = 5
@@ -142,8 +152,12 @@ RECIPES: dict[str, Recipe] = {
     "lenet5_mnist": replace(
         _MODERN, samples=90_000, batch_size=128, lr=0.1, label_smoothing=0.1, mnist_target=0.985
     ),
-    "lenet5_cifar": replace(_MODERN, samples=120_000, batch_size=64),
-    "alexnet_cifar": replace(_MODERN, lr=0.02, note="AlexNet's dropout kept; peak lr lowered"),
+    # Timed to 65%: seeds 0-4 end at 66.1-67.7% (docs/recipes.md).
+    "lenet5_cifar": replace(_CIFAR, samples=500_000, cifar10_target=0.65),
+    "alexnet_cifar": replace(_CIFAR, lr=0.02, note="AlexNet's dropout kept; peak lr lowered"),
+    "vgg16_cifar": _CIFAR,
+    "vgg19_cifar": _CIFAR,
+    "resnet34_cifar": _CIFAR,
     # The big families on MNIST: the fewest samples that reach about 98%, a short warm-up and a
     # small batch (more steps for the same samples); docs/recipes.md.
     "alexnet_mnist_kaiming": ALEXNET_MNIST,

@@ -56,6 +56,10 @@ __all__ = [
     "default_target",
     "ACCURACY_PLAN",
     "FULL_ACCURACY_PLAN",
+    "CIFAR_PLAN",
+    "FULL_CIFAR_PLAN",
+    "MAIN_JOB_CIFAR",
+    "accuracy_plan",
     "AccuracyRun",
     "check_input_fits",
     "data_shape",
@@ -76,10 +80,15 @@ ON_CLOCK_TENSOR = "batches from a decoded in-memory tensor"
 ON_CLOCK_STREAMED = "decode+resize per batch (DataLoader)"
 
 
-def default_target(recipe: Recipe) -> float:
-    """The MNIST target a run of ``recipe`` is timed to without ``--target-acc``: the recipe's
-    own (below its network's ceiling), else :data:`MNIST_TARGET`."""
-    return recipe.mnist_target or MNIST_TARGET
+def default_target(recipe: Recipe, data: str = "mnist") -> float | None:
+    """The target a run of ``recipe`` on ``data`` is timed to without ``--target-acc``: on
+    MNIST the recipe's own (below its network's ceiling), else :data:`MNIST_TARGET`; on
+    CIFAR-10 the recipe's own, if measured; None elsewhere."""
+    if data.lower() == "mnist":
+        return recipe.mnist_target or MNIST_TARGET
+    if data.lower() == "cifar10":
+        return recipe.cifar10_target
+    return None
 
 
 def check_input_fits(model: str, image_shape: tuple[int, int, int]) -> None:
@@ -203,8 +212,8 @@ def _prepare(
             f"classes ({', '.join(splits.class_names[:5])}{'…' if splits.num_classes > 5 else ''}):"
             " drop --num-classes or fix the data"
         )
-    if settings.target_acc is None and settings.data.lower() == "mnist":
-        settings = replace(settings, target_acc=default_target(recipe))
+    if settings.target_acc is None:
+        settings = replace(settings, target_acc=default_target(recipe, settings.data))
     check_can_stop(settings, recipe, len(splits.train))
     dtype = resolve_dtype(settings.dtype or recipe.dtype, settings.device)
     steps = length_steps(settings, recipe, len(splits.train) // batch)
@@ -387,6 +396,28 @@ FULL_ACCURACY_PLAN: tuple[TrainSettings, ...] = tuple(
     TrainSettings("vgg16_mnist"),
     TrainSettings("resnet34_mnist"),
 )
+
+
+# `python -m bench accuracy --data cifar10`: every CIFAR-sized variant at its recipe's length
+# (150,000 samples, lenet5_cifar 500,000), one seed; --full three. The main job (`nox -s bench`,
+# where CIFAR-10 is provisioned) trains only MAIN_JOB_CIFAR (about 25 s here): the others take
+# 5-25 minutes each on a 2-core CPU.
+CIFAR_MODELS = ("lenet5_cifar", "alexnet_cifar", "vgg16_cifar", "vgg19_cifar", "resnet34_cifar")
+CIFAR_PLAN: tuple[TrainSettings, ...] = tuple(
+    TrainSettings(m, data="cifar10") for m in CIFAR_MODELS
+)
+FULL_CIFAR_PLAN: tuple[TrainSettings, ...] = tuple(
+    TrainSettings(m, data="cifar10", seed=seed) for m in CIFAR_MODELS for seed in range(3)
+)
+MAIN_JOB_CIFAR = ("lenet5_cifar",)
+
+
+def accuracy_plan(data: str = "mnist", full: bool = False) -> tuple[TrainSettings, ...]:
+    """The accuracy plan of a data set (``"mnist"`` or ``"cifar10"``), short or ``full``."""
+    plans = {"mnist": (ACCURACY_PLAN, FULL_ACCURACY_PLAN), "cifar10": (CIFAR_PLAN, FULL_CIFAR_PLAN)}
+    if data not in plans:
+        raise ValueError(f"no accuracy plan for {data!r}: choose {' or '.join(plans)}")
+    return plans[data][1 if full else 0]
 
 
 def select_runs(
