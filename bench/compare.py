@@ -7,8 +7,8 @@ pair the ratio is NEW/OLD samples per second, judged against the pair's noise
 (:data:`NOISE_RULE`), the largest of three estimates:
 
 - within the run: the two rows' ``step_iqr_rel`` (interquartile range of the step times over
-  their median) added up. Runs differ by more than that: three identical runs on a shared
-  2-core machine, compared pairwise, flagged 11 and 12 of 15 rows (up to 1.86x, issue 30);
+  their median) added up. Runs differ by more than that: the steps within one run do not see
+  the load of a shared machine changing over minutes;
 - between passes, per row: the two rows' ``pass_spread_rel`` added up, the spread of the
   medians of a row's timing passes (the sweep re-times every row once all are measured,
   ``bench run --passes``, :func:`bench.sweep.loop.pass_spread`). One difference of two

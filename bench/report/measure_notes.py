@@ -1,5 +1,5 @@
 """What the report says about a row's noise, its analytical memory estimate and its compile
-mode (issue 15): the ``noisy`` mark, the estimate's cell, the compile note, and the sentences
+mode: the ``noisy`` mark, the estimate's cell, the compile note, and the sentences
 that explain the first two."""
 
 from __future__ import annotations
