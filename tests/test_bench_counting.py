@@ -268,3 +268,43 @@ def test_rows_and_report_carry_the_uncounted_ops(lenet5_modern_run: Path, tmp_pa
     assert {row["uncounted_ops"] for row in rows.values()} == {"max_pool2d×2, relu×4"}
     built = report.build_report([lenet5_modern_run], tmp_path / "report")
     assert "lenet5_modern: max_pool2d×2, relu×4" in (built / "report.md").read_text()
+
+
+# --- bytes moved and arithmetic intensity -----------------------------------------------------
+
+
+def test_conv_and_batch_norm_bytes_and_intensity_match_a_hand_count() -> None:
+    from bench.measure.counting import layer_bytes, layer_intensity
+
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4))
+    conv, norm = count_model(model, (3, 8, 8)).layers
+    # Conv2d(3, 4, 3, padding=1) on 8×8: 4·8·8 outputs of 27 MACs each; reads 3·8·8 inputs and
+    # 4·27 weights + 4 biases, writes 4·8·8 outputs.
+    assert conv.macs == 4 * 8 * 8 * 27 == 6912
+    assert (conv.input_elements, conv.output_elements, conv.params) == (192, 256, 112)
+    assert layer_bytes(conv, batch=1) == (192 + 256 + 112) * 4 == 2240
+    assert layer_intensity(conv, batch=1) == pytest.approx(2 * 6912 / 2240)  # 6.17 FLOP/byte
+    # Weights are read once per batch: at 8 samples, 8·(192 + 256) + 112 elements.
+    assert layer_bytes(conv, batch=8) == (8 * 448 + 112) * 4 == 14784
+    assert layer_intensity(conv, batch=8) == pytest.approx(2 * 6912 * 8 / 14784)  # 7.48
+    assert layer_bytes(conv, batch=8, element_size=2) == 14784 // 2  # bf16: half the bytes
+    # BatchNorm2d(4) on 4×8×8: a scale and a shift per element (fvcore: 2 MACs), 256 in, 256
+    # out, 4 weights + 4 biases (running statistics are buffers, left out).
+    assert norm.macs == 2 * 256
+    assert (norm.input_elements, norm.output_elements, norm.params) == (256, 256, 8)
+    assert layer_bytes(norm, batch=1) == (256 + 256 + 8) * 4 == 2080
+    assert layer_intensity(norm, batch=1) == pytest.approx(2 * 512 / 2080)  # 0.49 FLOP/byte
+    assert layer_intensity(norm, batch=64) == pytest.approx(2 * 512 * 64 / ((64 * 512 + 8) * 4))
+
+
+def test_a_layer_called_twice_reads_and_writes_at_each_call() -> None:
+    class Twice(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.relu = nn.ReLU(inplace=True)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.relu(self.relu(x) + 1)
+
+    (relu, *_) = count_model(Twice(), (2, 4, 4)).layers
+    assert (relu.calls, relu.input_elements, relu.output_elements) == (2, 64, 64)

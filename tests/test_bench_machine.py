@@ -50,6 +50,7 @@ def precision() -> Iterator[SetPrecision]:
 # more; min 331, median 388, max 429.
 MATMUL_RATES = [388.0, 331.0, 429.0, 350.0, 400.0]
 CONV_RATES = [200.0]
+TRIAD_RATES = [20.0, 25.0, 22.0]
 
 
 @pytest.fixture
@@ -71,6 +72,7 @@ def measured(monkeypatch: pytest.MonkeyPatch) -> list[Call]:
 
     monkeypatch.setattr(machine, "matmul_rates", fake("matmul", MATMUL_RATES))
     monkeypatch.setattr(machine, "conv3x3_rates", fake("conv3x3", CONV_RATES))
+    monkeypatch.setattr(machine, "triad_rates", fake("triad", TRIAD_RATES))
     monkeypatch.setattr(machine, "git_commit", lambda: "test")
     return calls
 
@@ -100,7 +102,7 @@ def test_bf16_peaks_are_skipped_and_said_so_without_native_bf16(
     monkeypatch.setattr("bench.measure.machine.cpu_flags", lambda: ("avx2", "fma", "avx512f"))
     found = describe(("cpu",), threads=1)
     assert found.peak_gflops == {"fp32_matmul": 429.0, "fp32_conv3x3": 200.0}
-    assert all(dtype == torch.float32 for _, _, dtype in measured)
+    assert all(dtype == torch.float32 for kind, _, dtype in measured if kind != "triad")
     assert set(found.peak_gflops_skipped) == {"bf16_matmul", "bf16_conv3x3"}
     assert all("no native bf16" in why for why in found.peak_gflops_skipped.values())
 
@@ -133,6 +135,44 @@ def test_peaks_are_not_measured_when_not_asked(measured: list[Call]) -> None:
     found = describe(("cpu",), threads=1, measure_peak=False)
     assert measured == [] and found.peak_gflops == {} and found.peak_gflops_skipped == {}
     assert found.peak_gflops_spread == {}
+    assert found.peak_bandwidth_gbs == {} and found.peak_bandwidth_gbs_spread == {}
+
+
+# --- the memory roof ---------------------------------------------------------------------------
+
+
+def test_the_memory_roof_is_measured_for_both_element_sizes_with_its_spread(
+    measured: list[Call], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Without native bf16 too: moving bf16 bytes needs no bf16 arithmetic.
+    monkeypatch.setattr("bench.measure.machine.cpu_flags", lambda: ("avx2",))
+    found = describe(("cpu",), threads=1, repeats=3)
+    assert ("triad", "cpu", torch.float32) in measured
+    assert ("triad", "cpu", torch.bfloat16) in measured
+    assert found.peak_bandwidth_gbs == {"fp32_triad": 25.0, "bf16_triad": 25.0}
+    spread = {"min": 20.0, "median": 22.0, "max": 25.0, "repeats": 3}
+    assert found.peak_bandwidth_gbs_spread == {"fp32_triad": spread, "bf16_triad": spread}
+
+
+@pytest.mark.parametrize("dtype, element_size", [(torch.float32, 4), (torch.bfloat16, 2)])
+def test_the_triad_counts_two_reads_and_one_write_by_the_injected_clock(
+    dtype: torch.dtype, element_size: int
+) -> None:
+    # 8 MiB arrays: 8 * 2**20 / element_size elements; a triad reads a and b and writes c
+    # (STREAM: write-allocate not counted): 3 * 8 MiB = 25,165,824 bytes whatever the dtype.
+    elements = 8 * 2**20 // element_size
+    assert machine.triad_bytes(elements, element_size) == 3 * 8 * 2**20 == 25_165_824
+    clock = FakeClock(tick=0.0625)  # every timed call lasts 0.0625 s
+    found = machine.triad_rates("cpu", dtype, seconds=1.0, repeats=4, clock=clock, mib=8)
+    assert found == [pytest.approx(25_165_824 / 0.0625 / 1e9)] * 4  # 0.403 GB/s
+
+
+def test_the_triad_arrays_shrink_when_memory_is_short(monkeypatch: pytest.MonkeyPatch) -> None:
+    # 100 MiB available: three arrays may take 25 MiB, so 128 MiB halves down to 8 MiB.
+    monkeypatch.setattr(machine, "_available_bytes", lambda: 100 * 2**20)
+    clock = FakeClock(tick=0.0625)
+    (rate,) = machine.triad_rates("cpu", torch.float32, seconds=0.1, repeats=1, clock=clock)
+    assert rate == pytest.approx(3 * 8 * 2**20 / 0.0625 / 1e9)
 
 
 # --- peaks over repeats -----------------------------------------------------------------------
@@ -361,6 +401,8 @@ def test_meta_json_records_tf32_the_skipped_peaks_and_the_spreads(
             "cuda_tf32": {"matmul": False, "cudnn_conv": True},
             "peak_gflops_skipped": {"bf16_matmul": "no native bf16 on this CPU"},
             "peak_gflops_spread": {"fp32_matmul": SPREAD},
+            "peak_bandwidth_gbs": {"fp32_triad": 1.0, "bf16_triad": 1.0},
+            "peak_bandwidth_gbs_spread": {"fp32_triad": SPREAD, "bf16_triad": SPREAD},
         }
     )
     fast = TimerSettings(warmup=0, min_steps=1, min_time_s=0.0)
@@ -374,6 +416,8 @@ def test_meta_json_records_tf32_the_skipped_peaks_and_the_spreads(
     assert meta["peak_gflops_skipped"] == {"bf16_matmul": "no native bf16 on this CPU"}
     assert meta["peak_gflops_spread"] == {"fp32_matmul": SPREAD}
     assert meta["sessions"][0]["peak_gflops_spread"] == {"fp32_matmul": SPREAD}
+    assert meta["peak_bandwidth_gbs"] == {"fp32_triad": 1.0, "bf16_triad": 1.0}
+    assert meta["sessions"][0]["peak_bandwidth_gbs_spread"]["bf16_triad"] == SPREAD
     (row,) = read_jsonl(tmp_path / "results.jsonl")
     assert row["tf32"] is None  # a CPU row
 

@@ -257,6 +257,7 @@ def test_all_with_auto_gives_accuracy_the_slice_and_leaves_the_report_to_the_roo
     for name in ("accuracy", "report"):
         monkeypatch.setitem(cli.SUBCOMMANDS, name, follow_up(name))
     _set(monkeypatch, SCHEDULERS["kubernetes"](2))
+    monkeypatch.setenv("CNN_ZOO_DATA", str(tmp_path / "data"))  # no CIFAR-10: MNIST's step only
     root = tmp_path / "sweep"
     code, stdout, err = run_cli(["all", *SWEEP, "--shard", "auto", "--out", str(root)], capsys)
     assert code == 0, err

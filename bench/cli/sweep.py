@@ -65,16 +65,35 @@ def run_list(args: argparse.Namespace) -> int:
 
 def add_layers_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", help="a registered model name (see `list`)")
+    parser.add_argument(
+        "--times",
+        action="store_true",
+        help="time each paper layer's forward and backward in a training step (module hooks, "
+        "in steps of their own) and hold their sum against the step's own clock",
+    )
+    parser.add_argument(
+        "--batch-size", type=positive(int), default=8, metavar="N", help="--times: batch (8)"
+    )
+    parser.add_argument(
+        "--steps", type=positive(int), default=5, metavar="N", help="--times: timed steps (5)"
+    )
+    parser.add_argument("--device", default="cpu", help="--times: cpu or cuda (default cpu)")
+    parser.add_argument(
+        "--dtype", default="fp32", help="--times: fp32, bf16_autocast or bf16 (default fp32)"
+    )
+    add_threads(parser)
 
 
 def run_layers(args: argparse.Namespace) -> int:
     """Print one model's layers by the paper's names, each with its modules beneath: output
-    shapes, parameters, MACs, activations."""
+    shapes, parameters, MACs, activations; with ``--times``, each paper layer's time."""
     import zoo
     from bench.measure.counting import count_model, paper_layer_groups, uncounted_ops_text
 
     card = zoo.get_card(args.model)
     counts = count_model(zoo.get_model(args.model), card.input_shape, card.paper_names)
+    if getattr(args, "times", False):
+        return _print_layer_times(args, card, counts)
     width = max([len(layer.layer) + 2 for layer in counts.layers] + [12])
     print(
         f"{'#':>3} {'paper layer':<{width}} {'type':<18} {'output shape':<14} "
@@ -103,6 +122,58 @@ def run_layers(args: argparse.Namespace) -> int:
             "not counted (elementwise/pooling, fvcore's convention), calls per forward pass: "
             f"{uncounted_ops_text(counts.skipped_ops)}"
         )
+    return 0
+
+
+def _print_layer_times(args: argparse.Namespace, card: Any, counts: Any) -> int:
+    """`bench layers MODEL --times`: the table of `bench.measure.layer_times.time_layers`."""
+    import torch
+
+    import zoo
+    from bench.measure.layer_times import ELEMENT_SIZES, time_layers
+
+    if args.dtype not in ELEMENT_SIZES:
+        raise ValueError(f"--dtype {args.dtype}: give one of {', '.join(ELEMENT_SIZES)}")
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    times = time_layers(
+        zoo.get_model(card.name),
+        counts.layers,
+        input_shape=card.input_shape,
+        num_classes=card.num_classes,
+        batch_size=args.batch_size,
+        device=args.device,
+        dtype=args.dtype,
+        loss=zoo.criterion(card.name),
+        steps=args.steps,
+    )
+    batch = times.batch_size
+    width = max([len(layer.name) for layer in times.layers] + [12])
+    print(
+        f"{'paper layer':<{width}} {'fwd ms':>9} {'bwd ms':>9} {'MACs':>15} {'fwd bytes':>13} "
+        f"{'FLOP/B':>7} {'fwd GFLOP/s':>11}"
+    )
+    for layer in times.layers:
+        intensity = layer.intensity(batch)
+        rate = layer.forward_gflops(batch)
+        print(
+            f"{layer.name:<{width}} {layer.forward_s * 1e3:>9.3f} {layer.backward_s * 1e3:>9.3f} "
+            f"{layer.macs * batch:>15,} {layer.bytes:>13,} "
+            f"{'-' if intensity is None else f'{intensity:.2f}':>7} "
+            f"{'-' if rate is None else f'{rate:.1f}':>11}"
+        )
+    rest = times.hooked_step_s - times.layers_s
+    print(
+        f"{card.name}, {args.dtype}, batch {batch}, {args.device}, medians of {times.steps} "
+        f"training steps: MACs per batch, forward; bytes: inputs + outputs + weights once, at "
+        f"{ELEMENT_SIZES[args.dtype]} bytes an element"
+    )
+    print(
+        f"sum check: the layers add up to {times.layers_s * 1e3:.2f} ms = "
+        f"{times.share_of_step:.0%} of the step's own median {times.step_s * 1e3:.2f} ms "
+        f"(timed without hooks); with hooks a step took {times.hooked_step_s * 1e3:.2f} ms, "
+        f"{rest * 1e3:.2f} ms of it outside the layers (loss, zero_grad, optimizer, hooks)"
+    )
     return 0
 
 

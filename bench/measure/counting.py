@@ -30,6 +30,15 @@ Conventions, per sample, forward pass:
   once: an in-place op (``ReLU(inplace=True)``) or a view (``flatten``) creates none, a
   module called twice creates tensors at each call, and an op outside any submodule (a
   residual ``out + identity``) counts for the module whose ``forward`` runs it.
+- Bytes moved by a layer (:func:`layer_bytes`) and its arithmetic intensity
+  (:func:`layer_intensity`): the elements of its inputs and outputs (per sample, over its
+  calls: :attr:`LayerInfo.input_elements`, :attr:`LayerInfo.output_elements`) times the batch,
+  plus its own parameters once per batch (weights are read once however many samples use
+  them; buffers such as batch norm's running statistics are left out), each read or written
+  once at one element size: no cache reuse, no re-reads, no write-allocate (STREAM's
+  convention, as the measured memory roof's). Intensity is forward FLOPs (2 × MACs) over
+  those bytes, so it grows with the batch where the weights dominate the bytes (fc layers)
+  and hardly where the activations do (batch norm, ReLU).
 
 fvcore traces the model with ``torch.jit.trace``; this works with torch 2.14. Importing
 ``fvcore.nn`` calls the deprecated ``torch.jit.script`` (a ``FutureWarning``); the import
@@ -63,6 +72,8 @@ __all__ = [
     "activation_elements_per_sample",
     "uncounted_ops_text",
     "layer_breakdown",
+    "layer_bytes",
+    "layer_intensity",
     "with_paper_names",
     "paper_layer_groups",
     "count_model",
@@ -117,6 +128,10 @@ class LayerInfo:
     # The paper's name of the layer this module is part of (LeNet-5's "C3" for each of
     # c3.groups.0..2); the module path where no map is given.
     paper_layer: str = ""
+    # Elements of the tensors its calls take and return, one sample, summed over its calls
+    # (an in-place ReLU reads and writes its tensor: both count); see layer_bytes.
+    input_elements: int = 0
+    output_elements: int = 0
 
     @property
     def activation_mib(self) -> float:
@@ -254,6 +269,12 @@ class _Call:
     output_shape: tuple[int, ...]  # of its first call
     handle_macs: int | None  # summed over its calls
     calls: int = 1
+    inputs: int = 0  # elements of the tensors it took, summed over its calls
+    outputs: int = 0  # elements of the tensors it returned, summed over its calls
+
+
+def _elements(value: Any) -> int:
+    return sum(leaf.numel() for leaf in tree_leaves(value) if isinstance(leaf, torch.Tensor))
 
 
 # The layer name of the model's own forward code, outside any submodule (LeNet-5's squash).
@@ -350,9 +371,13 @@ def _record_calls(model: nn.Module, example: torch.Tensor) -> _Recorded:
                 call.calls += 1
                 if macs is not None:
                     call.handle_macs = (call.handle_macs or 0) + macs
+                call.inputs += _elements(inputs)
+                call.outputs += _elements(output)
                 return
             shape = tuple(output.shape[1:]) if isinstance(output, torch.Tensor) else ()
-            calls[name] = _Call(len(calls), module, shape, macs)
+            calls[name] = _Call(
+                len(calls), module, shape, macs, inputs=_elements(inputs), outputs=_elements(output)
+            )
 
         return hook
 
@@ -381,6 +406,12 @@ def _record_per_sample(model: nn.Module, example: torch.Tensor) -> _Recorded:
         created = [(owner, (b2 - b1) // batch) for (owner, b1), (_, b2) in zip(first, second)]
     else:  # a pass whose tensors depend on the batch size: share of the doubled batch
         created = [(owner, b2 // (2 * batch)) for owner, b2 in second]
+    # Inputs and outputs per sample likewise: what the doubled batch adds, over the batch.
+    for name, call in one.calls.items():
+        doubled = two.calls.get(name)
+        if doubled is not None:
+            call.inputs = (doubled.inputs - call.inputs) // batch
+            call.outputs = (doubled.outputs - call.outputs) // batch
     return _Recorded(
         one.calls,
         created,
@@ -436,9 +467,27 @@ def _layers_from_calls(
                 macs=int(own_macs),
                 activation_bytes=own_bytes[name],
                 calls=call.calls,
+                input_elements=call.inputs,
+                output_elements=call.outputs,
             )
         )
     return tuple(rows)
+
+
+def layer_bytes(layer: LayerInfo, batch: int, element_size: int = 4) -> int:
+    """Bytes ``layer``'s forward pass moves for ``batch`` samples at ``element_size`` bytes an
+    element: inputs and outputs of every sample, its own parameters once (see the module's
+    docstring for the convention)."""
+    elements = batch * (layer.input_elements + layer.output_elements) + layer.params
+    return elements * element_size
+
+
+def layer_intensity(layer: LayerInfo, batch: int, element_size: int = 4) -> float | None:
+    """Arithmetic intensity (FLOP/byte) of ``layer``'s forward pass at ``batch``: 2 × MACs
+    × batch over :func:`layer_bytes`; None for a layer that moves no bytes. It depends on the
+    batch (weights are read once per batch), so it is computed, not a column of layers.jsonl."""
+    moved = layer_bytes(layer, batch, element_size)
+    return 2 * layer.macs * batch / moved if moved else None
 
 
 def with_paper_names(

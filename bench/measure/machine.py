@@ -31,6 +31,8 @@ __all__ = [
     "conv3x3_rates",
     "best_of_windows",
     "peak_spread",
+    "triad_rates",
+    "triad_bytes",
     "PEAK_REPEATS",
     "PEAK_SECONDS",
     "cuda_tf32",
@@ -59,6 +61,16 @@ FLAGS_OVERRIDE = "CNN_ZOO_CPU_FLAGS"
 # 331 / 388 / 429 GFLOP/s), and its spread is recorded beside it.
 PEAK_REPEATS = 5
 PEAK_SECONDS = 0.5
+# The memory roof: a STREAM-style triad over arrays of TRIAD_MIB each (three of them), well
+# beyond a CPU's last-level cache (tens of MiB, 105 MB on a Sapphire Rapids), so the arrays
+# stream from memory; halved while three would take more than a quarter of the memory
+# available. A GPU's arrays take TRIAD_MIB_CUDA (an H100's L2 is 50 MB). Each element size gets
+# TRIAD_SECONDS (of PEAK_REPEATS windows): both together added about 1.2 s here, filling the
+# arrays included.
+TRIAD_MIB = 128
+TRIAD_MIB_CUDA = 512
+TRIAD_MIN_MIB = 8
+TRIAD_SECONDS = 0.2
 # Native bf16 on NVIDIA GPUs: tensor-core bf16 from Ampere (compute capability 8.0) on.
 NATIVE_BF16_CUDA_CAPABILITY = (8, 0)
 
@@ -83,6 +95,10 @@ class Machine:
     peak_gflops_skipped: dict[str, str] = field(default_factory=dict)
     # :func:`cuda_tf32` when CUDA is measured, else None.
     cuda_tf32: dict[str, bool] | None = None
+    # The memory roof (:func:`triad_rates`), GB/s: {"fp32_triad", "bf16_triad"} (and "cuda_"
+    # ones), and its spread over the repeats; empty when not measured.
+    peak_bandwidth_gbs: dict[str, float] = field(default_factory=dict)
+    peak_bandwidth_gbs_spread: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 def _cpuinfo() -> str:
@@ -358,6 +374,61 @@ def conv3x3_gflops(
     return max(conv3x3_rates(device, dtype, seconds, repeats=1))
 
 
+def triad_bytes(elements: int, element_size: int) -> int:
+    """Bytes one triad ``c = a + s * b`` over ``elements`` moves: two arrays read and one
+    written, STREAM's convention: the write-allocate read of ``c``'s cache lines (which a CPU
+    without non-temporal stores also performs) is not counted, so the roof is a lower bound
+    of what the memory bus carried."""
+    return 3 * elements * element_size
+
+
+def _available_bytes() -> int | None:
+    """MemAvailable (``/proc/meminfo``), or None where it cannot be read."""
+    try:
+        for line in Path("/proc/meminfo").read_text(encoding="ascii").splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def triad_rates(
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype = torch.float32,
+    seconds: float = TRIAD_SECONDS,
+    repeats: int = PEAK_REPEATS,
+    clock: Clock = time.perf_counter,
+    mib: int | None = None,
+) -> list[float]:
+    """Memory bandwidth (GB/s, 1e9 bytes/s) of a triad ``c = a + s * b``
+    (``torch.add(a, b, alpha=s, out=c)``) over three arrays of ``mib`` MiB of ``dtype``, once
+    per repeat: the best call of each of ``repeats`` windows sharing ``seconds``
+    (:func:`best_of_windows`), bytes by :func:`triad_bytes` (write-allocate not counted).
+
+    ``mib`` defaults to :data:`TRIAD_MIB` (:data:`TRIAD_MIB_CUDA` on CUDA). On CPU the arrays
+    shrink (halving, not below :data:`TRIAD_MIN_MIB`) while the three would
+    take more than a quarter of MemAvailable.
+    """
+    device = torch.device(device)
+    if mib is None:
+        mib = TRIAD_MIB_CUDA if device.type == "cuda" else TRIAD_MIB
+    if device.type == "cpu":
+        available = _available_bytes()
+        while available is not None and 3 * mib * 2**20 > available // 4 and mib > TRIAD_MIN_MIB:
+            mib //= 2
+    elements = mib * 2**20 // torch.empty((), dtype=dtype).element_size()
+    a = torch.ones(elements, dtype=dtype, device=device)
+    b = torch.ones(elements, dtype=dtype, device=device)
+    c = torch.empty(elements, dtype=dtype, device=device)
+    timed = _timer(device, clock)
+    call = partial(torch.add, a, b, alpha=3.0, out=c)
+    timed(call)  # warm-up: first touch of c's pages, the thread pool
+    bests = best_of_windows(partial(timed, call), seconds, repeats, clock)
+    moved = triad_bytes(elements, a.element_size())
+    return [moved / best / 1e9 for best in bests]
+
+
 def describe(
     devices: tuple[str, ...],
     threads: int,
@@ -375,7 +446,10 @@ def describe(
     taken in a busy one; the spread says how far from that roof a busier moment fell.
     The bf16 peaks are measured only where bf16 is native (:func:`native_bf16`); emulated bf16
     would cost seconds for a number no row is judged by. ``peak_gflops_skipped`` names the
-    peaks left out and why.
+    peaks left out and why. The memory roof (:func:`triad_rates`, about 0.6 s) goes to
+    ``peak_bandwidth_gbs`` as ``fp32_triad`` / ``bf16_triad`` (elements of 4 and 2 bytes;
+    bf16 is measured everywhere: moving bytes needs no bf16 arithmetic), best of the repeats,
+    and its spread to ``peak_bandwidth_gbs_spread``.
     """
     import torchvision
 
@@ -383,6 +457,9 @@ def describe(
     peaks: dict[str, float] = {}
     spreads: dict[str, dict[str, float]] = {}
     skipped: dict[str, str] = {}
+
+    bandwidth: dict[str, float] = {}
+    bandwidth_spreads: dict[str, dict[str, float]] = {}
 
     def measure(key: str, rates: list[float]) -> None:
         spreads[key] = peak_spread(rates)
@@ -405,6 +482,10 @@ def describe(
                     continue
                 measure(keys[0], matmul_rates(device, dtype, repeats=repeats))
                 measure(keys[1], conv3x3_rates(device, dtype, repeats=repeats))
+            for precision, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+                key = f"{prefix}{precision}_triad"
+                bandwidth_spreads[key] = peak_spread(triad_rates(device, dtype, repeats=repeats))
+                bandwidth[key] = bandwidth_spreads[key]["max"]
     return Machine(
         cpu_model=cpu_model(),
         cpu_flags=cpu_flags(),
@@ -418,4 +499,6 @@ def describe(
         peak_gflops_spread=spreads,
         peak_gflops_skipped=skipped,
         cuda_tf32=cuda_tf32() if cuda else None,
+        peak_bandwidth_gbs=bandwidth,
+        peak_bandwidth_gbs_spread=bandwidth_spreads,
     )

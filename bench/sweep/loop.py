@@ -448,6 +448,8 @@ def _open_session(
         "peak_gflops": machine.peak_gflops,
         "peak_gflops_spread": machine.peak_gflops_spread,
         "peak_gflops_skipped": machine.peak_gflops_skipped,
+        "peak_bandwidth_gbs": machine.peak_bandwidth_gbs,
+        "peak_bandwidth_gbs_spread": machine.peak_bandwidth_gbs_spread,
         "cuda_tf32": machine.cuda_tf32,
         "hostname": machine.hostname,
         "load_average_1m": load_average(),  # at the start: above the core count, others compete
