@@ -13,7 +13,7 @@ Conventions, per sample, forward pass:
   are counted by our own module handles (:data:`MODULE_HANDLES`), which replace fvcore's
   count for that module:
 
-  - ``nn.LocalResponseNorm`` (AlexNet; the zoo's subclass too): ``size`` MACs per output
+  - ``nn.LocalResponseNorm`` (AlexNet): ``size`` MACs per output
     element, the window's sum of squares; the scale, power and division are elementwise like
     ReLU, and not counted. fvcore sees only elementwise ops and a pad here and counts 0.
   - ``RBFOutput`` (LeNet-5's fixed Euclidean RBF layer): classes × features MACs, the

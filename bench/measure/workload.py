@@ -71,7 +71,10 @@ def check_dtype(dtype: str, device: torch.device) -> None:
     if dtype == "fp32":
         return
     if device.type == "cuda" and not machine.native_bf16(device):
-        raise RuntimeError(f"{torch.cuda.get_device_name(device)} does not support bf16")
+        raise RuntimeError(
+            f"{torch.cuda.get_device_name(device)} has no native bf16 (compute capability below "
+            "8.0: torch would emulate it), so bf16 is not measured here"
+        )
     if device.type == "cpu" and not machine.native_bf16(device):
         raise RuntimeError(
             "this CPU has no native bf16 (no avx512_bf16/amx_bf16): torch would emulate it "
