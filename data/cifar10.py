@@ -48,8 +48,8 @@ from .errors import (
     MissingDataError,
     UnsafePickleError,
 )
-from .idx import read_idx, write_idx
-from .imagefolder import IMAGE_EXTENSIONS, Tree, scan_tree
+from .idx import md5_of_file, read_idx, sha256_of_file, write_idx
+from .imagefolder import IMAGE_EXTENSIONS, Tree, check_same_classes, scan_tree
 from .mnist import restricted_loads
 from .root import data_root
 
@@ -121,7 +121,6 @@ IDX_FILES: dict[tuple[str, str], str] = {
 }
 _SPLIT_NAMES = {"train": "train", "test": "test", "val": "test"}  # an image folder's val/ is test
 FETCH = "python -m data fetch cifar10"
-_CHUNK = 1 << 20
 
 Kind = Literal["official", "imagefolder"]
 
@@ -248,15 +247,7 @@ def stored_trees(directory: Path) -> tuple[Tree, Tree]:
 def _check_classes(train: Tree, test: Tree, where: str) -> None:
     """The same class folders in both splits, and CIFAR-10's ten; ``where`` names the copy (its
     archive, or its folder) in the one-line error."""
-    test_name = test.root.name
-    if train.classes != test.classes:
-        only_train = sorted(set(train.classes) - set(test.classes))
-        only_test = sorted(set(test.classes) - set(train.classes))
-        raise ImageFolderError(
-            f"class folders differ between train/ and {test_name}/ of {where}: only in train/: "
-            f"{only_train or 'none'}, only in {test_name}/: {only_test or 'none'}; make both "
-            "hold the same class folders"
-        )
+    check_same_classes(train, test, f"train/ and {test.root.name}/ of {where}")
     if train.classes != CLASSES:
         raise ImageFolderError(
             f"{where} has class folders {', '.join(train.classes)}; CIFAR-10's are "
@@ -290,16 +281,8 @@ def _content_digest(directory: Path, files: Iterable[Path]) -> str:
     """SHA-256 over each file's path (relative to ``directory``) and the SHA-256 of its bytes."""
     lines = []
     for path in files:
-        lines.append(f"{path.relative_to(directory).as_posix()}\0{_sha256_of_file(path)}\n")
+        lines.append(f"{path.relative_to(directory).as_posix()}\0{sha256_of_file(path)}\n")
     return hashlib.sha256("".join(sorted(lines)).encode()).hexdigest()
-
-
-def _sha256_of_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(_CHUNK):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _intact(directory: Path) -> Cifar10Copy | None:
@@ -380,7 +363,7 @@ def provision_cifar10(
             f"--from {source} does not exist; give the official {ARCHIVE}, a {BATCHES_DIR}/ "
             "folder, or an image-folder copy (a tree or a tarball)"
         )
-    source_sha256 = _sha256_of_file(source) if source is not None and source.is_file() else None
+    source_sha256 = sha256_of_file(source) if source is not None and source.is_file() else None
     if sha256 is not None:
         if source_sha256 is None:
             raise DataError(
@@ -462,7 +445,7 @@ def _from_torchvision(partial: Path, md5s: Mapping[str, str], show: bool) -> Cif
             "--from PATH"
         ) from exc
     archive = download / ARCHIVE
-    copy = _import(archive, _sha256_of_file(archive), partial, md5s, show)
+    copy = _import(archive, sha256_of_file(archive), partial, md5s, show)
     shutil.rmtree(download, ignore_errors=True)
     return replace(copy, source=f"torchvision download {URL}")
 
@@ -490,7 +473,7 @@ def _import(
         return _write_official(blobs, partial, str(source.resolve()), None, md5s, show)
     if (source / ARCHIVE).is_file():  # a torchvision root that kept only the archive
         archive = source / ARCHIVE
-        return _import_archive(archive, _sha256_of_file(archive), partial, md5s, show)
+        return _import_archive(archive, sha256_of_file(archive), partial, md5s, show)
     if (source / "train").is_dir() and any((source / s).is_dir() for s in ("test", "val")):
         test_name = next(s for s in ("test", "val") if (source / s).is_dir())
         # Scanned and checked before anything is copied: a bad tree fails at once.
@@ -531,7 +514,7 @@ def _import_archive(
             first = tar.next()
             official = first is not None and _posix(first.name).parts[:1] == (BATCHES_DIR,)
             if official:
-                md5 = _md5_of_file(archive)
+                md5 = md5_of_file(archive)
                 if md5 != md5s[ARCHIVE]:
                     raise ChecksumError(
                         f"{archive} has MD5 {md5}, expected {md5s[ARCHIVE]} (torchvision's "
@@ -550,14 +533,6 @@ def _import_archive(
                 f"{archive} is truncated or corrupt ({type(exc).__name__}: {exc}); fetch it again"
             ) from exc
     return _imagefolder_copy(partial, str(archive.resolve()), source_sha256)
-
-
-def _md5_of_file(path: Path) -> str:
-    h = hashlib.md5()
-    with open(path, "rb") as f:
-        while block := f.read(_CHUNK):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _posix(name: str) -> PurePosixPath:

@@ -13,7 +13,7 @@ import hashlib
 import os
 import struct
 from pathlib import Path
-from typing import BinaryIO, Literal
+from typing import Any, BinaryIO, Literal
 
 import numpy as np
 
@@ -27,6 +27,7 @@ __all__ = [
     "idx_bytes",
     "write_idx",
     "md5_of_file",
+    "sha256_of_file",
 ]
 
 IMAGES_MAGIC = 2051
@@ -164,8 +165,16 @@ def write_idx(path: str | os.PathLike[str], array: np.ndarray) -> str:
 
 def md5_of_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
     """MD5 (hex) of a file's bytes, read in chunks."""
-    md5 = hashlib.md5()
+    return _digest_of_file(hashlib.md5(), path, chunk)
+
+
+def sha256_of_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
+    """SHA-256 (hex) of a file's bytes, read in chunks."""
+    return _digest_of_file(hashlib.sha256(), path, chunk)
+
+
+def _digest_of_file(h: Any, path: str | os.PathLike[str], chunk: int) -> str:
     with open(path, "rb") as f:
         while block := f.read(chunk):
-            md5.update(block)
-    return md5.hexdigest()
+            h.update(block)
+    return h.hexdigest()

@@ -44,6 +44,7 @@ from .normalise import PAD_AT_MOST, Normalisation, prepare_batch
 
 __all__ = [
     "IMAGE_EXTENSIONS",
+    "check_same_classes",
     "BadFiles",
     "DEFAULT_CACHE_LIMIT_BYTES",
     "Tree",
@@ -602,14 +603,7 @@ def _layout(root: Path, bad_files: BadFiles, val_fraction: float, seed: int) -> 
         train_idx, val_idx = _split_tree(tree, val_fraction, seed)
         return _Layout((tree,), train_idx, val_idx, f"-split{val_fraction}-{seed}")
     train_tree, val_tree = (scan_tree(p, bad_files=bad_files) for p in pair)
-    if train_tree.classes != val_tree.classes:
-        only_train = sorted(set(train_tree.classes) - set(val_tree.classes))
-        only_val = sorted(set(val_tree.classes) - set(train_tree.classes))
-        raise ImageFolderError(
-            f"class folders differ between {pair[0]} and {pair[1]}: only in {pair[0].name}/: "
-            f"{only_train or 'none'}, only in {pair[1].name}/: {only_val or 'none'}; make both "
-            "hold the same class folders"
-        )
+    check_same_classes(train_tree, val_tree, f"{pair[0]} and {pair[1]}")
     _check_classes(train_tree)
     return _Layout((train_tree, val_tree))
 
@@ -672,6 +666,20 @@ def _load_streamed(
             bad_files=decode.bad_files,
         )
         for samples in (train_samples, val_samples)
+    )
+
+
+def check_same_classes(first: Tree, second: Tree, between: str) -> None:
+    """Refuse two splits whose class folders differ (a class index would name different classes
+    in each); ``between`` names the two in the one-line error."""
+    if first.classes == second.classes:
+        return
+    only_first = sorted(set(first.classes) - set(second.classes))
+    only_second = sorted(set(second.classes) - set(first.classes))
+    raise ImageFolderError(
+        f"class folders differ between {between}: only in {first.root.name}/: "
+        f"{only_first or 'none'}, only in {second.root.name}/: {only_second or 'none'}; make both "
+        "hold the same class folders"
     )
 
 

