@@ -26,6 +26,7 @@ from bench.training.distributed import ONE_PROCESS, World
 from bench.training.recipes import Recipe, lr_factor, recipe_for, resolve_dtype
 from bench.training.sdlm import HESSIAN_SAMPLES, SDLM
 from data.augment import augment_batch, check_augment
+from data.idx import sha256_of_file
 from zoo.lenet import LeNet5
 
 if TYPE_CHECKING:
@@ -49,7 +50,6 @@ __all__ = [
     "TOP5_MIN_CLASSES",
     "save_weights",
     "load_weights",
-    "sha256_file",
     "EVAL_DTYPES",
 ]
 
@@ -715,22 +715,13 @@ def _evaluate(run: _Run, splits: Splits, whole: bool = False) -> Scores:
     )
 
 
-def sha256_file(path: Path) -> str:
-    """The SHA-256 of a file, read a MiB at a time (hex)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def save_weights(model: nn.Module, path: Path) -> Path:
     """Save ``model``'s state dict to ``path`` and its SHA-256 to ``path.sha256``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     torch.save(state, path)
     sidecar = path.with_name(path.name + ".sha256")
-    sidecar.write_text(f"{sha256_file(path)}  {path.name}\n")
+    sidecar.write_text(f"{sha256_of_file(path)}  {path.name}\n")
     return sidecar
 
 
@@ -745,7 +736,7 @@ def load_weights(path: Path) -> dict[str, torch.Tensor]:
             f"{sidecar} is missing: weights are loaded only with their SHA-256 beside them"
         )
     expected = sidecar.read_text().split()[0]
-    actual = sha256_file(path)
+    actual = sha256_of_file(path)
     if actual != expected:
         raise ValueError(
             f"{path} has SHA-256 {actual[:12]}…, its {sidecar.name} says {expected[:12]}…: "
