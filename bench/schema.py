@@ -33,10 +33,12 @@ __all__ = [
     "ROW_COLUMNS",
     "ACCURACY_COLUMNS",
     "LAYER_COLUMNS",
+    "LAYER_TIME_COLUMNS",
     "EPOCH_COLUMNS",
     "MEASURED_COLUMNS",
     "NUMERIC_COLUMNS",
     "NUMERIC_LAYER_COLUMNS",
+    "NUMERIC_LAYER_TIME_COLUMNS",
     "NUMERIC_EPOCH_COLUMNS",
     "SETTING_COLUMNS",
     "TRAINING_KEY_COLUMNS",
@@ -89,6 +91,18 @@ LAYER_COLUMNS = (
     "model", "family", "index", "layer", "paper_layer", "type", "output_shape", "params", "macs",
     "activation_mib", "layer_count",
 )  # fmt: skip
+# layer_times.jsonl (``bench run --layer-times``): one line per module of a model's breakdown in
+# one profiled step (bench.measure.layer_times), the step's settings first (its row key, as a
+# row's), then the module's own forward and backward time (medians, ms; backward 0 in
+# inference), its forward MACs per sample, its forward FLOPs (2 × MACs) and bytes moved
+# (counting.layer_bytes) for the whole batch at the step's element size; then the step's own
+# median without hooks (step_ms), with hooks (hooked_step_ms), the modules' sum (layers_ms) and
+# how many steps of each kind were timed.
+LAYER_TIME_COLUMNS = (
+    "model", "device", "dtype", "memory_format", "threads", "batch_size", "mode", "compile",
+    "index", "layer", "paper_layer", "type", "forward_ms", "backward_ms", "macs", "flops",
+    "bytes", "step_ms", "hooked_step_ms", "layers_ms", "steps", "session", "timestamp",
+)  # fmt: skip
 # epochs.jsonl: one line per evaluation during training; ``run`` names the training run (the
 # ``run`` column of its results row), so each run is one curve however many share a folder;
 # ``test_samples``: how many test samples the line's accuracy is on (null: a line written before
@@ -118,6 +132,10 @@ NUMERIC_COLUMNS = (
     "samples_seen", "curve_test_samples",
 )  # fmt: skip
 NUMERIC_LAYER_COLUMNS = ("index", "params", "macs", "activation_mib")
+NUMERIC_LAYER_TIME_COLUMNS = (
+    "threads", "batch_size", "index", "forward_ms", "backward_ms", "macs", "flops", "bytes",
+    "step_ms", "hooked_step_ms", "layers_ms", "steps",
+)  # fmt: skip
 NUMERIC_EPOCH_COLUMNS = (
     "world_size", "epoch", "wall_s", "train_loss", "test_accuracy", "samples_per_s",
     "test_samples",
@@ -320,14 +338,17 @@ class ResultsWriter:
         self.results_path = self.folder / "results.jsonl"
         self.layers_path = self.folder / "layers.jsonl"
         self.epochs_path = self.folder / "epochs.jsonl"
+        self.layer_times_path = self.folder / "layer_times.jsonl"
         self.csv_path = self.folder / "results.csv"
         self.meta_path = self.folder / "meta.json"
         self.errors_path = self.folder / "errors.log"
         self._repair_tail(self.results_path)
         self._repair_tail(self.layers_path)
         self._repair_tail(self.epochs_path)
+        self._repair_tail(self.layer_times_path)
         self._done = {row_key(row) for row in read_jsonl(self.results_path)}
         self._layer_models = _complete_models(read_jsonl(self.layers_path))
+        self._profiled = {row_key(line) for line in read_jsonl(self.layer_times_path)}
 
     def has_row(self, key: tuple[Any, ...]) -> bool:
         """True if a row with these settings (:func:`row_key`) is already written."""
@@ -403,6 +424,22 @@ class ResultsWriter:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, self.layers_path)
+
+    def has_layer_times(self, key: tuple[Any, ...]) -> bool:
+        """True if the step with these settings (:func:`row_key`) is profiled already."""
+        return key in self._profiled
+
+    def write_layer_times(self, lines: Iterable[Mapping[str, Any]]) -> None:
+        """Append one profiled step's lines (every column of :data:`LAYER_TIME_COLUMNS`) in one
+        write; a session's null ``session`` is filled in."""
+        ordered = []
+        for line in lines:
+            _check_columns("layer time", line, LAYER_TIME_COLUMNS)
+            ordered.append({c: _clean(line[c]) for c in LAYER_TIME_COLUMNS})
+            if ordered[-1]["session"] is None:
+                ordered[-1]["session"] = self.session
+        self._append(self.layer_times_path, ordered)
+        self._profiled.update(row_key(line) for line in ordered)
 
     def write_epoch(self, line: Mapping[str, Any]) -> None:
         """Append one evaluation of a training run (every column of :data:`EPOCH_COLUMNS`)."""

@@ -62,6 +62,8 @@ def run_all(args: argparse.Namespace) -> int:
                 "done, compare a slice's folder with `bench compare OLD ROOT/shard-I-of-N`"
             )
         compare.refuse_before_measuring(args.compare, args.across_machines)
+    if args.layer_times is None:  # the main job profiles each model's training step
+        args.layer_times = ["train"] if "train" in (args.modes or ["train"]) else ["none"]
     code = SUBCOMMANDS["run"].run(args)
     if code != 0:
         return code

@@ -266,6 +266,16 @@ def _add_timing(parser: argparse.ArgumentParser) -> None:
         "ImageNet-sized rows excepted) and the row's pass_spread_rel, the spread of its "
         "passes' medians, is the run-to-run noise `bench compare` judges changes by",
     )
+    parser.add_argument(
+        "--layer-times",
+        nargs="*",
+        default=None,
+        metavar="MODE",
+        help="after a model's rows, time each of its layers (forward, and backward in train) "
+        "in steps of their own, at each device and format's largest batch, into "
+        "layer_times.jsonl: the MODEs given (train, infer), every mode without one, none: "
+        "off (default: off; `all`: train)",
+    )
     parser.add_argument("--min-steps", type=int, default=None, help="timed steps at least")
     parser.add_argument(
         "--min-time", type=float, default=None, metavar="SECONDS", help="timed seconds at least"
@@ -316,7 +326,7 @@ def build_plan(args: argparse.Namespace) -> Any:
     """The :class:`bench.sweep.plan.RunPlan` of ``run``'s arguments; ``ValueError`` on bad input."""
     import torch
 
-    from bench.sweep.plan import RunPlan, parse_batch_size
+    from bench.sweep.plan import MODES, RunPlan, parse_batch_size
 
     models = tuple(
         m for m in resolve_models(args.models) if m not in SAME_NETWORK or m in args.models
@@ -347,6 +357,10 @@ def build_plan(args: argparse.Namespace) -> Any:
             overrides[field] = tuple(dict.fromkeys(getattr(args, option)))
     if args.threads is not None:
         overrides["threads"] = args.threads
+    layer_modes = getattr(args, "layer_times", None)
+    if layer_modes is not None and layer_modes != ["none"]:
+        modes = layer_modes or overrides.get("modes") or MODES
+        overrides["layer_times"] = tuple(dict.fromkeys(modes))
     if args.shard is not None:
         overrides["shard"] = resolve_shard(args)
     preset = RunPlan.full if args.full else RunPlan.short

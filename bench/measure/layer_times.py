@@ -1,4 +1,5 @@
-"""Per-layer time of one training step, at the papers' layer names (``bench layers --times``).
+"""Per-layer time of a training or inference step, at the papers' layer names (``bench layers
+--times``, ``bench run --layer-times``).
 
 Module hooks time each layer of the per-layer breakdown (:mod:`bench.measure.counting`):
 forward pre/post hooks and full backward pre/post hooks read ``time.perf_counter`` (CUDA
@@ -16,8 +17,9 @@ The modules' times are summed by paper layer (LeNet-5's ``c3.groups.0..2`` and `
 ``C3``). What no layer holds (loss, its backward before the model's, zero_grad, the optimizer,
 the hooks' own cost) is the step's rest. The hooks cost time and full backward hooks forbid an
 in-place op on a hooked module's output, so the timed copy's in-place ReLUs write a new tensor,
-and the steps with hooks are separate from the steps without, which give the step's own clock:
-the second method, against which the layers' sum is held.
+and the steps with hooks are separate from the steps without (taken in turn), which give the
+step's own clock: the second method, against which the layers' sum is held. In inference only
+the forward hooks are set, and in-place ReLUs stay.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from torch import nn
 from bench.measure.counting import TOP_LEVEL, LayerInfo, layer_bytes
 from bench.measure.workload import autocast_context, make_workload
 
-__all__ = ["LayerTime", "LayerTimes", "time_layers", "ELEMENT_SIZES"]
+__all__ = ["LayerTime", "ModuleTime", "LayerTimes", "time_layers", "ELEMENT_SIZES"]
 
 Clock = Callable[[], float]
 
@@ -65,11 +67,26 @@ class LayerTime:
 
 
 @dataclass(frozen=True)
-class LayerTimes:
-    """Per-layer times of one model's training step, and the step's own clock."""
+class ModuleTime:
+    """One module of the breakdown in one step (its own time, children excluded): medians."""
 
-    layers: tuple[LayerTime, ...]
+    path: str  # the module path (counting.TOP_LEVEL for the model's own forward code)
+    paper_layer: str  # the paper layer that holds it
+    type: str  # the module's class name
+    forward_s: float
+    backward_s: float  # 0 in inference
+    macs: int  # forward, per sample
+    bytes: int  # forward, at the batch and element size (counting.layer_bytes)
+
+
+@dataclass(frozen=True)
+class LayerTimes:
+    """Per-layer times of one model's step, and the step's own clock."""
+
+    layers: tuple[LayerTime, ...]  # by paper layer, the modules of each summed
+    modules: tuple[ModuleTime, ...]  # each module of the breakdown, in forward order
     batch_size: int
+    mode: str  # "train" (forward and backward) or "infer" (forward)
     step_s: float  # median step without hooks: the second method
     hooked_step_s: float  # median step with hooks
     steps: int  # timed steps of each kind
@@ -139,7 +156,7 @@ class _Timer:
             del self.stack[len(self.stack) - 1 - self.stack[::-1].index(name) :]
 
 
-def _hook(model: nn.Module, paths: set[str], timer: _Timer) -> list[Any]:
+def _hook(model: nn.Module, paths: set[str], timer: _Timer, backward: bool) -> list[Any]:
     handles = []
     for path, module in model.named_modules():
         if path not in paths:
@@ -147,9 +164,16 @@ def _hook(model: nn.Module, paths: set[str], timer: _Timer) -> list[Any]:
         handles += [
             module.register_forward_pre_hook(lambda m, i, p=path: timer.forward_enter(p)),
             module.register_forward_hook(lambda m, i, o, p=path: timer.forward_exit(p)),
-            module.register_full_backward_pre_hook(lambda m, g, p=path: timer.backward_enter(p)),
-            module.register_full_backward_hook(lambda m, gi, go, p=path: timer.backward_exit(p)),
         ]
+        if backward:
+            handles += [
+                module.register_full_backward_pre_hook(
+                    lambda m, g, p=path: timer.backward_enter(p)
+                ),
+                module.register_full_backward_hook(
+                    lambda m, gi, go, p=path: timer.backward_exit(p)
+                ),
+            ]
     return handles
 
 
@@ -162,21 +186,30 @@ def time_layers(
     batch_size: int,
     device: torch.device | str = "cpu",
     dtype: str = "fp32",
+    memory_format: str = "contiguous",
+    mode: str = "train",
     loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = F.cross_entropy,
     warmup: int = 2,
     steps: int = 5,
     clock: Clock = time.perf_counter,
 ) -> LayerTimes:
-    """Forward and backward time of each paper layer of ``layers`` (``count_model``'s, with
-    paper names) in a training step of ``model`` (SGD, as the sweep's), and the step's median
-    without hooks: ``warmup`` + ``steps`` steps without hooks, then ``warmup`` + ``steps`` with.
+    """Time of each module of ``layers`` (``count_model``'s, with paper names) in a step of
+    ``model``: forward and backward in a training step (SGD, as the sweep's; ``mode="train"``),
+    forward in inference (``mode="infer"``), and the step's median without hooks.
+
+    ``warmup`` steps of each kind, then ``steps`` pairs, a step without hooks and one with, one
+    after the other: a machine's load changing over the seconds this takes moves both alike.
     """
     if steps < 1:
         raise ValueError(f"steps must be at least 1, not {steps}: give --steps 1 or more")
+    if mode not in ("train", "infer"):
+        raise ValueError(f"mode {mode!r}: give train or infer")
+    train = mode == "train"
     device = torch.device(device)
-    for module in model.modules():
-        if getattr(module, "inplace", False):  # full backward hooks forbid in-place outputs
-            module.inplace = False
+    if train:
+        for module in model.modules():
+            if getattr(module, "inplace", False):  # full backward hooks forbid in-place outputs
+                module.inplace = False
     work = make_workload(
         model,
         input_shape=input_shape,
@@ -184,56 +217,87 @@ def time_layers(
         batch_size=batch_size,
         device=device,
         dtype=dtype,
-        memory_format="contiguous",
-        mode="train",
+        memory_format=memory_format,
+        mode=mode,
         loss=loss,
     )
+    step = work.train if train else work.infer
 
-    def timed_step() -> float:
+    def plain_step() -> float:
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         start = clock()
-        work.train()
+        step()
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         return clock() - start
 
-    for _ in range(warmup):
-        work.train()
-    plain = [timed_step() for _ in range(steps)]
-
     # The breakdown's module paths; the model's own forward code is TOP_LEVEL's, path "".
     paper = {("" if layer.layer == TOP_LEVEL else layer.layer): layer for layer in layers}
     timer = _Timer(device, clock)
-    handles = _hook(work.model, set(paper) | {""}, timer)
-    per_step: list[tuple[dict[str, float], dict[str, float]]] = []
-    hooked: list[float] = []
-    optimizer = work.optimizer
-    assert optimizer is not None  # a train workload has one
-    try:
-        for k in range(warmup + steps):
-            timer.forward, timer.backward = {}, {}
+
+    def hooked_step() -> tuple[dict[str, float], dict[str, float], float]:
+        timer.forward, timer.backward = {}, {}
+        handles = _hook(work.model, set(paper) | {""}, timer, backward=train)
+        try:
             timer.start()
             start = timer.mark
-            optimizer.zero_grad(set_to_none=True)
-            with autocast_context(dtype, device):
-                value = loss(work.model(work.inputs), work.targets)
-            timer.charge(timer.forward, None)  # the loss: the step's rest
-            with warnings.catch_warnings():
-                # Expected where no input needs a gradient: handled by backward_end.
-                warnings.filterwarnings("ignore", message="Full backward hook is firing")
-                value.backward()
-            timer.backward_end()
-            optimizer.step()
+            if train:
+                optimizer = work.optimizer
+                assert optimizer is not None  # a train workload has one
+                optimizer.zero_grad(set_to_none=True)
+                with autocast_context(dtype, device):
+                    value = loss(work.model(work.inputs), work.targets)
+                timer.charge(timer.forward, None)  # the loss: the step's rest
+                with warnings.catch_warnings():
+                    # Expected where no input needs a gradient: handled by backward_end.
+                    warnings.filterwarnings("ignore", message="Full backward hook is firing")
+                    value.backward()
+                timer.backward_end()
+                optimizer.step()
+            else:
+                with torch.inference_mode(), autocast_context(dtype, device):
+                    work.model(work.inputs)
             end = timer.now()
-            if k >= warmup:
-                per_step.append((timer.forward, timer.backward))
-                hooked.append(end - start)
-    finally:
-        for handle in handles:
-            handle.remove()
+        finally:
+            for handle in handles:
+                handle.remove()
+        return timer.forward, timer.backward, end - start
+
+    for _ in range(warmup):
+        plain_step()
+        hooked_step()
+    plain: list[float] = []
+    per_step: list[tuple[dict[str, float], dict[str, float]]] = []
+    hooked: list[float] = []
+    for _ in range(steps):
+        plain.append(plain_step())
+        forward, backward, seconds = hooked_step()
+        per_step.append((forward, backward))
+        hooked.append(seconds)
+    if train and work.optimizer is not None:
+        work.optimizer.zero_grad(set_to_none=True)
 
     element_size = ELEMENT_SIZES[dtype]
+
+    def median_of(times: int, paths: list[str]) -> float:
+        return statistics.median(sum(s[times].get(p, 0.0) for p in paths) for s in per_step)
+
+    modules = tuple(
+        ModuleTime(
+            path=layer.layer,
+            paper_layer=layer.paper_layer or layer.layer,
+            type=layer.type,
+            forward_s=median_of(0, [path]),
+            backward_s=median_of(1, [path]),
+            macs=layer.macs,
+            bytes=layer_bytes(layer, batch_size, element_size),
+        )
+        for path, layer in paper.items()
+    )
+    if "" not in paper:  # the model's own forward code, which created no tensor of its own
+        own = ModuleTime(TOP_LEVEL, TOP_LEVEL, "", median_of(0, [""]), median_of(1, [""]), 0, 0)
+        modules += (own,)
     names: dict[str, list[str]] = {}  # paper name -> its module paths, in forward order
     for path, layer in paper.items():
         names.setdefault(layer.paper_layer or layer.layer, []).append(path)
@@ -245,17 +309,17 @@ def time_layers(
         rows.append(
             LayerTime(
                 name=name,
-                forward_s=statistics.median(sum(f.get(p, 0.0) for p in paths) for f, _ in per_step),
-                backward_s=statistics.median(
-                    sum(b.get(p, 0.0) for p in paths) for _, b in per_step
-                ),
+                forward_s=median_of(0, paths),
+                backward_s=median_of(1, paths),
                 macs=sum(part.macs for part in parts),
                 bytes=sum(layer_bytes(part, batch_size, element_size) for part in parts),
             )
         )
     return LayerTimes(
         layers=tuple(rows),
+        modules=modules,
         batch_size=batch_size,
+        mode=mode,
         step_s=statistics.median(plain),
         hooked_step_s=statistics.median(hooked),
         steps=steps,

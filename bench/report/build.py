@@ -27,6 +27,7 @@ from bench.report.document import (
 )
 from bench.report.glance import glance_blocks, paper_blocks
 from bench.report.model_details import model_detail_blocks
+from bench.report.roofline import bound_sentence, profiles, roofs_of
 from bench.report.run_against_run import compare_blocks
 from bench.report.runs import (
     Run,
@@ -35,6 +36,7 @@ from bench.report.runs import (
     load_run,
     merge_runs,
     results_folders,
+    row_bandwidth,
     row_peaks,
     session_meta,
 )
@@ -122,7 +124,10 @@ def build_report(
     tables.summary.to_csv(out / "summary.csv", index=False, lineterminator="\n")
     drawn = _draw_figures(run_data, tables, out)
     layer_figs = _draw_layer_figures(run_data.layers, out, model_order(run_data.results))
-    blocks = _report_blocks(results_dirs, run_data, tables, drawn, layer_figs, comparison)
+    time_blocks = _time_blocks(run_data, out)
+    blocks = _report_blocks(
+        results_dirs, run_data, tables, drawn, layer_figs, comparison, time_blocks
+    )
     title = f"cnn-zoo-bench report: {run_data.name}"
     (out / "report.md").write_text(render_markdown(title, blocks), encoding="utf-8")
     (out / "report.html").write_text(render_html(title, blocks, out), encoding="utf-8")
@@ -209,6 +214,7 @@ def _report_blocks(
     drawn: Mapping[str, str | None],
     layer_figs: Sequence[tuple[str, str]],
     comparison: Comparison | None = None,
+    time_blocks: Sequence[Block] = (),
 ) -> list[Block]:
     """The report's sections, in reading order (``drawn``: :func:`_draw_figures`): the
     answers and their figures first, then the contents, then the details (the comparison
@@ -235,6 +241,7 @@ def _report_blocks(
     blocks += glance_blocks(summary, tables.devices)
     blocks += paper_blocks(summary, tables.paper)
     blocks += _speed_blocks(drawn)
+    blocks += time_blocks
     blocks += _memory_blocks(drawn["fig_memory.png"], tables.memory)
     blocks += accuracy_blocks(results, drawn["fig_time_to_accuracy.png"])
     blocks += share_blocks(tables.shares, (), drawn["fig_layer_share.png"])
@@ -260,6 +267,50 @@ _SPEED_CAPTIONS = (
         "not measured' for a folder from before peaks were repeated).",
     ),
 )
+
+
+def _time_blocks(run_data: Run, out: Path) -> list[Block]:
+    """ "Where the time goes" (layer_times.jsonl, ``--layer-times``): a sentence per profiled
+    step saying what bounds it (:func:`bench.report.roofline.bound_sentence`), and a roofline
+    figure per device and precision, drawn into ``out``; nothing without layer times."""
+    steps = profiles(run_data.layer_times)
+    if not steps:
+        return []
+    peaks_of, bandwidth_of = row_peaks(run_data.metas), row_bandwidth(run_data.metas)
+    sentences = []
+    for step in steps:
+        first = step.iloc[0].to_dict()
+        sentences.append(bound_sentence(step, roofs_of(first, peaks_of, bandwidth_of)))
+    lines = run_data.layer_times
+    precision = lines["dtype"].map(lambda d: "bf16" if "bf16" in str(d) else "fp32")
+    images: list[Block] = []
+    for (device, prec), part in lines.groupby([lines["device"].astype(str), precision]):
+        first = part.iloc[0].to_dict()
+        file = f"fig_roofline_{re.sub(r'[^A-Za-z0-9_-]', '_', device)}_{prec}.png"
+        title = f"Roofline on {device}, {prec}: each layer's forward pass"
+        if figures.roofline(part, roofs_of(first, peaks_of, bandwidth_of), title, out / file):
+            images.append(
+                Image(
+                    file,
+                    f"Each module's forward pass on {device} in {prec} at its arithmetic "
+                    "intensity (forward FLOPs over the bytes of its inputs, outputs and "
+                    "weights) and achieved GFLOP/s, under the measured roofs of the run's "
+                    "first session (the triad's GB/s, the faster of matmul and 3×3 conv); "
+                    "layers without counted FLOPs (ReLU, max pooling) have no point.",
+                )
+            )
+    return [
+        Heading(2, "Where the time goes"),
+        Para(
+            "From layer_times.jsonl (`--layer-times`): each profiled step's modules timed by "
+            "hooks in steps of their own, after the row's timing. A module is compute-bound "
+            "when its intensity reaches the ridge (the compute peak over the memory roof), "
+            "memory-bound below it or with no counted FLOPs; shares are of the step with the "
+            "hooks, distances to the roofs are read on the forward pass."
+        ),
+        Bullets(tuple(sentences)),
+        *images,
+    ]
 
 
 def _speed_blocks(drawn: Mapping[str, str | None]) -> list[Block]:

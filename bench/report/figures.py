@@ -28,6 +28,7 @@ from matplotlib.text import Text  # noqa: E402
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
 
 from bench.report.formatting import missing  # noqa: E402
+from bench.report.roofline import Roofs  # noqa: E402
 from bench.report.runs import (  # noqa: E402
     SPREAD_NOT_MEASURED,
     Curve,
@@ -48,6 +49,7 @@ __all__ = [
     "memory_breakdown",
     "param_share",
     "params_vs_macs",
+    "roofline",
     "throughput_vs_batch",
     "time_to_accuracy",
 ]
@@ -190,6 +192,78 @@ def latency_vs_macs(rows: pd.DataFrame, path: Path) -> Path | None:
         ax.set_title(f"Latency against compute on {device} (infer, batch 1, fp32)")
         ax.grid(True, which="major", alpha=0.3)
         _family_key(ax, part["family"])
+    return _save(fig, path)
+
+
+# How many of a roofline's slowest layers are named beside their points.
+ROOFLINE_LABELS = 8
+_MODE_MARKERS = {"train": "o", "infer": "s"}
+
+
+def roofline(lines: pd.DataFrame, roofs: Roofs, title: str, path: Path) -> Path | None:
+    """Each module's forward pass (layer_times.jsonl ``lines`` of one device and precision) at
+    its arithmetic intensity and achieved GFLOP/s, log-log, under the compute peak and the
+    memory roof of ``roofs`` (either missing: not drawn); one colour per model, circles for
+    training steps and squares for inference, the :data:`ROOFLINE_LABELS` slowest named by
+    model and paper layer. Modules without counted FLOPs (ReLU, max pooling) have no point;
+    None if no module has one."""
+    df = lines[
+        (pd.to_numeric(lines["flops"], errors="coerce") > 0)
+        & (pd.to_numeric(lines["bytes"], errors="coerce") > 0)
+        & (pd.to_numeric(lines["forward_ms"], errors="coerce") > 0)
+    ].copy()
+    if df.empty:
+        return None
+    df["intensity"] = df["flops"].astype(float) / df["bytes"].astype(float)
+    df["gflops"] = df["flops"].astype(float) / df["forward_ms"].astype(float) / 1e6
+    models = list(dict.fromkeys(df["model"].astype(str)))
+    colors = _model_colors(models)
+    fig = _new_figure(9, 6)
+    ax = fig.subplots()
+    for (model, mode), part in df.groupby([df["model"].astype(str), df["mode"].astype(str)]):
+        ax.scatter(
+            part["intensity"], part["gflops"], s=22, color=colors[model], alpha=0.8, zorder=3,
+            marker=_MODE_MARKERS.get(mode, "o"), label=f"{model} ({mode})",
+        )  # fmt: skip
+    xs, ys = df["intensity"], df["gflops"]
+    low, high = xs.min() / 4, xs.max() * 4
+    top = max(ys.max(), roofs.peak_gflops or 0) * 2
+    ax.set_xlim(low, high)
+    ax.set_ylim(ys.min() / 4, top)
+    if roofs.bandwidth_gbs:
+        end = min(roofs.ridge or high, high)
+        ax.plot([low, end], [roofs.bandwidth_gbs * low, roofs.bandwidth_gbs * end], color="black",
+                linewidth=1.4)  # fmt: skip
+        ax.annotate(
+            f"memory roof {roofs.bandwidth_gbs:,.1f} GB/s", (low, roofs.bandwidth_gbs * low),
+            xytext=(4, 6), textcoords="offset points", fontsize=8, rotation=0,
+        )  # fmt: skip
+    if roofs.peak_gflops:
+        start = roofs.ridge or low
+        ax.plot([max(start, low), high], [roofs.peak_gflops] * 2, color="black", linewidth=1.4)
+        ax.annotate(
+            f"{(roofs.peak_kind or 'peak').replace('_', ' ')} peak {roofs.peak_gflops:,.0f} "
+            "GFLOP/s", (high, roofs.peak_gflops), xytext=(-4, 4), textcoords="offset points",
+            ha="right", fontsize=8,
+        )  # fmt: skip
+    slowest = df.sort_values("forward_ms", ascending=False).head(ROOFLINE_LABELS)
+    _label_points(
+        fig,
+        ax,
+        [
+            (x, y, f"{m} {p}")
+            for x, y, m, p in zip(
+                slowest["intensity"], slowest["gflops"], slowest["model"], slowest["paper_layer"]
+            )
+        ],
+    )
+    _log_axis(ax, "x")
+    _log_axis(ax, "y")
+    ax.set_xlabel("arithmetic intensity: forward FLOPs per byte moved (log scale)")
+    ax.set_ylabel("achieved GFLOP/s, forward (log scale)")
+    ax.set_title(title)
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
     return _save(fig, path)
 
 

@@ -20,9 +20,11 @@ from bench.report.formatting import fmt_num
 from bench.schema import (
     EPOCH_COLUMNS,
     LAYER_COLUMNS,
+    LAYER_TIME_COLUMNS,
     NUMERIC_COLUMNS,
     NUMERIC_EPOCH_COLUMNS,
     NUMERIC_LAYER_COLUMNS,
+    NUMERIC_LAYER_TIME_COLUMNS,
     ROW_COLUMNS,
     key_value,
     parse_shard_folder,
@@ -68,13 +70,15 @@ def spread_text(spread: PeakSpread | None) -> str:
 
 @dataclass(frozen=True)
 class Run:
-    """One results folder (or several merged): its meta records and its three tables."""
+    """One results folder (or several merged): its meta records and its four tables (a
+    layer-times line's ``run``, as a row's, is its folder)."""
 
     name: str
     metas: tuple[Mapping[str, Any], ...]
     results: pd.DataFrame
     layers: pd.DataFrame = field(default_factory=lambda: empty(LAYER_COLUMNS))
     epochs: pd.DataFrame = field(default_factory=lambda: empty(EPOCH_COLUMNS))
+    layer_times: pd.DataFrame = field(default_factory=lambda: empty((*LAYER_TIME_COLUMNS, "run")))
 
 
 def empty(columns: Iterable[str]) -> pd.DataFrame:
@@ -189,7 +193,18 @@ def load_run(path: Path) -> Run:
     layers = _optional_table(path / "layers.jsonl", LAYER_COLUMNS, NUMERIC_LAYER_COLUMNS)
     epochs = _optional_table(path / "epochs.jsonl", EPOCH_COLUMNS, NUMERIC_EPOCH_COLUMNS)
     epochs["folder"] = name
-    return Run(name=name, metas=(meta,), results=results, layers=layers, epochs=epochs)
+    layer_times = _optional_table(
+        path / "layer_times.jsonl", LAYER_TIME_COLUMNS, NUMERIC_LAYER_TIME_COLUMNS
+    )
+    layer_times["run"] = name
+    return Run(
+        name=name,
+        metas=(meta,),
+        results=results,
+        layers=layers,
+        epochs=epochs,
+        layer_times=layer_times,
+    )
 
 
 def _optional_table(path: Path, columns: Sequence[str], numeric: Sequence[str]) -> pd.DataFrame:
@@ -253,9 +268,17 @@ def merge_runs(runs: Sequence[Run], *, across_machines: bool = False) -> Run:
             ignore_index=True,
         )
     epochs = pd.concat([r.epochs for r in runs], ignore_index=True)
+    layer_times = pd.concat([r.layer_times for r in runs], ignore_index=True)
     name = runs[0].name if len(runs) == 1 else f"{runs[0].name}+{len(runs) - 1}"
     metas = tuple(m for r in runs for m in r.metas)
-    return Run(name=name, metas=metas, results=results, layers=layers, epochs=epochs)
+    return Run(
+        name=name,
+        metas=metas,
+        results=results,
+        layers=layers,
+        epochs=epochs,
+        layer_times=layer_times,
+    )
 
 
 def mixed_machines(results: pd.DataFrame) -> dict[str, dict[str, list[str]]]:
@@ -289,6 +312,37 @@ def device_peaks(meta: Mapping[str, Any], device: str = "cpu") -> dict[str, floa
         if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
             peaks[kind] = float(value)
     return peaks
+
+
+BANDWIDTH_KINDS = ("fp32_triad", "bf16_triad")
+
+
+def device_bandwidth(meta: Mapping[str, Any], device: str = "cpu") -> dict[str, float]:
+    """The memory roofs measured for ``device`` (meta.json's ``peak_bandwidth_gbs``, GB/s),
+    keyed as :data:`BANDWIDTH_KINDS`, prefixed as :func:`device_peaks` reads the peaks."""
+    raw = meta.get("peak_bandwidth_gbs") or {}
+    prefix = "" if device == "cpu" else f"{device}_"
+    roofs = {}
+    for kind in BANDWIDTH_KINDS:
+        value = raw.get(prefix + kind) if isinstance(raw, Mapping) else None
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+            roofs[kind] = float(value)
+    return roofs
+
+
+def reference_bandwidth(roofs: Mapping[str, float], dtype: str) -> float | None:
+    """The memory roof a step of ``dtype`` is held against: the triad of its element size
+    (bf16 autocast moves bf16 activations), None if not measured."""
+    return roofs.get("bf16_triad" if "bf16" in str(dtype) else "fp32_triad")
+
+
+def row_bandwidth(
+    metas: Sequence[Mapping[str, Any]],
+) -> Callable[[Mapping[str, Any]], dict[str, float]]:
+    """A function giving a row's (or layer-times line's) :func:`device_bandwidth`, of the
+    session that measured it, as :func:`row_peaks` gives its peaks."""
+    meta_of = _row_meta(metas)
+    return lambda row: device_bandwidth(meta_of(row), str(row["device"]))
 
 
 def _with_session(meta: Mapping[str, Any], entry: Mapping[str, Any]) -> dict[str, Any]:

@@ -42,6 +42,7 @@ from bench.measure.counting import (
     count_model,
     count_step_flops,
 )
+from bench.measure.layer_times import LayerTimes, time_layers
 from bench.measure.machine import Machine, describe, load_average, native_bf16
 from bench.measure.rows import base_row
 from bench.measure.timing import (
@@ -510,8 +511,92 @@ def _run_model(
             measured.append((spec, row))
     placed.discard()
     _release("cuda" if "cuda" in plan.devices else "cpu")
+    if plan.layer_times and counts is not None:
+        _profile_layers(plan, name, measured, counts, writer, listen)
     listen(ModelFinished(name))
     return measured
+
+
+def profiled_steps(
+    plan: RunPlan, measured: Sequence[tuple[RowSpec, dict[str, Any]]]
+) -> list[RowSpec]:
+    """The steps ``--layer-times`` profiles among the rows measured: for each device, dtype,
+    memory format and mode of ``plan.layer_times``, the largest batch measured eagerly."""
+    largest: dict[tuple[str, str, str, str], RowSpec] = {}
+    for spec, row in measured:
+        if spec.mode not in plan.layer_times or spec.compile != "none" or spec.max_batch:
+            continue
+        where = (spec.device, spec.dtype, spec.memory_format, spec.mode)
+        if where not in largest or row["batch_size"] > largest[where].batch_size:
+            largest[where] = dataclasses.replace(spec, batch_size=row["batch_size"])
+    return list(largest.values())
+
+
+def _profile_layers(
+    plan: RunPlan,
+    name: str,
+    measured: Sequence[tuple[RowSpec, dict[str, Any]]],
+    counts: Counts,
+    writer: ResultsWriter,
+    listen: Listener,
+) -> None:
+    """Profile ``name``'s steps (:func:`profiled_steps`) per layer on a model of their own,
+    after its rows are timed, and append each to layer_times.jsonl; a failure is a note (its
+    traceback in errors.log) and the run goes on. A step already profiled is skipped."""
+    card = zoo.get_card(name)
+    warmup, steps = plan.layer_steps(card.input_shape)
+    for spec in profiled_steps(plan, measured):
+        settings = spec.settings(plan.threads)
+        if writer.has_layer_times(row_key(settings)):
+            continue
+        try:
+            times = time_layers(
+                zoo.get_model(name), counts.layers, input_shape=card.input_shape,
+                num_classes=card.num_classes, batch_size=spec.batch_size, device=spec.device,
+                dtype=spec.dtype, memory_format=spec.memory_format, mode=spec.mode,
+                loss=zoo.criterion(name), warmup=warmup, steps=steps,
+            )  # fmt: skip
+        except Exception as error:
+            writer.write_traceback(f"{settings_text(settings)} (layer times)", error)
+            listen(Note(f"{settings_text(settings)}: layer times failed, {_error_text(error)}"))
+            continue
+        finally:
+            _release(spec.device)
+        writer.write_layer_times(layer_time_lines(times, settings))
+        listen(
+            Note(
+                f"{settings_text(settings)}: layers {times.layers_s * 1e3:.1f} ms = "
+                f"{times.share_of_step:.0%} of the step's {times.step_s * 1e3:.1f} ms"
+            )
+        )
+
+
+def layer_time_lines(times: LayerTimes, settings: dict[str, Any]) -> list[dict[str, Any]]:
+    """``times`` as layer_times.jsonl's lines (:data:`bench.schema.LAYER_TIME_COLUMNS`)."""
+    keys = ("model", "device", "dtype", "memory_format", "threads", "batch_size", "mode")
+    step = {key: settings[key] for key in keys}
+    return [
+        {
+            **step,
+            "compile": "none",
+            "index": index,
+            "layer": module.path,
+            "paper_layer": module.paper_layer,
+            "type": module.type,
+            "forward_ms": module.forward_s * 1e3,
+            "backward_ms": module.backward_s * 1e3,
+            "macs": module.macs,
+            "flops": 2 * module.macs * times.batch_size,
+            "bytes": module.bytes,
+            "step_ms": times.step_s * 1e3,
+            "hooked_step_ms": times.hooked_step_s * 1e3,
+            "layers_ms": times.layers_s * 1e3,
+            "steps": times.steps,
+            "session": None,
+            "timestamp": timestamp(),
+        }
+        for index, module in enumerate(times.modules)
+    ]
 
 
 def _count(

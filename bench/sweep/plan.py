@@ -85,6 +85,10 @@ class RunPlan:
     # are measured, with pass_timer, and the row's pass_spread_rel is the spread of the passes'
     # medians (bench compare's run-to-run noise). 1: no re-timing. 2 in both presets.
     passes: int = 1
+    # --layer-times: the modes whose step is profiled per layer (bench.measure.layer_times)
+    # after a model's rows, in steps of its own, at each device and format's largest batch,
+    # into layer_times.jsonl; () profiles nothing. `bench all`'s main job: ("train",).
+    layer_times: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.models:
@@ -94,6 +98,8 @@ class RunPlan:
         _check_subset("memory format", self.memory_formats, MEMORY_FORMATS)
         _check_subset("mode", self.modes, MODES)
         _check_subset("compile mode", self.compiles, COMPILE_MODES)
+        if self.layer_times:
+            _check_subset("--layer-times mode", self.layer_times, self.modes)
         if self.batch_sizes is not None:
             for b in self.batch_sizes:
                 parse_batch_size(b)
@@ -181,6 +187,12 @@ class RunPlan:
             max_time_s=min(timer.max_time_s, PASS_MAX_TIME_S),
             floor_steps=floor,
         )
+
+    @staticmethod
+    def layer_steps(input_shape: tuple[int, int, int]) -> tuple[int, int]:
+        """(warm-up, timed) steps of each kind, with and without hooks, a profiled step gets:
+        (2, 5), or (1, 3) for ImageNet-sized inputs (seconds a training step here)."""
+        return (1, 3) if is_large(input_shape) else (2, 5)
 
     def as_dict(self) -> dict[str, Any]:
         """The plan as JSON-ready data (for ``meta.json``)."""
