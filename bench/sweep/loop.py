@@ -519,16 +519,17 @@ def _run_model(
 
 def profiled_steps(
     plan: RunPlan, measured: Sequence[tuple[RowSpec, dict[str, Any]]]
-) -> list[RowSpec]:
-    """The steps ``--layer-times`` profiles among the rows measured: for each device, dtype,
-    memory format and mode of ``plan.layer_times``, the largest batch measured eagerly."""
-    largest: dict[tuple[str, str, str, str], RowSpec] = {}
+) -> list[tuple[RowSpec, dict[str, Any]]]:
+    """The rows whose step ``--layer-times`` profiles among the rows measured: for each device,
+    dtype, memory format and mode of ``plan.layer_times``, the largest batch measured eagerly
+    (a ``--max-batch`` row is left out: its batch is the device's limit, not a step's)."""
+    largest: dict[tuple[str, str, str, str], tuple[RowSpec, dict[str, Any]]] = {}
     for spec, row in measured:
         if spec.mode not in plan.layer_times or spec.compile != "none" or spec.max_batch:
             continue
         where = (spec.device, spec.dtype, spec.memory_format, spec.mode)
-        if where not in largest or row["batch_size"] > largest[where].batch_size:
-            largest[where] = dataclasses.replace(spec, batch_size=row["batch_size"])
+        if where not in largest or spec.batch_size > largest[where][0].batch_size:
+            largest[where] = (spec, row)
     return list(largest.values())
 
 
@@ -544,8 +545,8 @@ def _profile_layers(
     after its rows are timed, and append each to layer_times.jsonl; a failure is a note (its
     traceback in errors.log) and the run goes on. A step already profiled is skipped."""
     card = zoo.get_card(name)
-    warmup, steps = plan.layer_steps(card.input_shape)
-    for spec in profiled_steps(plan, measured):
+    for spec, row in profiled_steps(plan, measured):
+        warmup, steps = plan.layer_steps(row["step_ms_median"])
         settings = spec.settings(plan.threads)
         if writer.has_layer_times(row_key(settings)):
             continue

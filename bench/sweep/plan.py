@@ -46,6 +46,9 @@ FASTEST_FORMAT = ("bf16_autocast", "channels_last")
 PASS_MAX_TIME_S = 0.5
 PASS_FLOOR_STEPS = 2
 
+# A row's median step (ms) from which its layer-times profile takes fewer steps.
+LONG_STEP_MS = 500.0
+
 # Input side (pixels) from which a model counts as "large" (ImageNet-sized) for default batches.
 LARGE_INPUT_PX = 128
 
@@ -189,10 +192,11 @@ class RunPlan:
         )
 
     @staticmethod
-    def layer_steps(input_shape: tuple[int, int, int]) -> tuple[int, int]:
-        """(warm-up, timed) steps of each kind, with and without hooks, a profiled step gets:
-        (2, 5), or (1, 3) for ImageNet-sized inputs (seconds a training step here)."""
-        return (1, 3) if is_large(input_shape) else (2, 5)
+    def layer_steps(step_ms: float) -> tuple[int, int]:
+        """(warm-up, timed) steps of each kind, with and without hooks, a profiled step gets,
+        by its row's median: (2, 5), or (1, 3) from :data:`LONG_STEP_MS` (ResNet-34 CIFAR
+        training, about 2 s a step on 2 cores, profiled in 16 s rather than 28)."""
+        return (1, 3) if step_ms >= LONG_STEP_MS else (2, 5)
 
     def as_dict(self) -> dict[str, Any]:
         """The plan as JSON-ready data (for ``meta.json``)."""
