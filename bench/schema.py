@@ -85,6 +85,11 @@ ROW_COLUMNS = (
     "test_samples", "eval_dtype", "run", "samples_seen", "stopped_by", "curve_test_samples",
     # Training processes (torchrun): world_size 1 and backend null for one process.
     "world_size", "backend", "global_batch",
+    # per_class_accuracy: {class name: top-1 on its test samples} at the end (a JSON object;
+    # JSON text in results.csv). weights: what an evaluation of given weights loaded
+    # ("torchvision:ResNet34_Weights.IMAGENET1K_V1"), null for a training run;
+    # published_top1/5: those weights' ImageNet-1K accuracy as torchvision publishes it.
+    "per_class_accuracy", "weights", "published_top1", "published_top5",
 )  # fmt: skip
 ACCURACY_COLUMNS = ROW_COLUMNS[ROW_COLUMNS.index("data") :]
 LAYER_COLUMNS = (
@@ -129,7 +134,7 @@ NUMERIC_COLUMNS = (
     "mem_estimate_mib", "mem_estimate_ratio", "step_iqr_rel", "forward_ms", "backward_ms",
     "optimizer_ms", "compile_s", "activation_elements", "pass_spread_rel",
     "time_to_target_s", "budget_s", "epochs", "train_s", "world_size", "global_batch",
-    "samples_seen", "curve_test_samples",
+    "samples_seen", "curve_test_samples", "published_top1", "published_top5",
 )  # fmt: skip
 NUMERIC_LAYER_COLUMNS = ("index", "params", "macs", "activation_mib")
 NUMERIC_LAYER_TIME_COLUMNS = (
@@ -313,6 +318,13 @@ def _check_columns(what: str, line: Mapping[str, Any], columns: tuple[str, ...])
         raise ValueError(f"{what} columns differ: missing {sorted(missing)}, extra {sorted(extra)}")
 
 
+def _csv_cell(value: Any) -> Any:
+    # A mapping or list (per_class_accuracy) is JSON text in its cell; null is empty.
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, allow_nan=False)
+    return "" if value is None else value
+
+
 def _clean(value: Any) -> Any:
     # JSON has no NaN/inf; a number we could not measure is null.
     if isinstance(value, float) and not math.isfinite(value):
@@ -454,7 +466,7 @@ class ResultsWriter:
             writer = csv.DictWriter(handle, fieldnames=list(ROW_COLUMNS), extrasaction="ignore")
             writer.writeheader()
             for row in rows:
-                writer.writerow({k: "" if v is None else v for k, v in row.items()})
+                writer.writerow({k: _csv_cell(v) for k, v in row.items()})
         os.replace(temporary, self.csv_path)
 
     def write_meta(self, meta: Mapping[str, Any]) -> None:

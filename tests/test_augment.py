@@ -208,7 +208,9 @@ def test_top1_and_top5_counted_by_hand() -> None:
     )
     split = _split_of([0, 4, 5, 2, 3], classes=7)
     got = evaluate_scores(FixedScores(scores), split, batch_size=2)  # across batches
-    assert got == Scores(top1=2 / 5, top5=4 / 5, samples=5)
+    # Top-1 hits: labels 0 and 3; labels 2, 4 and 5 missed; classes 1 and 6 have no sample.
+    by_class = (1.0, None, 0.0, 1.0, 0.0, 0.0, None)
+    assert got == Scores(top1=2 / 5, top5=4 / 5, samples=5, per_class=by_class)
 
 
 def test_top5_on_five_classes_or_fewer_is_not_scored_and_refused_when_asked() -> None:

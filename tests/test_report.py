@@ -379,7 +379,7 @@ def test_the_same_run_on_two_processes_is_a_row_of_its_own(tmp_path: Path) -> No
     ddp = [
         {**r, "world_size": 2, "backend": "gloo", "global_batch": r["batch_size"]}
         for r in ROWS
-        if r["mode"] == "accuracy"
+        if r["mode"] == "accuracy" and not r.get("weights")  # training runs
     ]
     (b / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in ddp))
     out = report.build_report([a, b], tmp_path / "out")
@@ -447,7 +447,7 @@ def test_the_summary_shows_fp32_and_the_fastest_format_side_by_side(tmp_path: Pa
 def test_the_accuracy_table_says_how_far_each_run_went_and_what_ended_it(markdown: str) -> None:
     section = _section(markdown, "Time to accuracy")
     assert "| epochs | samples seen | stopped by | final accuracy |" in section
-    runs = [r for r in ROWS if r["mode"] == "accuracy"]
+    runs = [r for r in ROWS if r["mode"] == "accuracy" and not r.get("weights")]
     assert runs and all(r["samples_seen"] and r["stopped_by"] for r in runs)
     for r in runs:  # e.g. lab_cnn: 3 passes of MNIST's 60,000 images, ended by its length
         cells = f"| {r['epochs']} | {r['samples_seen']:,} | {r['stopped_by']} | "
@@ -509,3 +509,34 @@ def test_the_accuracy_section_names_the_copy_of_each_data_set() -> None:
     blocks = accuracy_blocks(pd.DataFrame([row, mnist, {**row, "seed": 1}]), None)
     (copies,) = [b for b in blocks if isinstance(b, Bullets)]
     assert copies.items == ("cifar10: CIFAR-10 image-folder copy x.tar.gz, sha256 abc",)
+
+
+def test_given_weights_have_their_own_section_with_the_published_accuracy_beside(
+    markdown: str,
+) -> None:
+    (given,) = [r for r in ROWS if r.get("weights")]
+    section = _section(markdown, "Given weights, evaluated here")
+    cells = _table_row(section, given["model"])
+    assert cells[1] == given["weights"] and cells[3] == str(given["test_samples"])
+    expected = [given["accuracy"], given["top5"], given["published_top1"], given["published_top5"]]
+    assert cells[5:9] == [f"{100 * v:.2f}%" for v in expected]
+    weakest = min(given["per_class_accuracy"], key=given["per_class_accuracy"].get)
+    assert cells[9].startswith(f"{weakest} ")
+    # Not a training run: the time-to-accuracy table does not list it.
+    assert given["data"] not in _section(markdown, "Time to accuracy")
+
+
+def test_accuracy_by_class_has_a_column_per_class_and_names_the_weakest(markdown: str) -> None:
+    runs = [r for r in ROWS if r.get("mode") == "accuracy" and not r.get("weights")]
+    section = _section(markdown, "Accuracy by class")
+    header = next(line for line in section.splitlines() if line.startswith("| run |"))
+    assert [c.strip() for c in header.strip("|").split(" | ")] == [
+        "run",
+        *(str(d) for d in range(10)),
+        "weakest",
+    ]
+    for run in runs:
+        cells = _table_row(section, f"{run['model']} seed {run['seed']}")
+        scores = run["per_class_accuracy"]
+        assert cells[1:11] == [f"{100 * scores[str(d)]:.2f}%" for d in range(10)]
+        assert cells[11] == min(scores, key=lambda name: (scores[name], name))

@@ -13,6 +13,7 @@ import pytest
 import torch
 from conftest import MEANSTD, exit_code, separable_split
 
+import data
 import zoo
 from bench.cli import main
 from bench.events import EpochFinished, EpochStarted, StepsDone
@@ -430,9 +431,21 @@ def test_train_and_eval_an_imagefolder_with_no_other_flag(
         assert rows[0]["num_classes"] == 10 and rows[0]["recipe"]
         epochs = (out / "epochs.jsonl").read_text().splitlines()
         assert len(epochs) >= 1
+        # Each class's accuracy, weighted by its test images, is the accuracy.
+        per_class = rows[0]["per_class_accuracy"]
+        test = data.load(str(gray_folder), input_shape=(1, 28, 28)).test  # its seeded split
+        counts = {f"class_{c}": int((test.labels == c).sum()) for c in range(10)}
+        assert set(per_class) == {name for name, count in counts.items() if count}
+        weighted = sum(per_class[c] * counts[c] for c in per_class) / sum(counts.values())
+        assert weighted == pytest.approx(rows[0]["accuracy"], abs=1e-5)
         weights = out / "weights" / f"{model}-seed0.pt"
-        assert main(["eval", model, "--weights", str(weights), "--data", str(gray_folder)]) == 0
+        evaluated = tmp_path / f"{model}-eval"
+        argv = ["eval", model, "--weights", str(weights), "--data", str(gray_folder)]
+        assert main([*argv, "--out", str(evaluated)]) == 0
         assert f"accuracy {rows[0]['accuracy']:.4f}" in capsys.readouterr().out
+        (again,) = [json.loads(x) for x in (evaluated / "results.jsonl").read_text().splitlines()]
+        assert again["per_class_accuracy"] == per_class and again["weights"] == str(weights)
+        assert again["accuracy"] == rows[0]["accuracy"] and again["epochs"] == 0
 
 
 @pytest.mark.parametrize(

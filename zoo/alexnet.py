@@ -206,6 +206,7 @@ VARIANTS: dict[str, Variant[AlexNetConfig]] = {
             citation=KRIZHEVSKY_2014, params=61_100_840, macs=0.714e9, reported_on="ImageNet"
         ),
         notes="torchvision's 2014 single-tower AlexNet; its state dict loads into it.",
+        torchvision_weights="AlexNet_Weights",
     ),
     "alexnet_cifar": Variant(
         # 32 -> conv1 32 -> pool 15 -> conv2 15 -> pool 7 -> conv3-5 7 -> pool 3: 256x3x3 = 2304.

@@ -61,6 +61,9 @@ class ModelCard:
     # the criterion its scores are trained with (zoo.losses.LOSSES): "map" for LeNet-5's RBF
     # penalties, "cross_entropy" for every network with a linear output
     loss: str = "cross_entropy"
+    # torchvision's weights enum whose state dicts load into it ("ResNet34_Weights"): what
+    # `bench eval MODEL --weights torchvision` evaluates; None where none do
+    torchvision_weights: str | None = None
 
 
 _REGISTRY: dict[str, ModelCard] = {}
@@ -94,6 +97,7 @@ class Variant(Generic[Config]):
     paper: PaperFacts | None = None
     notes: str = ""  # why the variant is built as it is; becomes its builder's docstring
     loss: str = "cross_entropy"  # its card's criterion (zoo.losses)
+    torchvision_weights: str | None = None  # its card's (ModelCard.torchvision_weights)
 
 
 def register_variants(
@@ -114,6 +118,7 @@ def register_variants(
             paper=variant.paper,
             paper_names=paper_names,
             loss=variant.loss,
+            torchvision_weights=variant.torchvision_weights,
         )(_builder(name, build, variant))
 
 
@@ -138,6 +143,7 @@ def register_model(
     paper: PaperFacts | None = None,
     paper_names: PaperNamer | None = None,
     loss: str = "cross_entropy",
+    torchvision_weights: str | None = None,
 ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
     """Decorator registering a builder under ``name``; a duplicate name is an error."""
 
@@ -154,6 +160,7 @@ def register_model(
             paper=paper,
             paper_names=paper_names,
             loss=loss,
+            torchvision_weights=torchvision_weights,
         )
         return builder
 

@@ -136,6 +136,7 @@ VARIANTS: dict[str, Variant[ResNetConfig]] = {
             ),
         ),
         notes="On 3x224x224; torchvision's state dict loads into it.",
+        torchvision_weights="ResNet34_Weights",
     ),
     "resnet34_a": Variant(
         ResNetConfig(3, 224, stem="imagenet", shortcut="A"),

@@ -137,6 +137,7 @@ VARIANTS: dict[str, Variant[VGGConfig]] = {
             notes="Table 2 rounds to 138 M parameters; 15.35 G of the MACs are in the convs",
         ),
         notes="VGG-16 (configuration D) on 3x224x224.",
+        torchvision_weights="VGG16_Weights",
     ),
     "vgg19": Variant(
         _imagenet("E"),
@@ -152,6 +153,7 @@ VARIANTS: dict[str, Variant[VGGConfig]] = {
             notes="Table 2 rounds to 144 M parameters; 19.51 G of the MACs are in the convs",
         ),
         notes="VGG-19 (configuration E) on 3x224x224.",
+        torchvision_weights="VGG19_Weights",
     ),
     "vgg16_cifar": Variant(
         _small("D", 3, 32),

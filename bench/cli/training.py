@@ -406,22 +406,49 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     _add_common(parser, "evaluation dtype (default: fp32)")
     parser.add_argument(
         "--weights",
-        type=Path,
         required=True,
-        help="a .pt file saved by `bench train` (its .sha256 beside it)",
+        metavar="FILE|torchvision[:NAME]",
+        help="a .pt file saved by `bench train` (its .sha256 beside it), or torchvision's "
+        "published ImageNet weights for alexnet_owt, vgg16, vgg19 or resnet34 (NAME: the "
+        "weights enum's member, default DEFAULT), read from torch's hub cache and downloaded "
+        "there where the network allows; --data is then an ImageNet-style folder",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="also append the evaluation as an accuracy row to the results folder DIR",
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=positive(int),
+        default=None,
+        metavar="N",
+        help="images a batch (default: 1000; 32 with torchvision's 224-pixel weights)",
     )
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    """Evaluate saved weights on the test (or val) split, after checking their SHA-256."""
-    import data
-    import zoo
-    from bench.training.loop import evaluate, load_weights
-    from bench.training.recipes import recipe_for, resolve_dtype
-    from bench.training.runs import check_input_fits, data_shape
+    """Evaluate saved weights (their SHA-256 checked first) or torchvision's published ones on
+    a test (or val) split: top-1, top-5 past five classes, each class's top-1."""
+    from bench.training.pretrained import is_published
 
     _setup(args)
-    state = load_weights(args.weights)  # checks the hash first; weights_only=True
+    published = is_published(args.weights)
+    if args.batch_size is None:
+        args.batch_size = 32 if published else 1000
+    return _eval_published(args) if published else _eval_saved(args)
+
+
+def _eval_saved(args: argparse.Namespace) -> int:
+    import data
+    import zoo
+    from bench.training.loop import evaluate_scores, load_weights
+    from bench.training.recipes import recipe_for, resolve_dtype
+    from bench.training.runs import check_input_fits, data_shape, per_class_accuracy
+
+    state = load_weights(Path(args.weights))  # checks the hash first; weights_only=True
     check_input_fits(args.model, data_shape(args.data))
     splits = data.load(
         args.data,
@@ -441,12 +468,101 @@ def run_eval(args: argparse.Namespace) -> int:
     except RuntimeError as error:
         raise ValueError(f"{args.weights} does not fit {args.model}: {one_line(error)}") from None
     dtype = resolve_dtype(args.dtype or "fp32", args.device)
-    accuracy = evaluate(model.to(args.device), splits.test, device=args.device, dtype=dtype)
+    scores = evaluate_scores(
+        model.to(args.device), splits.test, device=args.device, dtype=dtype,
+        batch_size=args.batch_size,
+    )  # fmt: skip
+    top5 = "" if scores.top5 is None else f", top-5 {scores.top5:.4f}"
     print(
-        f"{args.model} on {args.data} ({len(splits.test)} test samples, {dtype}): "
-        f"accuracy {accuracy:.4f}"
+        f"{args.model} on {args.data} ({scores.samples} test samples, {dtype}): "
+        f"accuracy {scores.top1:.4f}{top5}"
     )
+    per_class = per_class_accuracy(splits.test.class_names, scores.per_class)
+    _print_weakest(per_class)
+    if args.out is not None:
+        _write_eval_row(
+            args, dtype, scores.top1, scores.top5, scores.samples, per_class,
+            weights=str(args.weights), data_source=splits.source,
+        )  # fmt: skip
     return 0
+
+
+def _eval_published(args: argparse.Namespace) -> int:
+    import zoo
+    from bench.training.pretrained import evaluate_published, load_published, published_weights
+    from bench.training.recipes import resolve_dtype
+
+    if args.data in ("mnist", "cifar10"):
+        raise ValueError(
+            f"torchvision's weights are ImageNet's, not {args.data}'s: give --data an "
+            "ImageNet-style folder (class folders named as the weights' categories, or the "
+            "1,000 synset folders)"
+        )
+    published = published_weights(args.model, args.weights)
+    model = zoo.get_model(args.model)
+    model.load_state_dict(load_published(published))
+    dtype = resolve_dtype(args.dtype or "fp32", args.device)
+    scores = evaluate_published(
+        model, published, Path(args.data), device=args.device, dtype=dtype,
+        batch_size=args.batch_size,
+    )  # fmt: skip
+
+    def pct(value: float | None) -> str:
+        return "not published" if value is None else f"{value:.2%}"
+
+    print(
+        f"{args.model} with {published.name} on {args.data} ({scores.samples} images, {dtype}, "
+        f"the weights' own preprocessing): top-1 {scores.top1:.2%}, top-5 {scores.top5:.2%}; "
+        f"torchvision publishes top-1 {pct(published.top1)}, top-5 {pct(published.top5)} "
+        "(ImageNet-1K val, 50,000 images)"
+    )
+    _print_weakest(scores.per_class)
+    if args.out is not None:
+        _write_eval_row(
+            args, dtype, scores.top1, scores.top5, scores.samples, scores.per_class,
+            weights=f"torchvision:{published.name}", published=(published.top1, published.top5),
+        )  # fmt: skip
+    return 0
+
+
+# How many of the weakest classes `bench eval` names.
+WEAKEST_SHOWN = 5
+
+
+def _print_weakest(per_class: dict[str, float] | None) -> None:
+    if not per_class or len(per_class) < 2:
+        return
+    weakest = sorted(per_class.items(), key=lambda item: (item[1], item[0]))[:WEAKEST_SHOWN]
+    print("weakest classes: " + ", ".join(f"{name} {acc:.2%}" for name, acc in weakest))
+
+
+def _write_eval_row(
+    args: argparse.Namespace,
+    dtype: str,
+    top1: float,
+    top5: float | None,
+    samples: int,
+    per_class: dict[str, float] | None,
+    *,
+    weights: str,
+    published: tuple[float | None, float | None] = (None, None),
+    data_source: str | None = None,
+) -> None:
+    import torch
+
+    from bench.measure.machine import describe
+    from bench.schema import ResultsWriter
+    from bench.training.runs import evaluation_row
+
+    row = evaluation_row(
+        args.model, data_name=str(args.data), device=args.device, dtype=dtype,
+        batch_size=args.batch_size, threads=torch.get_num_threads(),
+        machine=describe((args.device,), torch.get_num_threads(), measure_peak=False),
+        top1=top1, top5=top5, samples=samples, per_class=per_class, weights=weights,
+        published=published, data_source=data_source,
+    )  # fmt: skip
+    ResultsWriter(args.out).write_row(row)
+    print(f"row written to {args.out / 'results.jsonl'}")
 
 
 # --- accuracy ---------------------------------------------------------------------------------

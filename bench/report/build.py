@@ -15,6 +15,7 @@ import pandas as pd
 from bench.compare import Comparison, compare_folders
 from bench.report import figures
 from bench.report.answers import answer_blocks
+from bench.report.by_class import evaluation_blocks, per_class_blocks
 from bench.report.document import (
     Block,
     Bullets,
@@ -51,6 +52,7 @@ from bench.report.sentences import comparison_sentences
 from bench.report.summary import (
     REFERENCE_DTYPE,
     REFERENCE_FORMAT,
+    evaluations,
     failed_mask,
     family_rank,
     layer_shares,
@@ -59,6 +61,7 @@ from bench.report.summary import (
     named_layers,
     paper_facts,
     summary_table,
+    training_runs,
 )
 
 log = logging.getLogger("bench.report")  # one logger for the package, as before the split
@@ -124,10 +127,8 @@ def build_report(
     tables.summary.to_csv(out / "summary.csv", index=False, lineterminator="\n")
     drawn = _draw_figures(run_data, tables, out)
     layer_figs = _draw_layer_figures(run_data.layers, out, model_order(run_data.results))
-    time_blocks = _time_blocks(run_data, out)
-    blocks = _report_blocks(
-        results_dirs, run_data, tables, drawn, layer_figs, comparison, time_blocks
-    )
+    extra = _time_blocks(run_data, out), evaluation_blocks(evaluations(run_data.results))
+    blocks = _report_blocks(results_dirs, run_data, tables, drawn, layer_figs, comparison, extra)
     title = f"cnn-zoo-bench report: {run_data.name}"
     (out / "report.md").write_text(render_markdown(title, blocks), encoding="utf-8")
     (out / "report.html").write_text(render_html(title, blocks, out), encoding="utf-8")
@@ -170,7 +171,7 @@ def _draw_figures(run_data: Run, tables: _Tables, out: Path) -> dict[str, str | 
     first = session_meta(run_data.metas[0])
     peaks = {d: device_peaks(first, d) for d in tables.devices}
     spreads = {d: device_spreads(first, d) for d in tables.devices}
-    acc = ok[ok["mode"] == "accuracy"]
+    acc = training_runs(ok)
     targets = {
         str(data): figures.targets_of(rows) for data, rows in acc.groupby(acc["data"].astype(str))
     }
@@ -214,7 +215,7 @@ def _report_blocks(
     drawn: Mapping[str, str | None],
     layer_figs: Sequence[tuple[str, str]],
     comparison: Comparison | None = None,
-    time_blocks: Sequence[Block] = (),
+    extra: tuple[Sequence[Block], Sequence[Block]] = ((), ()),
 ) -> list[Block]:
     """The report's sections, in reading order (``drawn``: :func:`_draw_figures`): the
     answers and their figures first, then the contents, then the details (the comparison
@@ -240,10 +241,13 @@ def _report_blocks(
     blocks += compare_blocks(comparison) if comparison is not None else []
     blocks += glance_blocks(summary, tables.devices)
     blocks += paper_blocks(summary, tables.paper)
+    time_blocks, evaluations = extra
     blocks += _speed_blocks(drawn)
     blocks += time_blocks
     blocks += _memory_blocks(drawn["fig_memory.png"], tables.memory)
     blocks += accuracy_blocks(results, drawn["fig_time_to_accuracy.png"])
+    blocks += per_class_blocks(training_runs(results))
+    blocks += evaluations
     blocks += share_blocks(tables.shares, (), drawn["fig_layer_share.png"])
     blocks += model_detail_blocks(run_data.layers, model_order(results), layer_figs)
     blocks += errors_blocks(results, several_runs=len(run_data.metas) > 1)

@@ -32,7 +32,7 @@ from bench.report.runs import (
     split_sessions,
     spread_text,
 )
-from bench.report.summary import ERROR, failed_mask, model_order
+from bench.report.summary import ERROR, failed_mask, model_order, training_runs
 from bench.schema import key_value
 
 
@@ -376,9 +376,7 @@ def _accuracy_row(r: pd.Series, failed: bool) -> tuple[str, ...]:
 
 def accuracy_blocks(results: pd.DataFrame, figure: str | None) -> list[Block]:
     """The training runs (accuracy rows), with the time-to-accuracy figure if drawn."""
-    acc = results[(results["mode"] == "accuracy")].sort_values(
-        ["data", "model", "seed"], kind="mergesort"
-    )
+    acc = training_runs(results).sort_values(["data", "model", "seed"], kind="mergesort")
     if acc.empty:
         return []
     rows = [_accuracy_row(r, failed) for (_, r), failed in zip(acc.iterrows(), failed_mask(acc))]

@@ -9,7 +9,7 @@ import pandas as pd
 
 from bench.report.formatting import fmt_frac, fmt_num, fmt_pct, missing, ratio, share
 from bench.report.runs import PeakSpread, reference_peak, row_peaks, row_spreads, spread_text
-from bench.report.summary import failed_mask
+from bench.report.summary import failed_mask, training_runs
 
 
 def comparison_sentences(
@@ -277,7 +277,7 @@ def _accuracy_sentences(results: pd.DataFrame) -> list[str]:
     timed to different targets (each recipe's own, below its network's ceiling) are not
     ranked against each other."""
     out = []
-    acc = results[(results["mode"] == "accuracy") & ~failed_mask(results)]
+    acc = training_runs(results[~failed_mask(results)])
     for data in sorted(acc["data"].dropna().astype(str).unique()):
         part = acc[acc["data"].astype(str) == data]
         targets = sorted(part["target_acc"].dropna().astype(float).unique(), reverse=True)

@@ -97,6 +97,20 @@ def failed_mask(df: pd.DataFrame) -> pd.Series:
     return df["error"].notna() & (df["error"].astype(str).str.strip() != "")
 
 
+def training_runs(rows: pd.DataFrame) -> pd.DataFrame:
+    """The accuracy rows of training runs: not those of given weights scored (``bench eval
+    --out``, which have ``weights``; the report's "Given weights, evaluated here")."""
+    given = rows["weights"].notna() if "weights" in rows else False
+    return rows[(rows["mode"] == "accuracy") & ~given]
+
+
+def evaluations(rows: pd.DataFrame) -> pd.DataFrame:
+    """The accuracy rows of given weights scored (``bench eval --out``)."""
+    if "weights" not in rows:
+        return rows.iloc[0:0]
+    return rows[(rows["mode"] == "accuracy") & rows["weights"].notna()]
+
+
 def model_order(results: pd.DataFrame) -> list[str]:
     firsts = results.groupby("model", sort=True).agg(
         family=("family", "first"), params=("params", "max")
@@ -330,7 +344,7 @@ def _as_int(x: Any) -> Any:
 
 
 def _accuracy_summary(rows: pd.DataFrame) -> dict[str, Any]:
-    acc = rows[rows["mode"] == "accuracy"]
+    acc = training_runs(rows)
     blank = {
         "accuracy": None,
         "accuracy_data": None,

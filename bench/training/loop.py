@@ -170,6 +170,7 @@ class TrainOutcome:
     model: nn.Module | None = None
     compile_s: float | None = None  # SDLM: compiling its step (cold), before the clock started
     top5: float | None = None  # at the end, on the whole test split; None: 5 classes or fewer
+    per_class: tuple[float | None, ...] = ()  # at the end, top-1 of each class (Scores')
 
 
 def _clock(device: torch.device | str, sync: bool = True) -> float:
@@ -216,6 +217,8 @@ class Scores:
     top1: float  # fraction of samples whose highest score is their class
     top5: float | None  # ... whose class is among the five highest; None: not scored
     samples: int  # how many samples were scored (over every process)
+    # top-1 of each class, by class index; None for a class without a sample scored
+    per_class: tuple[float | None, ...] = ()
 
 
 def evaluate_scores(
@@ -247,22 +250,31 @@ def evaluate_scores(
     was_training = model.training
     model.eval()
     correct = correct5 = total = 0
+    hits = torch.zeros(classes, dtype=torch.int64)
+    seen = torch.zeros(classes, dtype=torch.int64)
     with torch.inference_mode(), autocast_context(dtype, torch.device(device)):
         for x, y in split.batches(batch_size, device=device, limit=limit, shard=world.rank_shard):
             if channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             scores = model(x)
-            correct += (scores.argmax(1) == y).sum().item()
+            right = scores.argmax(1) == y
+            correct += right.sum().item()
+            labels = y.cpu()
+            seen += torch.bincount(labels, minlength=classes)[:classes]
+            hits += torch.bincount(labels[right.cpu()], minlength=classes)[:classes]
             if with_top5:
                 best5 = scores.topk(min(5, scores.shape[1]), dim=1).indices
                 correct5 += (best5 == y[:, None]).any(1).sum().item()
             total += y.numel()
     model.train(was_training)
-    correct, correct5, total = world.sum(correct, correct5, total)
+    summed = world.sum(correct, correct5, total, *hits.tolist(), *seen.tolist())
+    correct, correct5, total = summed[:3]
+    by_class = zip(summed[3 : 3 + classes], summed[3 + classes :])
     return Scores(
         top1=correct / total,
         top5=correct5 / total if with_top5 else None,
         samples=int(total),
+        per_class=tuple(h / n if n else None for h, n in by_class),
     )
 
 
@@ -328,13 +340,14 @@ def train(
         epoch += 1
     history = tally.history
     if tally.last_whole:
-        final, top5 = history[-1].test_accuracy, tally.last_top5
+        final, top5, per_class = history[-1].test_accuracy, tally.last_top5, tally.last_per_class
     else:
         scores = _evaluate(run, splits, True)
-        final, top5 = scores.top1, scores.top5
+        final, top5, per_class = scores.top1, scores.top5, scores.per_class
     return TrainOutcome(
         accuracy=final,
         top5=top5,
+        per_class=per_class,
         time_to_target_s=tally.time_to_target,
         train_s=tally.train_s,
         epochs=tally.step / run.steps_per_epoch,
@@ -400,6 +413,7 @@ class _Tally:
     stopped_by: str | None = None  # set when the run ends
     last_whole: bool = False  # the last evaluation was on the whole test split
     last_top5: float | None = None  # the last evaluation's top-5 accuracy (None: not scored)
+    last_per_class: tuple[float | None, ...] = ()  # the last evaluation's, by class
     history: list[EvalPoint] = field(default_factory=list)
 
 
@@ -676,6 +690,7 @@ def _evaluate_point(
     accuracy, samples = scores.top1, scores.samples
     tally.last_whole = whole
     tally.last_top5 = scores.top5
+    tally.last_per_class = scores.per_class
     summed_loss, summed_count = run.world.sum(tally.loss_sum.item(), tally.loss_count)
     point = EvalPoint(
         epoch=tally.step / run.steps_per_epoch,

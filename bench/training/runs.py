@@ -32,6 +32,7 @@ from bench.schema import (
     read_jsonl,
     row_key,
     settings_text,
+    timestamp,
 )
 from bench.shards import Shard
 from bench.training.distributed import ONE_PROCESS, World
@@ -223,6 +224,15 @@ def _prepare(
     return _RunFacts(settings, recipe, splits, world, data_setup_s, _run_id(settings, world))
 
 
+def per_class_accuracy(
+    names: Sequence[str], accuracies: Sequence[float | None]
+) -> dict[str, float] | None:
+    """A row's ``per_class_accuracy``: each class's top-1 by name (classes without a test
+    sample left out); None where none was scored."""
+    scored = {str(n): round(a, 6) for n, a in zip(names, accuracies) if a is not None}
+    return scored or None
+
+
 def _train_into(
     row: dict[str, Any],
     facts: _RunFacts,
@@ -251,6 +261,7 @@ def _train_into(
         stopped_by=outcome.stopped_by,
         compile_s=None if outcome.compile_s is None else round(outcome.compile_s, 3),
         compile_cache=None if outcome.compile_s is None else "cold",
+        per_class_accuracy=per_class_accuracy(splits.test.class_names, outcome.per_class),
     )
     if weights_folder is None or outcome.model is None or not facts.world.is_main:
         return None
@@ -344,6 +355,50 @@ def _epoch_log(
         listen(Evaluated(model=row["model"], seed=row["seed"], **measured))
 
     return on_eval
+
+
+def evaluation_row(
+    model: str,
+    *,
+    data_name: str,
+    device: str,
+    dtype: str,
+    batch_size: int,
+    threads: int,
+    machine: Machine,
+    top1: float,
+    top5: float | None,
+    samples: int,
+    per_class: dict[str, float] | None,
+    weights: str,
+    published: tuple[float | None, float | None] = (None, None),
+    data_source: str | None = None,
+) -> dict[str, Any]:
+    """The accuracy row of ``bench eval --out``: given weights scored on a test split, no
+    training (``epochs`` 0); ``published``: the weights' own published top-1 and top-5."""
+    row = base_row(
+        model, device, dtype, "contiguous", "accuracy", batch_size, threads=threads,
+        counts=None, machine=machine,
+    )  # fmt: skip
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    row.update(
+        data=data_name,
+        data_source=data_source,
+        accuracy=top1,
+        top5=top5,
+        test_samples=samples,
+        eval_dtype=dtype,
+        epochs=0,
+        samples_seen=0,
+        world_size=1,
+        run=f"eval-{model}-{device}-{stamp}-{uuid.uuid4().hex[:6]}",
+        per_class_accuracy=per_class,
+        weights=weights,
+        published_top1=published[0],
+        published_top5=published[1],
+        timestamp=timestamp(),
+    )
+    return row
 
 
 def _run_name(settings: TrainSettings, world: World) -> str:
