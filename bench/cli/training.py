@@ -446,7 +446,7 @@ def _eval_saved(args: argparse.Namespace) -> int:
     import zoo
     from bench.training.loop import evaluate_scores, load_weights
     from bench.training.recipes import recipe_for, resolve_dtype
-    from bench.training.runs import check_input_fits, data_shape, per_class_accuracy
+    from bench.training.runs import Evaluation, check_input_fits, data_shape, per_class_accuracy
 
     state = load_weights(Path(args.weights))  # checks the hash first; weights_only=True
     check_input_fits(args.model, data_shape(args.data))
@@ -480,10 +480,11 @@ def _eval_saved(args: argparse.Namespace) -> int:
     per_class = per_class_accuracy(splits.test.class_names, scores.per_class)
     _print_weakest(per_class)
     if args.out is not None:
-        _write_eval_row(
-            args, dtype, scores.top1, scores.top5, scores.samples, per_class,
-            weights=str(args.weights), data_source=splits.source,
+        scored = Evaluation(
+            str(args.weights), scores.top1, scores.top5, scores.samples, per_class,
+            data_source=splits.source,
         )  # fmt: skip
+        _write_eval_row(args, dtype, scored)
     return 0
 
 
@@ -491,6 +492,7 @@ def _eval_published(args: argparse.Namespace) -> int:
     import zoo
     from bench.training.pretrained import evaluate_published, load_published, published_weights
     from bench.training.recipes import resolve_dtype
+    from bench.training.runs import Evaluation
 
     if args.data in ("mnist", "cifar10"):
         raise ValueError(
@@ -518,10 +520,11 @@ def _eval_published(args: argparse.Namespace) -> int:
     )
     _print_weakest(scores.per_class)
     if args.out is not None:
-        _write_eval_row(
-            args, dtype, scores.top1, scores.top5, scores.samples, scores.per_class,
-            weights=f"torchvision:{published.name}", published=(published.top1, published.top5),
+        scored = Evaluation(
+            f"torchvision:{published.name}", scores.top1, scores.top5, scores.samples,
+            scores.per_class, published=(published.top1, published.top5),
         )  # fmt: skip
+        _write_eval_row(args, dtype, scored)
     return 0
 
 
@@ -536,30 +539,19 @@ def _print_weakest(per_class: dict[str, float] | None) -> None:
     print("weakest classes: " + ", ".join(f"{name} {acc:.2%}" for name, acc in weakest))
 
 
-def _write_eval_row(
-    args: argparse.Namespace,
-    dtype: str,
-    top1: float,
-    top5: float | None,
-    samples: int,
-    per_class: dict[str, float] | None,
-    *,
-    weights: str,
-    published: tuple[float | None, float | None] = (None, None),
-    data_source: str | None = None,
-) -> None:
+def _write_eval_row(args: argparse.Namespace, dtype: str, scored: Any) -> None:
+    """Append ``scored`` (a :class:`bench.training.runs.Evaluation`) to ``--out`` as a row."""
     import torch
 
     from bench.measure.machine import describe
     from bench.schema import ResultsWriter
     from bench.training.runs import evaluation_row
 
+    threads = torch.get_num_threads()
     row = evaluation_row(
-        args.model, data_name=str(args.data), device=args.device, dtype=dtype,
-        batch_size=args.batch_size, threads=torch.get_num_threads(),
-        machine=describe((args.device,), torch.get_num_threads(), measure_peak=False),
-        top1=top1, top5=top5, samples=samples, per_class=per_class, weights=weights,
-        published=published, data_source=data_source,
+        args.model, scored, data_name=str(args.data), device=args.device, dtype=dtype,
+        batch_size=args.batch_size, threads=threads,
+        machine=describe((args.device,), threads, measure_peak=False),
     )  # fmt: skip
     ResultsWriter(args.out).write_row(row)
     print(f"row written to {args.out / 'results.jsonl'}")

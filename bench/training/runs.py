@@ -357,8 +357,22 @@ def _epoch_log(
     return on_eval
 
 
+@dataclass(frozen=True)
+class Evaluation:
+    """Given weights scored on a test split (``bench eval``): what its row says."""
+
+    weights: str  # the file, or "torchvision:<Enum>.<member>"
+    top1: float
+    top5: float | None
+    samples: int
+    per_class: dict[str, float] | None
+    published: tuple[float | None, float | None] = (None, None)  # the weights' own figures
+    data_source: str | None = None
+
+
 def evaluation_row(
     model: str,
+    scored: Evaluation,
     *,
     data_name: str,
     device: str,
@@ -366,16 +380,9 @@ def evaluation_row(
     batch_size: int,
     threads: int,
     machine: Machine,
-    top1: float,
-    top5: float | None,
-    samples: int,
-    per_class: dict[str, float] | None,
-    weights: str,
-    published: tuple[float | None, float | None] = (None, None),
-    data_source: str | None = None,
 ) -> dict[str, Any]:
-    """The accuracy row of ``bench eval --out``: given weights scored on a test split, no
-    training (``epochs`` 0); ``published``: the weights' own published top-1 and top-5."""
+    """The accuracy row of ``bench eval --out``: ``scored`` on ``data_name``, no training
+    (``epochs`` 0)."""
     row = base_row(
         model, device, dtype, "contiguous", "accuracy", batch_size, threads=threads,
         counts=None, machine=machine,
@@ -383,19 +390,19 @@ def evaluation_row(
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     row.update(
         data=data_name,
-        data_source=data_source,
-        accuracy=top1,
-        top5=top5,
-        test_samples=samples,
+        data_source=scored.data_source,
+        accuracy=scored.top1,
+        top5=scored.top5,
+        test_samples=scored.samples,
         eval_dtype=dtype,
         epochs=0,
         samples_seen=0,
         world_size=1,
         run=f"eval-{model}-{device}-{stamp}-{uuid.uuid4().hex[:6]}",
-        per_class_accuracy=per_class,
-        weights=weights,
-        published_top1=published[0],
-        published_top5=published[1],
+        per_class_accuracy=scored.per_class,
+        weights=scored.weights,
+        published_top1=scored.published[0],
+        published_top5=scored.published[1],
         timestamp=timestamp(),
     )
     return row
