@@ -100,13 +100,15 @@ LAYER_COLUMNS = (
 # one profiled step (bench.measure.layer_times), the step's settings first (its row key, as a
 # row's), then the module's own forward and backward time (medians, ms; backward 0 in
 # inference), its forward MACs per sample, its forward FLOPs (2 × MACs) and bytes moved
-# (counting.layer_bytes) for the whole batch at the step's element size; then the step's own
-# median without hooks (step_ms), with hooks (hooked_step_ms), the modules' sum (layers_ms) and
-# how many steps of each kind were timed.
+# (counting.layer_bytes) for the whole batch at the step's element size, and so its forward
+# GFLOP/s (flops over forward_ms) and arithmetic intensity (flops over bytes, FLOP/byte; null
+# without bytes); then the step's own median without hooks (step_ms), with hooks
+# (hooked_step_ms), the modules' sum (layers_ms) and how many steps of each kind were timed.
 LAYER_TIME_COLUMNS = (
     "model", "device", "dtype", "memory_format", "threads", "batch_size", "mode", "compile",
     "index", "layer", "paper_layer", "type", "forward_ms", "backward_ms", "macs", "flops",
-    "bytes", "step_ms", "hooked_step_ms", "layers_ms", "steps", "session", "timestamp",
+    "bytes", "forward_gflops", "intensity", "step_ms", "hooked_step_ms", "layers_ms", "steps",
+    "session", "timestamp",
 )  # fmt: skip
 # epochs.jsonl: one line per evaluation during training; ``run`` names the training run (the
 # ``run`` column of its results row), so each run is one curve however many share a folder;
@@ -139,7 +141,7 @@ NUMERIC_COLUMNS = (
 NUMERIC_LAYER_COLUMNS = ("index", "params", "macs", "activation_mib")
 NUMERIC_LAYER_TIME_COLUMNS = (
     "threads", "batch_size", "index", "forward_ms", "backward_ms", "macs", "flops", "bytes",
-    "step_ms", "hooked_step_ms", "layers_ms", "steps",
+    "forward_gflops", "intensity", "step_ms", "hooked_step_ms", "layers_ms", "steps",
 )  # fmt: skip
 NUMERIC_EPOCH_COLUMNS = (
     "world_size", "epoch", "wall_s", "train_loss", "test_accuracy", "samples_per_s",

@@ -138,6 +138,8 @@ def test_layer_times_jsonl_holds_each_mode_at_its_largest_batch_with_hand_counts
         conv = next(line for line in mine if line["layer"] == "conv")
         assert conv["macs"] == CONV_MACS and conv["flops"] == 2 * CONV_MACS * 4
         assert conv["bytes"] == (4 * CONV_ELEMENTS + CONV_PARAMS) * 4  # fp32
+        assert conv["intensity"] == pytest.approx(conv["flops"] / conv["bytes"])
+        assert conv["forward_gflops"] == pytest.approx(conv["flops"] / conv["forward_ms"] / 1e6)
         fc = next(line for line in mine if line["layer"] == "fc")
         assert fc["flops"] == 2 * 12 * 4
         assert conv["forward_ms"] > 0 and conv["session"] == 1

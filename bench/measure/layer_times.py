@@ -47,14 +47,11 @@ Clock = Callable[[], float]
 ELEMENT_SIZES = {"fp32": 4, "bf16_autocast": 2, "bf16": 2}
 
 
-@dataclass(frozen=True)
-class LayerTime:
-    """One paper layer in one training step: medians over the hooked steps."""
+class _Rates:
+    """What a layer's or a module's forward MACs, bytes and seconds give."""
 
-    name: str  # the paper's layer name (the module path where the family has none)
     forward_s: float
-    backward_s: float
-    macs: int  # forward, per sample, its modules summed
+    macs: int  # forward, per sample
     bytes: int  # forward, at the batch and element size (counting.layer_bytes)
 
     def intensity(self, batch: int) -> float | None:
@@ -67,7 +64,18 @@ class LayerTime:
 
 
 @dataclass(frozen=True)
-class ModuleTime:
+class LayerTime(_Rates):
+    """One paper layer in one step: medians over the hooked steps, its modules summed."""
+
+    name: str  # the paper's layer name (the module path where the family has none)
+    forward_s: float
+    backward_s: float
+    macs: int
+    bytes: int
+
+
+@dataclass(frozen=True)
+class ModuleTime(_Rates):
     """One module of the breakdown in one step (its own time, children excluded): medians."""
 
     path: str  # the module path (counting.TOP_LEVEL for the model's own forward code)
@@ -75,8 +83,8 @@ class ModuleTime:
     type: str  # the module's class name
     forward_s: float
     backward_s: float  # 0 in inference
-    macs: int  # forward, per sample
-    bytes: int  # forward, at the batch and element size (counting.layer_bytes)
+    macs: int
+    bytes: int
 
 
 @dataclass(frozen=True)

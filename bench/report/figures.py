@@ -208,14 +208,13 @@ def roofline(lines: pd.DataFrame, roofs: Roofs, title: str, path: Path) -> Path 
     model and paper layer. Modules without counted FLOPs (ReLU, max pooling) have no point;
     None if no module has one."""
     df = lines[
-        (pd.to_numeric(lines["flops"], errors="coerce") > 0)
-        & (pd.to_numeric(lines["bytes"], errors="coerce") > 0)
-        & (pd.to_numeric(lines["forward_ms"], errors="coerce") > 0)
+        (pd.to_numeric(lines["forward_gflops"], errors="coerce") > 0)
+        & (pd.to_numeric(lines["intensity"], errors="coerce") > 0)
     ].copy()
     if df.empty:
         return None
-    df["intensity"] = df["flops"].astype(float) / df["bytes"].astype(float)
-    df["gflops"] = df["flops"].astype(float) / df["forward_ms"].astype(float) / 1e6
+    df["intensity"] = df["intensity"].astype(float)
+    df["gflops"] = df["forward_gflops"].astype(float)
     models = list(dict.fromkeys(df["model"].astype(str)))
     colors = _model_colors(models)
     fig = _new_figure(9, 6)

@@ -589,6 +589,8 @@ def layer_time_lines(times: LayerTimes, settings: dict[str, Any]) -> list[dict[s
             "macs": module.macs,
             "flops": 2 * module.macs * times.batch_size,
             "bytes": module.bytes,
+            "forward_gflops": module.forward_gflops(times.batch_size),
+            "intensity": module.intensity(times.batch_size),
             "step_ms": times.step_s * 1e3,
             "hooked_step_ms": times.hooked_step_s * 1e3,
             "layers_ms": times.layers_s * 1e3,
