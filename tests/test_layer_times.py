@@ -237,6 +237,10 @@ def test_what_bounds_a_step_by_hand() -> None:
     assert sentence.startswith("m, fp32 contiguous training at batch 8 on cpu: 60% of the step")
     assert "at 50% of the fp32 peak" in sentence and "at 30% of the memory roof" in sentence
     assert "5% outside the layers" in sentence and "103% of the step timed" in sentence
+    # The modules' medians can add up to more than the step's median: the rest is then none.
+    longer = step.assign(hooked_step_ms=9.0)
+    assert bound(longer, ROOFS).rest_share == 0.0
+    assert "; 0% outside the layers" in bound_sentence(longer, ROOFS)
     # A peak not measured: no module is judged against the roofs.
     unmeasured = bound_sentence(step, Roofs(None, None, 10.0))
     assert "no fp32 compute peak measured" in unmeasured

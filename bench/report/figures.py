@@ -205,8 +205,8 @@ def roofline(lines: pd.DataFrame, roofs: Roofs, title: str, path: Path) -> Path 
     its arithmetic intensity and achieved GFLOP/s, log-log, under the compute peak and the
     memory roof of ``roofs`` (either missing: not drawn); one colour per model, circles for
     training steps and squares for inference, the :data:`ROOFLINE_LABELS` slowest named by
-    model and paper layer. Modules without counted FLOPs (ReLU, max pooling) have no point;
-    None if no module has one."""
+    model, paper layer and module type. Modules without counted FLOPs (ReLU, max pooling) have
+    no point; None if no module has one."""
     df = lines[
         (pd.to_numeric(lines["forward_gflops"], errors="coerce") > 0)
         & (pd.to_numeric(lines["intensity"], errors="coerce") > 0)
@@ -250,9 +250,13 @@ def roofline(lines: pd.DataFrame, roofs: Roofs, title: str, path: Path) -> Path 
         fig,
         ax,
         [
-            (x, y, f"{m} {p}")
-            for x, y, m, p in zip(
-                slowest["intensity"], slowest["gflops"], slowest["model"], slowest["paper_layer"]
+            (x, y, f"{m} {p} ({t})")
+            for x, y, m, p, t in zip(
+                slowest["intensity"],
+                slowest["gflops"],
+                slowest["model"],
+                slowest["paper_layer"],
+                slowest["type"],
             )
         ],
     )

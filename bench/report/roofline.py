@@ -124,7 +124,8 @@ def bound(step: pd.DataFrame, roofs: Roofs) -> Bound:
     return Bound(
         compute_share=share("compute"),
         memory_share=share("memory"),
-        rest_share=1.0 - share("compute") - share("memory"),
+        # Medians of the parts need not add up to the median step: never below nothing.
+        rest_share=max(0.0, 1.0 - share("compute") - share("memory")),
         compute_types=types("compute"),
         memory_types=types("memory"),
         compute_of_peak=(
