@@ -105,6 +105,20 @@ def test_bench_layers_times_prints_the_table_and_the_sum_check(
     (check,) = [line for line in lines if line.startswith("sum check")]
     total_ms = float(check.split("add up to ")[1].split(" ms")[0])
     assert total_ms > 0 and "% of the step's own median" in check
+    threads = torch.get_num_threads()
+    try:
+        code, out, _ = run_cli(
+            ["layers", "lenet5", "--times", "--steps", "1", "--batch-size", "2", "--threads", "1",
+             "--mode", "infer", "--memory-format", "channels_last"],
+            capsys,
+        )  # fmt: skip
+    finally:
+        torch.set_num_threads(threads)
+    assert code == 0 and "contiguous" not in out and "1 inference steps" in out
+    # Inference has no backward: every layer's bwd ms column (fifth from the right) is 0.
+    rows = [line.split() for line in out.splitlines()[1:9]]  # LeNet-5's eight paper layers
+    assert [cells[0] for cells in rows] == ["C1", "S2", "C3", "S4", "C5", "F6", "OUTPUT", "(top"]
+    assert all(float(cells[-5]) == 0 for cells in rows)
 
 
 # --- the sweep's --layer-times, layer_times.jsonl and the report's "what bounds it" ----------

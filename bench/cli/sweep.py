@@ -68,8 +68,18 @@ def add_layers_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--times",
         action="store_true",
-        help="time each paper layer's forward and backward in a training step (module hooks, "
-        "in steps of their own) and hold their sum against the step's own clock",
+        help="time each paper layer's forward and backward in a training step (forward only "
+        "with --mode infer; module hooks, in steps of their own) and hold their sum against "
+        "the step's own clock",
+    )
+    parser.add_argument(
+        "--mode", default="train", choices=["train", "infer"], help="--times: the step (train)"
+    )
+    parser.add_argument(
+        "--memory-format",
+        default="contiguous",
+        choices=["contiguous", "channels_last"],
+        help="--times: the inputs' and weights' layout (contiguous)",
     )
     parser.add_argument(
         "--batch-size", type=positive(int), default=8, metavar="N", help="--times: batch (8)"
@@ -144,6 +154,8 @@ def _print_layer_times(args: argparse.Namespace, card: Any, counts: Any) -> int:
         batch_size=args.batch_size,
         device=args.device,
         dtype=args.dtype,
+        memory_format=args.memory_format,
+        mode=args.mode,
         loss=zoo.criterion(card.name),
         steps=args.steps,
     )
@@ -163,16 +175,18 @@ def _print_layer_times(args: argparse.Namespace, card: Any, counts: Any) -> int:
             f"{'-' if rate is None else f'{rate:.1f}':>11}"
         )
     rest = times.hooked_step_s - times.layers_s
+    step = "training" if args.mode == "train" else "inference"
     print(
-        f"{card.name}, {args.dtype}, batch {batch}, {args.device}, medians of {times.steps} "
-        f"training steps: MACs per batch, forward; bytes: inputs + outputs + weights once, at "
-        f"{ELEMENT_SIZES[args.dtype]} bytes an element"
+        f"{card.name}, {args.dtype} {args.memory_format}, batch {batch}, {args.device}, medians "
+        f"of {times.steps} {step} steps: MACs per batch, forward; bytes: inputs + outputs + "
+        f"weights once, at {ELEMENT_SIZES[args.dtype]} bytes an element"
     )
     print(
         f"sum check: the layers add up to {times.layers_s * 1e3:.2f} ms = "
         f"{times.share_of_step:.0%} of the step's own median {times.step_s * 1e3:.2f} ms "
         f"(timed without hooks); with hooks a step took {times.hooked_step_s * 1e3:.2f} ms, "
-        f"{rest * 1e3:.2f} ms of it outside the layers (loss, zero_grad, optimizer, hooks)"
+        f"{rest * 1e3:.2f} ms of it outside the layers ("
+        + ("loss, zero_grad, optimizer, hooks)" if args.mode == "train" else "hooks)")
     )
     return 0
 
