@@ -47,6 +47,7 @@ __all__ = [
     "check_same_classes",
     "BadFiles",
     "DEFAULT_CACHE_LIMIT_BYTES",
+    "default_workers",
     "Tree",
     "scan_tree",
     "decode_image",
@@ -235,7 +236,8 @@ def _worker_errors() -> Iterator[None]:
         raise
 
 
-def _default_workers() -> int:
+def default_workers() -> int:
+    """DataLoader worker processes where none are asked for: cores - 1, 1 to 4."""
     return max(1, min(4, (os.cpu_count() or 1) - 1))
 
 
@@ -256,7 +258,7 @@ class StreamingSplit(Split):
             class_names=class_names, input_shape=input_shape, normalisation=normalisation
         )
         self.samples = tuple(samples)
-        self.num_workers = _default_workers() if num_workers is None else num_workers
+        self.num_workers = default_workers() if num_workers is None else num_workers
         self.bad_files = bad_files
 
     def __len__(self) -> int:
@@ -361,7 +363,7 @@ def _decode_all(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Decode every file once: uint8 ``[N, C, H, W]``, labels, and the kept sample indices."""
     workers = (
-        0 if len(samples) < 2000 else (_default_workers() if num_workers is None else num_workers)
+        0 if len(samples) < 2000 else (default_workers() if num_workers is None else num_workers)
     )
     with _worker_errors():
         parts = list(

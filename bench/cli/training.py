@@ -427,6 +427,7 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="images a batch (default: 1000; 32 with torchvision's 224-pixel weights)",
     )
+    _add_loading(parser)
 
 
 def run_eval(args: argparse.Namespace) -> int:
@@ -454,7 +455,7 @@ def _eval_saved(args: argparse.Namespace) -> int:
         args.data,
         input_shape=zoo.get_card(args.model).input_shape,
         normalisation=recipe_for(args.model).normalisation,
-        bad_files="skip" if args.skip_bad_files else "error",
+        **_data_options(args),
     )
     classes = args.num_classes or splits.num_classes
     if classes != splits.num_classes:
@@ -493,6 +494,7 @@ def _eval_published(args: argparse.Namespace) -> int:
     from bench.training.pretrained import evaluate_published, load_published, published_weights
     from bench.training.recipes import resolve_dtype
     from bench.training.runs import Evaluation
+    from data.imagefolder import default_workers
 
     if args.data in ("mnist", "cifar10"):
         raise ValueError(
@@ -500,13 +502,14 @@ def _eval_published(args: argparse.Namespace) -> int:
             "ImageNet-style folder (class folders named as the weights' categories, or the "
             "1,000 synset folders)"
         )
+    workers = _data_options(args).get("num_workers", default_workers())
     published = published_weights(args.model, args.weights)
     model = zoo.get_model(args.model)
     model.load_state_dict(load_published(published))
     dtype = resolve_dtype(args.dtype or "fp32", args.device)
     scores = evaluate_published(
         model, published, Path(args.data), device=args.device, dtype=dtype,
-        batch_size=args.batch_size,
+        batch_size=args.batch_size, workers=workers,
     )  # fmt: skip
 
     def pct(value: float | None) -> str:
