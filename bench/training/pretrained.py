@@ -96,7 +96,8 @@ def published_weights(model: str, spec: str = PREFIX) -> Published:
 
     def fraction(key: str) -> float | None:
         value = metrics.get(key)
-        return float(value) / 100 if isinstance(value, (int, float)) and value == value else None
+        number = isinstance(value, (int, float)) and value == value  # NaN: not published
+        return round(float(value) / 100, 6) if number else None
 
     return Published(
         name=str(weights),
