@@ -531,15 +531,11 @@ def _eval_published(args: argparse.Namespace) -> int:
     return 0
 
 
-# How many of the weakest classes `bench eval` names.
-WEAKEST_SHOWN = 5
-
-
 def _print_weakest(per_class: dict[str, float] | None) -> None:
-    if not per_class or len(per_class) < 2:
-        return
-    weakest = sorted(per_class.items(), key=lambda item: (item[1], item[0]))[:WEAKEST_SHOWN]
-    print("weakest classes: " + ", ".join(f"{name} {acc:.2%}" for name, acc in weakest))
+    from bench.report.by_class import weakest_text
+
+    if per_class and len(per_class) > 1:
+        print(f"weakest classes: {weakest_text(per_class)}")
 
 
 def _write_eval_row(args: argparse.Namespace, dtype: str, scored: Any) -> None:

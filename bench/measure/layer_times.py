@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bench.measure.counting import TOP_LEVEL, LayerInfo, layer_bytes
+from bench.measure.machine import synchronised_timer
 from bench.measure.workload import autocast_context, make_workload
 
 __all__ = ["LayerTime", "ModuleTime", "LayerTimes", "time_layers", "ELEMENT_SIZES"]
@@ -230,15 +231,10 @@ def time_layers(
         loss=loss,
     )
     step = work.train if train else work.infer
+    timed = synchronised_timer(device, clock)
 
     def plain_step() -> float:
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        start = clock()
-        step()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        return clock() - start
+        return timed(step)
 
     # The breakdown's module paths; the model's own forward code is TOP_LEVEL's, path "".
     paper = {("" if layer.layer == TOP_LEVEL else layer.layer): layer for layer in layers}

@@ -16,6 +16,8 @@ from typing import Any
 
 import torch
 
+from bench.measure.memory import mem_available_bytes
+
 __all__ = [
     "Machine",
     "cpu_model",
@@ -30,6 +32,7 @@ __all__ = [
     "conv3x3_gflops",
     "conv3x3_rates",
     "best_of_windows",
+    "synchronised_timer",
     "peak_spread",
     "triad_rates",
     "triad_bytes",
@@ -276,7 +279,9 @@ def peak_spread(rates: Sequence[float]) -> dict[str, float]:
     }
 
 
-def _timer(device: torch.device, clock: Clock) -> Callable[[Callable[[], object]], float]:
+def synchronised_timer(
+    device: torch.device, clock: Clock
+) -> Callable[[Callable[[], object]], float]:
     """Seconds one call of ``work`` takes on ``device`` by ``clock`` (CUDA synchronised)."""
 
     def timed(work: Callable[[], object]) -> float:
@@ -308,7 +313,7 @@ def matmul_rates(
     """
     device = torch.device(device)
     largest = 8192 if device.type == "cuda" else 2048
-    timed = _timer(device, clock)
+    timed = synchronised_timer(device, clock)
 
     n = 256
     while True:
@@ -350,7 +355,7 @@ def conv3x3_rates(
     device = torch.device(device)
     conv = torch.nn.Conv2d(128, 128, 3, padding=1, bias=False).to(device, dtype)
     conv = conv.to(memory_format=torch.channels_last)
-    timed = _timer(device, clock)
+    timed = synchronised_timer(device, clock)
 
     batch = 1
     with torch.inference_mode():
@@ -383,14 +388,12 @@ def triad_bytes(elements: int, element_size: int) -> int:
 
 
 def _available_bytes() -> int | None:
-    """MemAvailable (``/proc/meminfo``), or None where it cannot be read."""
+    """MemAvailable (:func:`bench.measure.memory.mem_available_bytes`), or None where it
+    cannot be read (no ``/proc/meminfo``, or no such line)."""
     try:
-        for line in Path("/proc/meminfo").read_text(encoding="ascii").splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
+        return mem_available_bytes()
+    except (OSError, RuntimeError, ValueError, IndexError):
         return None
-    return None
 
 
 def triad_rates(
@@ -421,7 +424,7 @@ def triad_rates(
     a = torch.ones(elements, dtype=dtype, device=device)
     b = torch.ones(elements, dtype=dtype, device=device)
     c = torch.empty(elements, dtype=dtype, device=device)
-    timed = _timer(device, clock)
+    timed = synchronised_timer(device, clock)
     call = partial(torch.add, a, b, alpha=3.0, out=c)
     timed(call)  # warm-up: first touch of c's pages, the thread pool
     bests = best_of_windows(partial(timed, call), seconds, repeats, clock)
