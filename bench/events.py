@@ -23,6 +23,7 @@ __all__ = [
     "Evaluated",
     "RunStarted",
     "RunSkipped",
+    "RunOverBudget",
     "RunFinished",
     "Event",
     "Listener",
@@ -114,6 +115,7 @@ class RunStarted:
     device: str
     seed: int
     budget_s: float | None
+    predicted: str | None = None  # bench.training.estimate.Prediction.text(), where predicted
 
 
 @dataclass(frozen=True)
@@ -124,6 +126,20 @@ class RunSkipped:
     total: int
     model: str
     seed: int
+
+
+@dataclass(frozen=True)
+class RunOverBudget:
+    """Run ``index`` of an accuracy plan is left out: its predicted time
+    (:mod:`bench.training.estimate`) is over the ``left_s`` seconds left of the plan's budget."""
+
+    index: int
+    total: int
+    model: str
+    seed: int
+    predicted: str  # Prediction.text()
+    left_s: float
+    command: str  # what trains it later
 
 
 @dataclass(frozen=True)
@@ -146,6 +162,7 @@ Event = (
     | Evaluated
     | RunStarted
     | RunSkipped
+    | RunOverBudget
     | RunFinished
 )
 Listener = Callable[[Event], None]

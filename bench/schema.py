@@ -34,11 +34,13 @@ __all__ = [
     "ACCURACY_COLUMNS",
     "LAYER_COLUMNS",
     "LAYER_TIME_COLUMNS",
+    "OVER_BUDGET_COLUMNS",
     "EPOCH_COLUMNS",
     "MEASURED_COLUMNS",
     "NUMERIC_COLUMNS",
     "NUMERIC_LAYER_COLUMNS",
     "NUMERIC_LAYER_TIME_COLUMNS",
+    "NUMERIC_OVER_BUDGET_COLUMNS",
     "NUMERIC_EPOCH_COLUMNS",
     "SETTING_COLUMNS",
     "TRAINING_KEY_COLUMNS",
@@ -110,6 +112,14 @@ LAYER_TIME_COLUMNS = (
     "bytes", "forward_gflops", "intensity", "step_ms", "hooked_step_ms", "layers_ms", "steps",
     "session", "timestamp",
 )  # fmt: skip
+# over_budget.jsonl: a run of an accuracy plan left out of a job with a budget (the main job's
+# minutes, `bench all --job-budget-min`): its settings, its predicted seconds and how they were
+# predicted (bench.training.estimate), the seconds left of the budget when it was due, and the
+# command that trains it.
+OVER_BUDGET_COLUMNS = (
+    "model", "recipe_name", "data", "device", "seed", "predicted_s", "predicted", "left_s",
+    "budget_s", "command", "timestamp",
+)  # fmt: skip
 # epochs.jsonl: one line per evaluation during training; ``run`` names the training run (the
 # ``run`` column of its results row), so each run is one curve however many share a folder;
 # ``test_samples``: how many test samples the line's accuracy is on (null: a line written before
@@ -143,6 +153,7 @@ NUMERIC_LAYER_TIME_COLUMNS = (
     "threads", "batch_size", "index", "forward_ms", "backward_ms", "macs", "flops", "bytes",
     "forward_gflops", "intensity", "step_ms", "hooked_step_ms", "layers_ms", "steps",
 )  # fmt: skip
+NUMERIC_OVER_BUDGET_COLUMNS = ("seed", "predicted_s", "left_s", "budget_s")
 NUMERIC_EPOCH_COLUMNS = (
     "world_size", "epoch", "wall_s", "train_loss", "test_accuracy", "samples_per_s",
     "test_samples",
@@ -353,6 +364,7 @@ class ResultsWriter:
         self.layers_path = self.folder / "layers.jsonl"
         self.epochs_path = self.folder / "epochs.jsonl"
         self.layer_times_path = self.folder / "layer_times.jsonl"
+        self.over_budget_path = self.folder / "over_budget.jsonl"
         self.csv_path = self.folder / "results.csv"
         self.meta_path = self.folder / "meta.json"
         self.errors_path = self.folder / "errors.log"
@@ -360,6 +372,7 @@ class ResultsWriter:
         self._repair_tail(self.layers_path)
         self._repair_tail(self.epochs_path)
         self._repair_tail(self.layer_times_path)
+        self._repair_tail(self.over_budget_path)
         self._done = {row_key(row) for row in read_jsonl(self.results_path)}
         self._layer_models = _complete_models(read_jsonl(self.layers_path))
         self._profiled = {row_key(line) for line in read_jsonl(self.layer_times_path)}
@@ -454,6 +467,12 @@ class ResultsWriter:
                 ordered[-1]["session"] = self.session
         self._append(self.layer_times_path, ordered)
         self._profiled.update(row_key(line) for line in ordered)
+
+    def write_over_budget(self, line: Mapping[str, Any]) -> None:
+        """Append a run left out of a plan with a budget (every column of
+        :data:`OVER_BUDGET_COLUMNS`)."""
+        _check_columns("over-budget run", line, OVER_BUDGET_COLUMNS)
+        self._append(self.over_budget_path, [{c: _clean(line[c]) for c in OVER_BUDGET_COLUMNS}])
 
     def write_epoch(self, line: Mapping[str, Any]) -> None:
         """Append one evaluation of a training run (every column of :data:`EPOCH_COLUMNS`)."""

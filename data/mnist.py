@@ -47,6 +47,7 @@ __all__ = [
     "MEMBER",
     "MEMBER_SHA256",
     "OFFICIAL_MD5",
+    "OFFICIAL_SIZES",
     "FILES",
     "mnist_dir",
     "find_split_files",
@@ -77,6 +78,7 @@ OFFICIAL_MD5: dict[str, str] = {
     "t10k-images-idx3-ubyte": "2646ac647ad5339dbf082846283269ea",
     "t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637",
 }
+OFFICIAL_SIZES = {"train": 60_000, "test": 10_000}
 # The lab's spelling: a dot before idx instead of a dash.
 _LAB_NAME = {name: name.replace("-idx", ".idx") for name in OFFICIAL_MD5}
 

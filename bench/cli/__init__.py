@@ -22,12 +22,13 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from bench.cli import compare, report, sweep, training
-from bench.cli.options import Parser, resolve_shard, shard_is_auto
+from bench.cli.options import Parser, non_negative, resolve_shard, shard_is_auto
 from bench.cli.sweep import build_plan
 from bench.schema import one_line
 
@@ -49,12 +50,47 @@ def add_all_arguments(parser: argparse.ArgumentParser) -> None:
     sweep.add_run_arguments(parser)
     training.add_eval_dtype(parser)
     compare.add_compare_with(parser)
+    parser.add_argument(
+        "--job-budget-min",
+        type=non_negative(float),
+        default=None,
+        metavar="MIN",
+        help=f"the whole job's wall-clock minutes (default {JOB_BUDGET_MIN:g}; none with "
+        "--full; 0: none): after the harness, the accuracy plans leave out each run predicted "
+        "(from the harness's rates) not to fit what is left, one line each, listed in the "
+        "report with the command that trains it",
+    )
+
+
+# The main job (`nox -s bench`) fits in this many minutes on a 2-core CPU: its accuracy plans
+# leave out what would not fit after the harness (bench.training.estimate predicts each run).
+JOB_BUDGET_MIN = 15.0
+# Kept for the report at the job's end (about 20-40 s on a 2-core CPU with every figure).
+REPORT_RESERVE_S = 45.0
+
+
+def _job_budget_s(args: argparse.Namespace) -> float | None:
+    """The job's budget in seconds: --job-budget-min, else the default but under --full."""
+    minutes = args.job_budget_min
+    if minutes is None:
+        minutes = 0.0 if args.full else JOB_BUDGET_MIN
+    return minutes * 60 if minutes > 0 else None
+
+
+def _left_s(budget_s: float | None, started: float) -> float | None:
+    """Seconds left of the job's budget for an accuracy plan, the report's share kept back."""
+    if budget_s is None:
+        return None
+    return max(budget_s - (time.monotonic() - started) - REPORT_RESERVE_S, 0.0)
 
 
 def run_all(args: argparse.Namespace) -> int:
     """``run`` with the same arguments, then ``accuracy`` and ``report`` of its folder (with
     ``--compare OLD``, checked before anything is measured). With ``--shard auto`` the report
-    is left to ``bench report ROOT`` once every task is done: one slice is not the sweep."""
+    is left to ``bench report ROOT`` once every task is done: one slice is not the sweep.
+    The job's budget (:func:`_job_budget_s`) bounds the accuracy plans: each gets what is left."""
+    started = time.monotonic()
+    budget_s = _job_budget_s(args)
     if args.compare is not None:
         if shard_is_auto(args):
             raise ValueError(
@@ -68,9 +104,9 @@ def run_all(args: argparse.Namespace) -> int:
     if code != 0:
         return code
     out: Path = args.resolved_out
-    code = _follow_up("accuracy", _accuracy_argv(out, args))
+    code = _follow_up("accuracy", _accuracy_argv(out, args, _left_s(budget_s, started)))
     if code == 0:
-        code = _cifar_follow_up(out, args)
+        code = _cifar_follow_up(out, args, budget_s, started)
     if code != 0:
         return code
     if shard_is_auto(args):
@@ -90,7 +126,9 @@ def _follow_up(name: str, argv: list[str]) -> int:
     return SUBCOMMANDS[name].run(build_parser().parse_args([name, *argv]))
 
 
-def _cifar_follow_up(out: Path, args: argparse.Namespace) -> int:
+def _cifar_follow_up(
+    out: Path, args: argparse.Namespace, budget_s: float | None, started: float
+) -> int:
     """The main job's part of the CIFAR-10 plan (:data:`bench.training.runs.MAIN_JOB_CIFAR`,
     or the asked --models' CIFAR runs) where CIFAR-10 is provisioned; one line where not."""
     import data
@@ -104,16 +142,18 @@ def _cifar_follow_up(out: Path, args: argparse.Namespace) -> int:
             "[--from PATH]` adds it to this job)"
         )
         return 0
-    argv = _accuracy_argv(out, args)
+    argv = _accuracy_argv(out, args, _left_s(budget_s, started))
     if "--models" not in argv:
         argv += ["--models", *MAIN_JOB_CIFAR]
     return _follow_up("accuracy", [*argv, "--data", "cifar10", "--none-ok"])
 
 
-def _accuracy_argv(out: Path, args: argparse.Namespace) -> list[str]:
+def _accuracy_argv(out: Path, args: argparse.Namespace, left_s: float | None = None) -> list[str]:
     """``accuracy``'s arguments from ``all``'s: every option of ``all`` that concerns training
-    (models, devices, threads, the plan's length, resume, shard, eval dtype) applies to it too."""
+    (models, devices, threads, the plan's length, resume, shard, eval dtype) applies to it too;
+    ``left_s``: the seconds left of the job's budget (``--plan-budget-s``)."""
     argv = [str(out)]
+    argv += ["--plan-budget-s", f"{left_s:.1f}"] if left_s is not None else []
     argv += ["--full"] if args.full else []
     argv += ["--resume"] if args.resume else []
     # The slice as run resolved it: out is already the slice's own folder under --shard auto.

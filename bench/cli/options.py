@@ -16,6 +16,7 @@ __all__ = [
     "Parser",
     "positive",
     "fraction",
+    "non_negative",
     "non_negative_int",
     "add_out",
     "add_threads",
@@ -64,15 +65,23 @@ def fraction(text: str) -> float:
     return value
 
 
-def non_negative_int(text: str) -> int:
-    """An argument type: an integer, 0 or more."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
-    return value
+def non_negative(kind: type) -> Callable[[str], Any]:
+    """An argument type: a ``kind`` (int, float), 0 or more."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            what = "an integer" if kind is int else f"a {kind.__name__}"
+            raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}") from None
+        if value < 0:
+            raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+        return value
+
+    return parse
+
+
+non_negative_int = non_negative(int)
 
 
 def add_out(parser: argparse.ArgumentParser, help: str) -> None:

@@ -15,6 +15,7 @@ from bench.cli.options import (
     add_shard,
     add_threads,
     fraction,
+    non_negative,
     non_negative_int,
     positive,
     resolve_shard,
@@ -26,6 +27,7 @@ from bench.events import (
     Evaluated,
     Event,
     RunFinished,
+    RunOverBudget,
     RunSkipped,
     RunStarted,
     StepsDone,
@@ -326,12 +328,12 @@ class TrainingListener:
         elif isinstance(event, EpochFinished) and self._bar is not None:
             self._bar.close()
             self._bar = None
-        elif isinstance(event, Evaluated | RunFinished | RunStarted | RunSkipped):
+        elif isinstance(event, Evaluated | RunFinished | RunStarted | RunSkipped | RunOverBudget):
             tqdm.write(_line(event), file=sys.stdout)
             sys.stdout.flush()
 
 
-def _line(event: Evaluated | RunFinished | RunStarted | RunSkipped) -> str:
+def _line(event: Evaluated | RunFinished | RunStarted | RunSkipped | RunOverBudget) -> str:
     if isinstance(event, Evaluated):
         return (
             f"{event.model} seed {event.seed} epoch {event.epoch:5.2f}  "
@@ -343,9 +345,18 @@ def _line(event: Evaluated | RunFinished | RunStarted | RunSkipped) -> str:
         return _row_line(event.row, event.weights)
     if isinstance(event, RunSkipped):
         return f"[{event.index}/{event.total}] {event.model} seed {event.seed}: already measured"
+    if isinstance(event, RunOverBudget):
+        from bench.training.estimate import seconds_text
+
+        return (
+            f"[{event.index}/{event.total}] {event.model} seed {event.seed}: left out, "
+            f"{event.predicted} predicted here, {seconds_text(event.left_s)} left of the job's "
+            f"budget; `{event.command}` trains it"
+        )
     budget = f", budget {event.budget_s:g} s" if event.budget_s else ""
     what = f"{event.model} on {event.data}, {event.device} (seed {event.seed}{budget})"
-    return f"[{event.index}/{event.total}] training {what}"
+    predicted = f"; {event.predicted}" if event.predicted else ""
+    return f"[{event.index}/{event.total}] training {what}{predicted}"
 
 
 def _row_line(row: dict[str, Any], weights: Path | None) -> str:
@@ -593,6 +604,15 @@ def add_accuracy_arguments(parser: argparse.ArgumentParser) -> None:
     add_threads(parser, positive(int))
     add_eval_dtype(parser)
     parser.add_argument("--resume", action="store_true", help="skip runs already in OUT")
+    parser.add_argument(
+        "--plan-budget-s",
+        type=non_negative(float),
+        default=None,
+        metavar="S",
+        help="leave out each run whose time, predicted from the harness's rows in OUT, is over "
+        "what is left of S seconds (one line each, and the report lists them); `bench all` "
+        "passes what is left of its --job-budget-min",
+    )
     add_shard(
         parser,
         "only the I-th of N disjoint slices of the plan (as `bench run --shard`); auto: the "
@@ -631,5 +651,7 @@ def run_accuracy_plan(args: argparse.Namespace) -> int:
         mine = tuple(s for s in plan if runs.in_shard(s, shard))
         print(f"accuracy plan, shard {shard}: {len(mine)} of its {len(plan)} runs", flush=True)
         plan = mine
-    done = runs.run_accuracy_plan(plan, out, resume=args.resume, listen=TrainingListener())
+    done = runs.run_accuracy_plan(
+        plan, out, resume=args.resume, listen=TrainingListener(), budget_s=args.plan_budget_s
+    )
     return 1 if any(run.row["error"] is not None for run in done) else 0

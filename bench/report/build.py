@@ -245,7 +245,7 @@ def _report_blocks(
     blocks += _speed_blocks(drawn)
     blocks += time_blocks
     blocks += _memory_blocks(drawn["fig_memory.png"], tables.memory)
-    blocks += accuracy_blocks(results, drawn["fig_time_to_accuracy.png"])
+    blocks += accuracy_blocks(results, drawn["fig_time_to_accuracy.png"], run_data.over_budget)
     blocks += per_class_blocks(training_runs(results))
     blocks += evaluations
     blocks += share_blocks(tables.shares, (), drawn["fig_layer_share.png"])

@@ -25,6 +25,8 @@ from bench.schema import (
     NUMERIC_EPOCH_COLUMNS,
     NUMERIC_LAYER_COLUMNS,
     NUMERIC_LAYER_TIME_COLUMNS,
+    NUMERIC_OVER_BUDGET_COLUMNS,
+    OVER_BUDGET_COLUMNS,
     ROW_COLUMNS,
     key_value,
     parse_shard_folder,
@@ -79,6 +81,8 @@ class Run:
     layers: pd.DataFrame = field(default_factory=lambda: empty(LAYER_COLUMNS))
     epochs: pd.DataFrame = field(default_factory=lambda: empty(EPOCH_COLUMNS))
     layer_times: pd.DataFrame = field(default_factory=lambda: empty((*LAYER_TIME_COLUMNS, "run")))
+    # over_budget.jsonl: accuracy runs a job's budget left out (bench.schema.OVER_BUDGET_COLUMNS)
+    over_budget: pd.DataFrame = field(default_factory=lambda: empty(OVER_BUDGET_COLUMNS))
 
 
 def empty(columns: Iterable[str]) -> pd.DataFrame:
@@ -197,6 +201,9 @@ def load_run(path: Path) -> Run:
         path / "layer_times.jsonl", LAYER_TIME_COLUMNS, NUMERIC_LAYER_TIME_COLUMNS
     )
     layer_times["run"] = name
+    over_budget = _optional_table(
+        path / "over_budget.jsonl", OVER_BUDGET_COLUMNS, NUMERIC_OVER_BUDGET_COLUMNS
+    )
     return Run(
         name=name,
         metas=(meta,),
@@ -204,6 +211,7 @@ def load_run(path: Path) -> Run:
         layers=layers,
         epochs=epochs,
         layer_times=layer_times,
+        over_budget=over_budget,
     )
 
 
@@ -269,6 +277,7 @@ def merge_runs(runs: Sequence[Run], *, across_machines: bool = False) -> Run:
         )
     epochs = pd.concat([r.epochs for r in runs], ignore_index=True)
     layer_times = pd.concat([r.layer_times for r in runs], ignore_index=True)
+    over_budget = pd.concat([r.over_budget for r in runs], ignore_index=True)
     name = runs[0].name if len(runs) == 1 else f"{runs[0].name}+{len(runs) - 1}"
     metas = tuple(m for r in runs for m in r.metas)
     return Run(
@@ -278,6 +287,7 @@ def merge_runs(runs: Sequence[Run], *, across_machines: bool = False) -> Run:
         layers=layers,
         epochs=epochs,
         layer_times=layer_times,
+        over_budget=over_budget,
     )
 
 

@@ -374,11 +374,18 @@ def _accuracy_row(r: pd.Series, failed: bool) -> tuple[str, ...]:
     )
 
 
-def accuracy_blocks(results: pd.DataFrame, figure: str | None) -> list[Block]:
-    """The training runs (accuracy rows), with the time-to-accuracy figure if drawn."""
+def accuracy_blocks(
+    results: pd.DataFrame, figure: str | None, over_budget: pd.DataFrame | None = None
+) -> list[Block]:
+    """The training runs (accuracy rows), with the time-to-accuracy figure if drawn, and the
+    runs a job's budget left out (``over_budget``: over_budget.jsonl's lines) that no row has
+    trained since."""
     acc = training_runs(results).sort_values(["data", "model", "seed"], kind="mergesort")
+    left_out = left_out_lines(over_budget, acc) if over_budget is not None else ()
     if acc.empty:
-        return []
+        if not left_out:
+            return []
+        return [Heading(2, "Time to accuracy"), Para(_LEFT_OUT_INTRO), Bullets(left_out)]
     rows = [_accuracy_row(r, failed) for (_, r), failed in zip(acc.iterrows(), failed_mask(acc))]
     images = []
     if figure:
@@ -404,7 +411,40 @@ def accuracy_blocks(results: pd.DataFrame, figure: str | None) -> list[Block]:
         images,
     )
     copies = _data_copies(acc)
-    return blocks[:3] + ([Bullets(copies)] if copies else []) + blocks[3:]
+    blocks = blocks[:3] + ([Bullets(copies)] if copies else []) + blocks[3:]
+    return blocks + ([Para(_LEFT_OUT_INTRO), Bullets(left_out)] if left_out else [])
+
+
+_LEFT_OUT_INTRO = (
+    "Left out by the job's budget (`bench all --job-budget-min`): before each run, its time "
+    "was predicted from the rates the harness measured in this folder, and a run over what "
+    "was left of the budget was not trained. Each line gives the prediction and the command "
+    "that trains it into this folder."
+)
+
+
+def left_out_lines(over_budget: pd.DataFrame, acc: pd.DataFrame) -> tuple[str, ...]:
+    """A line per run of over_budget.jsonl (its last word) that no accuracy row in ``acc``
+    trained since (the same model, recipe, data, device and seed)."""
+    if over_budget.empty:
+        return ()
+    key = ["model", "recipe_name", "data", "device", "seed"]
+
+    def keys(table: pd.DataFrame) -> set[tuple[Any, ...]]:
+        return {tuple(key_value(v) for v in r) for r in table[key].itertuples(index=False)}
+
+    trained = keys(acc) if not acc.empty else set()
+    lines = []
+    for _, r in over_budget.drop_duplicates(key, keep="last").iterrows():
+        if tuple(key_value(r[c]) for c in key) in trained:
+            continue
+        recipe = f" ({r['recipe_name']})" if not missing(r["recipe_name"]) else ""
+        lines.append(
+            f"`{r['model']}`{recipe} on {r['data']}, {r['device']}, seed {fmt_int(r['seed'])}: "
+            f"{r['predicted']} predicted, {duration(r['left_s']) or '0 s'} left; "
+            f"`{r['command']}`"
+        )
+    return tuple(lines)
 
 
 def _data_copies(acc: pd.DataFrame) -> tuple[str, ...]:

@@ -1,0 +1,204 @@
+"""The main job's budget (`bench all --job-budget-min`, 15 minutes by default): each accuracy
+run's time is predicted from the harness's rates in the same folder, and a run over what is
+left of the budget is left out, said in one line, written to over_budget.jsonl and listed in
+the report. Expected values are worked by hand from the rows the tests write."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from typing import Any
+
+import pandas as pd
+import pytest
+from conftest import exit_code
+
+from bench import cli
+from bench.cli import main
+from bench.events import RunOverBudget
+from bench.report.sections import accuracy_blocks, left_out_lines
+from bench.schema import OVER_BUDGET_COLUMNS, read_jsonl
+from bench.training.estimate import SETUP_S, interpolated_rate, predict_run
+from bench.training.loop import TrainSettings
+from bench.training.runs import run_accuracy_plan
+
+
+def _row(model: str, mode: str, batch: int, rate: float, **extra: Any) -> dict[str, Any]:
+    return {
+        "model": model,
+        "mode": mode,
+        "device": "cpu",
+        "dtype": "fp32",
+        "compile": "none",
+        "batch_size": batch,
+        "samples_per_s": rate,
+        "max_batch": None,
+        "error": None,
+        "params": None,
+        **extra,
+    }
+
+
+def test_a_rate_between_two_batches_is_read_on_a_log_scale():
+    points = {1: 100.0, 32: 1100.0}
+    # log 8 / log 32 = 3/5 of the way from batch 1 to batch 32
+    assert interpolated_rate(points, 8) == pytest.approx(100 + 0.6 * 1000)
+    assert interpolated_rate(points, 1) == 100.0
+    assert interpolated_rate(points, 256) == 1100.0  # past the largest: the largest's rate
+    assert interpolated_rate({}, 8) is None
+
+
+def test_lenet5_mnists_run_is_its_samples_over_the_rate_plus_its_four_evaluations():
+    rows = [
+        _row("lenet5_mnist", "train", 32, 4000.0),
+        _row("lenet5_mnist", "train", 128, 8000.0),
+        _row("lenet5_mnist", "train", 128, 99999.0, compile="inductor"),  # not plain: ignored
+        _row("lenet5_mnist", "train", 128, 99999.0, dtype="bf16_autocast"),  # not its dtype
+        _row("lenet5_mnist", "infer", 32, 10000.0),
+    ]
+    settings = TrainSettings("lenet5_mnist", dtype="fp32")
+    predicted = predict_run(settings, rows)
+    assert predicted is not None
+    # The recipe: 90,000 samples at batch 128 -> 704 steps (90,112 samples). Two evaluations
+    # a pass of 468 steps: every 234 steps, at 234, 468 and 702, and the last at 704: four,
+    # each on all 10,000 test images (no eval_limit), at the only inference rate measured.
+    assert predicted.train_samples == math.ceil(90_000 / 128) * 128 == 90_112
+    assert predicted.train_rate == 8000.0
+    assert predicted.eval_samples == 4 * 10_000
+    assert predicted.seconds == pytest.approx(SETUP_S + 90_112 / 8000 + 40_000 / 10_000)
+    assert predicted.text().startswith("about 18 s (90,112 samples at 8,000 samples/s")
+
+
+def test_a_curve_on_a_subset_is_counted_as_such_and_the_last_evaluation_whole():
+    rows = [_row("vgg16_mnist", "train", 32, 64.0), _row("vgg16_mnist", "infer", 32, 250.0)]
+    predicted = predict_run(TrainSettings("vgg16_mnist", dtype="fp32", eval_limit=250), rows)
+    assert predicted is not None
+    # 7,680 samples at batch 32: 240 steps, shorter than a pass (1,875 steps), so evaluated at
+    # least four times (every 60 steps): three on 250 images, the last on all 10,000.
+    assert predicted.train_samples == 7_680
+    assert predicted.eval_samples == 3 * 250 + 10_000
+    assert predicted.seconds == pytest.approx(SETUP_S + 7_680 / 64 + 10_750 / 250)
+
+
+def test_a_model_the_harness_did_not_measure_borrows_the_rates_of_the_same_layers():
+    # alexnet_mnist_kaiming is alexnet_mnist with another initialisation: 23,322,314
+    # parameters both (conv 1->96 5x5 ... fc 4096->10; the zoo's counting tests check it)
+    rows = [
+        _row("alexnet_mnist", "train", 32, 80.0, params=23_322_314),
+        _row("alexnet_mnist", "infer", 32, 200.0, params=23_322_314),
+    ]
+    predicted = predict_run(TrainSettings("alexnet_mnist_kaiming", dtype="fp32"), rows)
+    assert predicted is not None and predicted.rates_of == "alexnet_mnist"
+    assert "rates of alexnet_mnist, the same layers" in predicted.text()
+    other = [{**r, "params": 1} for r in rows]  # another network: no stand-in
+    assert predict_run(TrainSettings("alexnet_mnist_kaiming", dtype="fp32"), other) is None
+    assert predict_run(TrainSettings("lenet5_mnist", dtype="fp32"), rows) is None  # unmeasured
+
+
+def test_a_run_over_the_budget_is_left_out_written_down_and_announced(tmp_path):
+    out = tmp_path / "r"
+    out.mkdir()
+    # The harness's rows, 1 sample/s: hours for any recipe
+    lines = [_row("lenet5_mnist", mode, 32, 1.0) for mode in ("train", "infer")]
+    (out / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    heard: list[Any] = []
+    done = run_accuracy_plan(
+        [TrainSettings("lenet5_mnist", dtype="fp32")], out, listen=heard.append, budget_s=600.0
+    )
+    assert done == []  # nothing trained: no data read, no row written
+    assert [r["mode"] for r in read_jsonl(out / "results.jsonl")] == ["train", "infer"]
+    (line,) = read_jsonl(out / "over_budget.jsonl")
+    assert set(line) == set(OVER_BUDGET_COLUMNS)
+    assert line["model"] == "lenet5_mnist" and line["budget_s"] == 600.0
+    assert line["predicted_s"] == pytest.approx(SETUP_S + 90_112 + 40_000, abs=0.1)
+    assert 0 < line["left_s"] <= 600.0
+    assert line["command"] == f"python -m bench accuracy {out} --models lenet5_mnist --resume"
+    (event,) = heard
+    assert isinstance(event, RunOverBudget) and event.command == line["command"]
+
+
+def test_the_report_lists_what_was_left_out_until_a_row_trains_it():
+    over = pd.DataFrame(
+        [
+            {
+                "model": m,
+                "recipe_name": None,
+                "data": "mnist",
+                "device": "cpu",
+                "seed": 0,
+                "predicted_s": 436.0,
+                "predicted": "about 7.3 min (...)",
+                "left_s": 125.0,
+                "budget_s": 500.0,
+                "command": f"python -m bench accuracy r --models {m} --resume",
+                "timestamp": "t",
+            }
+            for m in ("resnet34_mnist", "vgg16_mnist")
+        ]
+    )
+    trained = pd.DataFrame(
+        [{"model": "vgg16_mnist", "recipe_name": None, "data": "mnist", "device": "cpu",
+          "seed": 0.0}]
+    )  # fmt: skip
+    (line,) = left_out_lines(over, trained)
+    assert line == (
+        "`resnet34_mnist` on mnist, cpu, seed 0: about 7.3 min (...) predicted, 2 min 5 s "
+        "left; `python -m bench accuracy r --models resnet34_mnist --resume`"
+    )
+    # A folder whose only accuracy run was left out still says so under "Time to accuracy"
+    results = pd.DataFrame(
+        [{"mode": "train", "model": "resnet34_mnist", "data": None, "seed": None}]
+    )
+    blocks = accuracy_blocks(results, None, over)
+    assert any("resnet34_mnist" in str(b) for b in blocks)
+
+
+def _accuracy_step(monkeypatch, tmp_path) -> list[argparse.Namespace]:
+    seen: list[argparse.Namespace] = []
+
+    def fake_run(args: argparse.Namespace) -> int:
+        args.resolved_out = tmp_path / "r"
+        return 0
+
+    def capture(args: argparse.Namespace) -> int:
+        seen.append(args)
+        return 0
+
+    real = cli.SUBCOMMANDS
+    monkeypatch.setitem(real, "run", cli.Subcommand("run", real["run"].add_arguments, fake_run))
+    accuracy = cli.Subcommand("accuracy", real["accuracy"].add_arguments, capture)
+    monkeypatch.setitem(real, "accuracy", accuracy)
+    monkeypatch.setitem(
+        real, "report", cli.Subcommand("report", real["report"].add_arguments, lambda a: 0)
+    )
+    monkeypatch.setenv("CNN_ZOO_DATA", str(tmp_path / "data"))  # no CIFAR-10 there
+    return seen
+
+
+@pytest.mark.parametrize(
+    "flags, most",
+    [
+        ([], 15 * 60 - cli.REPORT_RESERVE_S),  # the main job's 15 minutes
+        (["--job-budget-min", "5"], 5 * 60 - cli.REPORT_RESERVE_S),
+        (["--job-budget-min", "0"], None),  # none
+        (["--full"], None),  # the long plan has none unless asked
+    ],
+)
+def test_all_gives_its_accuracy_step_what_is_left_of_the_jobs_budget(
+    tmp_path, monkeypatch, flags, most
+):
+    seen = _accuracy_step(monkeypatch, tmp_path)
+    assert main(["all", "--models", "lenet5_mnist", *flags]) == 0
+    (step,) = seen
+    if most is None:
+        assert step.plan_budget_s is None
+    else:  # the (faked) harness took no time: all of it but a moment is left
+        assert most - 5 < step.plan_budget_s <= most
+
+
+def test_a_negative_budget_is_refused_in_one_line(tmp_path, capsys):
+    assert exit_code(["accuracy", str(tmp_path), "--plan-budget-s", "-1"]) == 2
+    assert exit_code(["all", "--job-budget-min", "soon"]) == 2
+    err = capsys.readouterr().err
+    assert "must be 0 or more, got -1" in err and "must be a float, got 'soon'" in err
