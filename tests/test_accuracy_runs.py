@@ -156,6 +156,39 @@ def test_rows_say_what_data_work_is_on_the_clock(
     assert row["data_on_clock"] == on_clock
     assert row["data_loading_in_timing"] is decoding_timed
     assert isinstance(row["data_setup_s"], float) and row["data_setup_s"] > 0
+    assert 0 <= row["data_wait_s"] <= row["train_s"]
+
+
+DECODE_SLEEP_S = 0.004
+
+
+def test_a_streamed_runs_row_says_how_long_it_waited_for_its_batches(
+    gray_folder, tmp_path, monkeypatch
+):
+    """Each image decoded for training is made to take at least DECODE_SLEEP_S longer; with no
+    workers the loop waits for every decode, so its wait is at least that times the samples."""
+    import time
+
+    import data.imagefolder as imagefolder
+
+    decode = imagefolder.decode_image
+
+    def slow(*args: Any, **kwargs: Any) -> torch.Tensor:
+        time.sleep(DECODE_SLEEP_S)
+        return decode(*args, **kwargs)
+
+    monkeypatch.setattr(imagefolder, "decode_image", slow)
+    (row,) = _train(gray_folder, tmp_path / "r", "--cache-limit-mb", "0", "--workers", "0")
+    assert row["samples_seen"] * DECODE_SLEEP_S <= row["data_wait_s"] <= row["train_s"]
+
+
+def test_the_report_says_the_share_of_the_clock_spent_waiting_for_batches():
+    from bench.report.sections import _data_on_clock_cell
+
+    row = pd.Series({"data_on_clock": ON_CLOCK_STREAMED, "data_wait_s": 1.5, "train_s": 6.0})
+    assert _data_on_clock_cell(row) == f"{ON_CLOCK_STREAMED}; 1.5 s waiting for batches (25%)"
+    older = pd.Series({"data_on_clock": ON_CLOCK_TENSOR, "data_wait_s": None, "train_s": 6.0})
+    assert _data_on_clock_cell(older) == ON_CLOCK_TENSOR
 
 
 # --- item 8: `bench all` passes its options to the accuracy step ----------------------------

@@ -322,8 +322,14 @@ def errors_blocks(results: pd.DataFrame, several_runs: bool) -> list[Block]:
 
 
 def _data_on_clock_cell(row: pd.Series) -> str:
+    """What the training clock included besides the steps, and the share of it the loop
+    waited for batches (``data_wait_s``, where written)."""
     if not missing(row.get("data_on_clock")):
-        return str(row["data_on_clock"])
+        wait, train = row.get("data_wait_s"), row.get("train_s")
+        if missing(wait) or missing(train) or not float(train) > 0:
+            return str(row["data_on_clock"])
+        share = fmt_pct(100 * float(wait) / float(train), decimals=0)
+        return f"{row['data_on_clock']}; {float(wait):.3g} s waiting for batches ({share})"
     # Rows from before data_on_clock: data_loading_in_timing was written true on every row.
     return "" if missing(row.get("data_loading_in_timing")) else "data loading (unspecified)"
 

@@ -171,6 +171,9 @@ class TrainOutcome:
     compile_s: float | None = None  # SDLM: compiling its step (cold), before the clock started
     top5: float | None = None  # at the end, on the whole test split; None: 5 classes or fewer
     per_class: tuple[float | None, ...] = ()  # at the end, top-1 of each class (Scores')
+    # Of train_s, the seconds the loop waited for its next batch (this process's): indexing a
+    # decoded tensor, or a DataLoader's decoding where streamed, and the copy to the device
+    data_wait_s: float = 0.0
 
 
 def _clock(device: torch.device | str, sync: bool = True) -> float:
@@ -356,6 +359,7 @@ def train(
         history=history,
         model=run.net,
         compile_s=run.compile_s,
+        data_wait_s=tally.data_wait_s,
     )
 
 
@@ -408,6 +412,7 @@ class _Tally:
     samples_since: int = 0  # since the previous evaluation, over every rank
     step: int = 0
     train_s: float = 0.0  # the training clock: evaluation time is not on it
+    data_wait_s: float = 0.0  # of train_s, waiting for the next batch
     clock_at_last_eval: float = 0.0
     time_to_target: float | None = None
     stopped_by: str | None = None  # set when the run ends
@@ -548,6 +553,9 @@ def _train_epoch(
     started = _clock(run.device)
     if run.sdlm is not None:
         run.sdlm.estimate(*_hessian_samples(run, splits))
+    # When the loop asked for its next batch: the host's clock, read apart from the training
+    # clock (_clock) so that waiting for data adds no reading of it.
+    asked = time.perf_counter()
     for x, y in splits.train.batches(
         run.draw,
         shuffle=True,
@@ -556,6 +564,7 @@ def _train_epoch(
         device=run.device,
         shard=run.world.rank_shard,
     ):
+        tally.data_wait_s += time.perf_counter() - asked
         before = tally.step
         if run.sdlm is not None and run.total_steps is not None:  # a draw may pass the end
             x, y = x[: run.total_steps - tally.step], y[: run.total_steps - tally.step]
@@ -589,6 +598,7 @@ def _train_epoch(
                 tally.stopped_by = "budget" if out_of_time and not done else "length"
             if tally.stopped_by is not None:
                 return
+        asked = time.perf_counter()
 
 
 def _hessian_samples(run: _Run, splits: Splits) -> tuple[torch.Tensor, torch.Tensor]:

@@ -265,6 +265,7 @@ def _train_into(
         time_to_target_s=outcome.time_to_target_s,
         epochs=round(outcome.epochs, 3),
         train_s=round(outcome.train_s, 3),
+        data_wait_s=round(outcome.data_wait_s, 3),
         samples_per_s=outcome.samples_seen / outcome.train_s if outcome.train_s else None,
         samples_seen=outcome.samples_seen,
         stopped_by=outcome.stopped_by,
