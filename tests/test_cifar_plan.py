@@ -9,8 +9,8 @@ short harness measurement.
 
 Needs CIFAR-10: provisioned under $CNN_ZOO_DATA (`python -m data fetch cifar10 ...`), or
 ../shared/data/cifar10-jpeg.tar.gz, which it provisions from. Run with
-`nox -s tests -- -m slow tests/test_cifar_plan.py` (lenet5_cifar: about 2 minutes a dtype on 2
-cores with bf16, 5 in fp32 on a CPU without it), natively and with `CNN_ZOO_CPU_FLAGS=avx2,fma`.
+`nox -s tests -- -m slow tests/test_cifar_plan.py` (lenet5_cifar in fp32: 7 minutes on a 2-core
+Intel Xeon without bf16), natively and with `CNN_ZOO_CPU_FLAGS=avx2,fma`.
 """
 
 from __future__ import annotations
