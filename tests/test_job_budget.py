@@ -8,6 +8,8 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import shutil
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -202,3 +204,37 @@ def test_a_negative_budget_is_refused_in_one_line(tmp_path, capsys):
     assert exit_code(["all", "--job-budget-min", "soon"]) == 2
     err = capsys.readouterr().err
     assert "must be 0 or more, got -1" in err and "must be a float, got 'soon'" in err
+
+
+def test_a_left_out_model_is_named_in_the_glance_table_and_under_time_to_accuracy(tmp_path):
+    """The report fixture with vgg16's accuracy run left out (it has harness rows, no
+    accuracy row) and lab_cnn's left out but trained since (its seed 0 has an accuracy row)."""
+    from bench import report
+    from bench.report.glance import LEFT_OUT_CELL
+
+    folder = tmp_path / "run"
+    shutil.copytree(Path(__file__).parent / "fixtures" / "report", folder)
+    lines = [
+        {
+            "model": model,
+            "recipe_name": None,
+            "data": "mnist",
+            "device": "cpu",
+            "seed": 0,
+            "predicted_s": 400.0,
+            "predicted": "about 6.7 min (...)",
+            "left_s": 100.0,
+            "budget_s": 600.0,
+            "command": f"python -m bench accuracy run --models {model} --resume",
+            "timestamp": "t",
+        }
+        for model in ("vgg16", "lab_cnn")
+    ]
+    (folder / "over_budget.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    text = (report.build_report([folder], tmp_path / "out") / "report.md").read_text()
+    glance = text[text.index("## The zoo at a glance") : text.index("## What the papers say")]
+    marked = [line for line in glance.splitlines() if LEFT_OUT_CELL in line]
+    assert marked and all(line.startswith("| vgg16 |") for line in marked)  # its speed rows
+    timed = text[text.index("## Time to accuracy") :]
+    assert "python -m bench accuracy run --models vgg16 --resume" in timed
+    assert "--models lab_cnn --resume" not in timed

@@ -45,6 +45,7 @@ from bench.report.sections import (
     accuracy_blocks,
     errors_blocks,
     header_blocks,
+    left_out_runs,
     measured_blocks,
     share_blocks,
 )
@@ -239,7 +240,8 @@ def _report_blocks(
     if sentences:
         blocks += [Heading(2, "What the numbers say"), Bullets(tuple(sentences))]
     blocks += compare_blocks(comparison) if comparison is not None else []
-    blocks += glance_blocks(summary, tables.devices)
+    left_out = left_out_runs(run_data.over_budget, training_runs(results))["model"]
+    blocks += glance_blocks(summary, tables.devices, set(left_out))
     blocks += paper_blocks(summary, tables.paper)
     time_blocks, evaluations = extra
     blocks += _speed_blocks(drawn)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import pandas as pd
@@ -12,8 +12,12 @@ from bench.report.formatting import fmt_frac, fmt_int, fmt_num, fmt_pct, fmt_si,
 from bench.report.summary import FASTEST, REFERENCE_DTYPE, REFERENCE_FORMAT, REFERENCE_LABEL
 
 
-def glance_blocks(summary: pd.DataFrame, devices: Sequence[str]) -> list[Block]:
-    """One table of size and cost per model, one of speed, memory and accuracy per device."""
+def glance_blocks(
+    summary: pd.DataFrame, devices: Sequence[str], left_out: Collection[str] = ()
+) -> list[Block]:
+    """One table of size and cost per model, one of speed, memory and accuracy per device;
+    ``left_out``: models whose accuracy run a job's budget left out (their accuracy cell says
+    so)."""
     return [
         Heading(2, "The zoo at a glance"),
         Para(
@@ -33,9 +37,12 @@ def glance_blocks(summary: pd.DataFrame, devices: Sequence[str]) -> list[Block]:
             "native), a column beside fp32's gives each model's fastest: its best samples/s, "
             'batch, dtype/format and speed-up over the fp32 best ("= fp32": none was faster).'
         ),
-        _speed_table(summary, devices),
+        _speed_table(summary, devices, left_out),
     ]
 
+
+# The accuracy cell of a model whose run the job's budget left out (and no row trained since).
+LEFT_OUT_CELL = "left out by the job's budget (Time to accuracy)"
 
 _SIZE_HEADERS = (
     "model",
@@ -74,7 +81,9 @@ def _size_table(summary: pd.DataFrame) -> Table:
     return table(_SIZE_HEADERS, rows, (False, False, False) + (True,) * 9)
 
 
-def _speed_table(summary: pd.DataFrame, devices: Sequence[str]) -> Table:
+def _speed_table(
+    summary: pd.DataFrame, devices: Sequence[str], left_out: Collection[str] = ()
+) -> Table:
     """Per device, samples/s (fp32, and the fastest format where others were measured) and
     peak memory of inference and training; then accuracy."""
     fastest = {device: _other_formats(summary, device) for device in devices}
@@ -96,7 +105,10 @@ def _speed_table(summary: pd.DataFrame, devices: Sequence[str]) -> Table:
                 cells += [_fastest_cell(r, f"{prefix}_{FASTEST}")] if fastest[device] else []
             for mode in ("infer", "train"):
                 cells.append(fmt_num(r[f"{device}_{mode}_peak_mem_mib"]))
-        cells += [_accuracy_cell(r), _time_to_target_cell(r), _paper_accuracy_cell(r)]
+        accuracy = _accuracy_cell(r)
+        if not accuracy and r["model"] in left_out:
+            accuracy = LEFT_OUT_CELL
+        cells += [accuracy, _time_to_target_cell(r), _paper_accuracy_cell(r)]
         rows.append(cells)
     return table(headers, rows, (*numeric, True, True, False))
 

@@ -429,21 +429,26 @@ _LEFT_OUT_INTRO = (
 )
 
 
-def left_out_lines(over_budget: pd.DataFrame, acc: pd.DataFrame) -> tuple[str, ...]:
-    """A line per run of over_budget.jsonl (its last word) that no accuracy row in ``acc``
+def left_out_runs(over_budget: pd.DataFrame, acc: pd.DataFrame) -> pd.DataFrame:
+    """The runs of over_budget.jsonl (each one's last line) that no accuracy row in ``acc``
     trained since (the same model, recipe, data, device and seed)."""
     if over_budget.empty:
-        return ()
+        return over_budget
     key = ["model", "recipe_name", "data", "device", "seed"]
 
-    def keys(table: pd.DataFrame) -> set[tuple[Any, ...]]:
-        return {tuple(key_value(v) for v in r) for r in table[key].itertuples(index=False)}
+    def keys(table: pd.DataFrame) -> list[tuple[Any, ...]]:
+        return [tuple(key_value(v) for v in r) for r in table[key].itertuples(index=False)]
 
-    trained = keys(acc) if not acc.empty else set()
+    trained = set(keys(acc)) if not acc.empty else set()
+    last = over_budget.drop_duplicates(key, keep="last")
+    return last[[k not in trained for k in keys(last)]]
+
+
+def left_out_lines(over_budget: pd.DataFrame, acc: pd.DataFrame) -> tuple[str, ...]:
+    """A line per run a job's budget left out that no row trained since (:func:`left_out_runs`):
+    its prediction, what was left, and the command that trains it."""
     lines = []
-    for _, r in over_budget.drop_duplicates(key, keep="last").iterrows():
-        if tuple(key_value(r[c]) for c in key) in trained:
-            continue
+    for _, r in left_out_runs(over_budget, acc).iterrows():
         recipe = f" ({r['recipe_name']})" if not missing(r["recipe_name"]) else ""
         lines.append(
             f"`{r['model']}`{recipe} on {r['data']}, {r['device']}, seed {fmt_int(r['seed'])}: "
