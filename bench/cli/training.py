@@ -424,13 +424,7 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
         "weights enum's member, default DEFAULT), read from torch's hub cache and downloaded "
         "there where the network allows; --data is then an ImageNet-style folder",
     )
-    parser.add_argument(
-        "--out",
-        type=Path,
-        default=None,
-        metavar="DIR",
-        help="also append the evaluation as an accuracy row to the results folder DIR",
-    )
+    add_out(parser, "also append the evaluation as an accuracy row to the results folder DIR")
     parser.add_argument(
         "--batch-size",
         type=positive(int),

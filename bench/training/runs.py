@@ -397,7 +397,6 @@ def evaluation_row(
         model, device, dtype, "contiguous", "accuracy", batch_size, threads=threads,
         counts=None, machine=machine,
     )  # fmt: skip
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     row.update(
         data=data_name,
         data_source=scored.data_source,
@@ -408,7 +407,7 @@ def evaluation_row(
         epochs=0,
         samples_seen=0,
         world_size=1,
-        run=f"eval-{model}-{device}-{stamp}-{uuid.uuid4().hex[:6]}",
+        run=_unique_id(f"eval-{model}-{device}"),
         per_class_accuracy=scored.per_class,
         weights=scored.weights,
         published_top1=scored.published[0],
@@ -426,8 +425,14 @@ def _run_name(settings: TrainSettings, world: World) -> str:
 
 def _run_id(settings: TrainSettings, world: World) -> str:
     """A training run's id (``run`` in its row and its epochs.jsonl lines), unique per folder."""
+    return _unique_id(f"{_run_name(settings, world)}-{settings.device}")
+
+
+def _unique_id(prefix: str) -> str:
+    """``prefix`` with the UTC time and six random hex digits: a row's ``run``, unique in its
+    folder."""
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    return f"{_run_name(settings, world)}-{settings.device}-{stamp}-{uuid.uuid4().hex[:6]}"
+    return f"{prefix}-{stamp}-{uuid.uuid4().hex[:6]}"
 
 
 # The accuracy part of `nox -s bench` (`python -m bench all`): every family's MNIST-sized model
