@@ -238,3 +238,20 @@ def test_a_left_out_model_is_named_in_the_glance_table_and_under_time_to_accurac
     timed = text[text.index("## Time to accuracy") :]
     assert "python -m bench accuracy run --models vgg16 --resume" in timed
     assert "--models lab_cnn --resume" not in timed
+
+
+@pytest.mark.parametrize(
+    "flags, dtype", [(("avx512_bf16",), "bf16_autocast"), (("avx2", "fma"), "fp32")]
+)
+def test_the_recipes_auto_dtype_takes_the_rates_of_the_dtype_the_run_will_train_in(
+    monkeypatch, flags, dtype
+):
+    monkeypatch.setattr("bench.measure.machine.cpu_flags", lambda: flags)
+    rows = [
+        _row("lenet5_mnist", mode, 128, rate, dtype=measured)
+        for mode in ("train", "infer")
+        for measured, rate in (("fp32", 1000.0), ("bf16_autocast", 4000.0))
+    ]
+    predicted = predict_run(TrainSettings("lenet5_mnist"), rows)  # the recipe's dtype: auto
+    assert predicted is not None
+    assert predicted.train_rate == (4000.0 if dtype == "bf16_autocast" else 1000.0)
