@@ -83,9 +83,11 @@ ROW_COLUMNS = (
     # recipe_name: the alternative recipe a run was asked for (--recipe), null for its own.
     # augment: the training batches' augmentation ("none", "crop4_flip"; data.augment).
     # data_wait_s: of train_s, the seconds the loop waited for its next batch (rank 0's): where
-    # it is a large share, data, not compute, was the limit.
+    # it is a large share, data, not compute, was the limit. data_fed_per_s: images a second
+    # the training data path fed one process alone, no model (bench.training.loop.feed_rate):
+    # below the training's samples_per_s (per process), data was the limit.
     "recipe", "recipe_name", "augment", "data_loading_in_timing", "data_on_clock", "data_setup_s",
-    "train_s", "data_wait_s",
+    "train_s", "data_wait_s", "data_fed_per_s",
     "test_samples", "eval_dtype", "run", "samples_seen", "stopped_by", "curve_test_samples",
     # Training processes (torchrun): world_size 1 and backend null for one process.
     "world_size", "backend", "global_batch",
@@ -147,7 +149,8 @@ NUMERIC_COLUMNS = (
     "target_acc",
     "mem_estimate_mib", "mem_estimate_ratio", "step_iqr_rel", "forward_ms", "backward_ms",
     "optimizer_ms", "compile_s", "activation_elements", "pass_spread_rel",
-    "time_to_target_s", "budget_s", "epochs", "train_s", "data_wait_s", "world_size",
+    "time_to_target_s", "budget_s", "epochs", "train_s", "data_wait_s", "data_fed_per_s",
+    "world_size",
     "global_batch",
     "samples_seen", "curve_test_samples", "published_top1", "published_top5",
 )  # fmt: skip

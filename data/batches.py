@@ -59,6 +59,12 @@ class Split(ABC):
         """Number of classes (the length of ``class_names``)."""
         return len(self.class_names)
 
+    @property
+    def ready_batches(self) -> int:
+        """Batches an epoch may hold ready before its first is asked for (a DataLoader's
+        prefetch); a rate of feeding is timed after them."""
+        return 0
+
     def batches(
         self,
         batch_size: int,

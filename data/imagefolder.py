@@ -205,6 +205,9 @@ def _collate(
     )
 
 
+_PREFETCH = 2  # batches each DataLoader worker makes ahead (DataLoader's default)
+
+
 def _loader(
     files: _Files,
     order: Sequence[int],
@@ -221,6 +224,7 @@ def _loader(
         collate_fn=_collate,
         drop_last=drop_last,
         pin_memory=pin,
+        prefetch_factor=_PREFETCH if num_workers else None,
     )
 
 
@@ -263,6 +267,10 @@ class StreamingSplit(Split):
 
     def __len__(self) -> int:
         return len(self.samples)
+
+    @property
+    def ready_batches(self) -> int:
+        return _PREFETCH * self.num_workers
 
     def __repr__(self) -> str:
         return (

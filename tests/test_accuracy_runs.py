@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from bench.cli import main
 from bench.report.runs import epoch_curves, load_run, merge_runs
 from bench.schema import EPOCH_COLUMNS, read_jsonl
 from bench.training.runs import ON_CLOCK_STREAMED, ON_CLOCK_TENSOR
+from data.batches import Epoch, Split
 
 TINY = ["--epochs", "1", "--evals-per-epoch", "2", "--no-save"]
 
@@ -157,6 +159,7 @@ def test_rows_say_what_data_work_is_on_the_clock(
     assert row["data_loading_in_timing"] is decoding_timed
     assert isinstance(row["data_setup_s"], float) and row["data_setup_s"] > 0
     assert 0 <= row["data_wait_s"] <= row["train_s"]
+    assert row["data_fed_per_s"] > 0
 
 
 DECODE_SLEEP_S = 0.004
@@ -166,7 +169,8 @@ def test_a_streamed_runs_row_says_how_long_it_waited_for_its_batches(
     gray_folder, tmp_path, monkeypatch
 ):
     """Each image decoded for training is made to take at least DECODE_SLEEP_S longer; with no
-    workers the loop waits for every decode, so its wait is at least that times the samples."""
+    workers the loop waits for every decode, so its wait is at least that times the samples,
+    and the data path alone feeds at most 1 / DECODE_SLEEP_S images a second."""
     import time
 
     import data.imagefolder as imagefolder
@@ -180,6 +184,65 @@ def test_a_streamed_runs_row_says_how_long_it_waited_for_its_batches(
     monkeypatch.setattr(imagefolder, "decode_image", slow)
     (row,) = _train(gray_folder, tmp_path / "r", "--cache-limit-mb", "0", "--workers", "0")
     assert row["samples_seen"] * DECODE_SLEEP_S <= row["data_wait_s"] <= row["train_s"]
+    assert 0 < row["data_fed_per_s"] <= 1 / DECODE_SLEEP_S
+
+
+class _Paced(Split):
+    """A split of ``n`` one-pixel images whose batches past ``ready`` each take ``pause_s``."""
+
+    def __init__(self, n: int, ready: int, pause_s: float) -> None:
+        from data.normalise import Normalisation
+
+        super().__init__(
+            class_names=("a", "b"),
+            input_shape=(1, 1, 1),
+            normalisation=Normalisation.make("meanstd", (0.5,), (0.5,)),
+        )
+        self.n, self.ready, self.pause_s, self.drawn = n, ready, pause_s, 0
+
+    def __len__(self) -> int:
+        return self.n
+
+    @property
+    def ready_batches(self) -> int:
+        return self.ready
+
+    def _epoch(self, epoch: Epoch) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        import time
+
+        for first in range(0, epoch.n, epoch.batch_size):
+            if self.drawn >= self.ready:
+                time.sleep(self.pause_s)
+            self.drawn += 1
+            size = min(epoch.batch_size, epoch.n - first)
+            yield torch.zeros(size, 1, 1, 1), torch.zeros(size, dtype=torch.int64)
+
+
+def _probe_run(batch: int) -> Any:
+    from types import SimpleNamespace
+
+    from bench.training.distributed import ONE_PROCESS
+
+    return SimpleNamespace(draw=batch, device="cpu", augment="none", fill=0.0, world=ONE_PROCESS)
+
+
+def test_the_data_paths_rate_is_timed_past_its_ready_batches_on_a_bounded_number_of_images():
+    """Batches past the 3 ready ones take at least 5 ms each: at batch 512 the rate is at most
+    512 / 0.005 images a second, and the probe stops once FEED_PROBE_IMAGES are timed: the 3
+    ready, the batch that starts the clock and ceil(4096 / 512) = 8 timed, 12 in all."""
+    from bench.training.loop import FEED_PROBE_IMAGES, feed_rate
+
+    split = _Paced(n=60_000, ready=3, pause_s=0.005)
+    rate = feed_rate(_probe_run(512), split)
+    assert FEED_PROBE_IMAGES == 4096 and split.drawn == 3 + 1 + 8
+    assert rate is not None and 0 < rate <= 512 / 0.005
+
+
+def test_a_split_too_small_to_time_has_no_data_rate():
+    """Past one ready batch, the start batch and one more: one timed batch is not a rate."""
+    from bench.training.loop import feed_rate
+
+    assert feed_rate(_probe_run(10), _Paced(n=30, ready=1, pause_s=0.0)) is None
 
 
 def test_the_report_says_the_share_of_the_clock_spent_waiting_for_batches():
@@ -187,6 +250,12 @@ def test_the_report_says_the_share_of_the_clock_spent_waiting_for_batches():
 
     row = pd.Series({"data_on_clock": ON_CLOCK_STREAMED, "data_wait_s": 1.5, "train_s": 6.0})
     assert _data_on_clock_cell(row) == f"{ON_CLOCK_STREAMED}; 1.5 s waiting for batches (25%)"
+    fed = row.copy()
+    fed["data_fed_per_s"], fed["samples_per_s"], fed["world_size"] = 2400.0, 3000.0, 2
+    assert _data_on_clock_cell(fed) == (
+        f"{ON_CLOCK_STREAMED}; 1.5 s waiting for batches (25%); "
+        "data alone 2,400 images/s, training 1,500/s a process"
+    )
     older = pd.Series({"data_on_clock": ON_CLOCK_TENSOR, "data_wait_s": None, "train_s": 6.0})
     assert _data_on_clock_cell(older) == ON_CLOCK_TENSOR
 

@@ -322,16 +322,25 @@ def errors_blocks(results: pd.DataFrame, several_runs: bool) -> list[Block]:
 
 
 def _data_on_clock_cell(row: pd.Series) -> str:
-    """What the training clock included besides the steps, and the share of it the loop
-    waited for batches (``data_wait_s``, where written)."""
-    if not missing(row.get("data_on_clock")):
-        wait, train = row.get("data_wait_s"), row.get("train_s")
-        if missing(wait) or missing(train) or not float(train) > 0:
-            return str(row["data_on_clock"])
+    """What the training clock included besides the steps, the share of it the loop waited for
+    batches (``data_wait_s``) and the rate the data path fed alone against training's
+    (``data_fed_per_s``, per process), each where written."""
+    if missing(row.get("data_on_clock")):
+        # Rows from before data_on_clock: data_loading_in_timing was written true on every row.
+        return "" if missing(row.get("data_loading_in_timing")) else "data loading (unspecified)"
+    parts = [str(row["data_on_clock"])]
+    wait, train = row.get("data_wait_s"), row.get("train_s")
+    if not (missing(wait) or missing(train)) and float(train) > 0:
         share = fmt_pct(100 * float(wait) / float(train), decimals=0)
-        return f"{row['data_on_clock']}; {float(wait):.3g} s waiting for batches ({share})"
-    # Rows from before data_on_clock: data_loading_in_timing was written true on every row.
-    return "" if missing(row.get("data_loading_in_timing")) else "data loading (unspecified)"
+        parts.append(f"{float(wait):.3g} s waiting for batches ({share})")
+    fed, trained = row.get("data_fed_per_s"), row.get("samples_per_s")
+    if not (missing(fed) or missing(trained)):
+        processes = 1 if missing(row.get("world_size")) else int(row["world_size"])
+        parts.append(
+            f"data alone {fmt_int(fed)} images/s, training {fmt_int(float(trained) / processes)}"
+            f"/s{' a process' if processes > 1 else ''}"
+        )
+    return "; ".join(parts)
 
 
 _ACCURACY_HEADERS = (

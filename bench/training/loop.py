@@ -174,6 +174,9 @@ class TrainOutcome:
     # Of train_s, the seconds the loop waited for its next batch (this process's): indexing a
     # decoded tensor, or a DataLoader's decoding where streamed, and the copy to the device
     data_wait_s: float = 0.0
+    # Images a second this process's training data path fed on its own, before training
+    # (:func:`feed_rate`); None where the split held too few batches to time
+    data_fed_per_s: float | None = None
 
 
 def _clock(device: torch.device | str, sync: bool = True) -> float:
@@ -326,6 +329,7 @@ def train(
     share.
     """
     run = _prepare(settings, splits, recipe, world)
+    fed_per_s = feed_rate(run, splits.train)
     tally = _Tally(loss_sum=torch.zeros((), device=run.device))
     listen = listen if world.is_main else silent
     if world.is_main:
@@ -360,6 +364,7 @@ def train(
         model=run.net,
         compile_s=run.compile_s,
         data_wait_s=tally.data_wait_s,
+        data_fed_per_s=fed_per_s,
     )
 
 
@@ -472,6 +477,45 @@ def _prepare(settings: TrainSettings, splits: Splits, recipe: Recipe, world: Wor
         augment_generator=torch.Generator().manual_seed(augment_seed(settings.seed)),
         fill=fill,
     )
+
+
+# The data path's rate is timed on at most this many images, or for at most this long.
+FEED_PROBE_IMAGES = 4096
+FEED_PROBE_S = 2.0
+
+
+def feed_rate(run: _Run, split: Split) -> float | None:
+    """Images a second ``split`` feeds this process with no model to train: batches drawn as the
+    training loop draws them (a streamed split decoded by its workers, a cached one indexed from
+    its tensor, then copied to the device) and augmented as the run augments them.
+
+    Off the training clock, before it starts, with generators of its own (the run's draws are
+    untouched). Timed from the first batch past those an epoch may hold ready
+    (:attr:`~data.batches.Split.ready_batches`: worker start-up and prefetch are not a rate), on
+    up to FEED_PROBE_IMAGES images or FEED_PROBE_S seconds; None where fewer than two batches
+    follow them.
+    """
+    shard = run.world.rank_shard
+    order, draws = torch.Generator().manual_seed(0), torch.Generator().manual_seed(1)
+    batches = split.batches(
+        run.draw, shuffle=True, seed_or_generator=order, device=run.device, shard=shard
+    )
+    skip, fed, timed, started = split.ready_batches, 0, 0, 0.0
+    try:
+        for i, (x, _) in enumerate(batches):
+            x = augment_batch(x, run.augment, draws, shard=shard, fill=run.fill)
+            if torch.device(run.device).type == "cuda":
+                torch.cuda.synchronize(run.device)  # the copy and augmentation are done
+            now = time.perf_counter()  # not _clock: the training clock's readings stay its own
+            if i == skip:
+                started = now
+            elif i > skip:
+                fed, timed = fed + len(x), timed + 1
+                if fed >= FEED_PROBE_IMAGES or now - started >= FEED_PROBE_S:
+                    break
+    finally:
+        batches.close()  # a DataLoader's workers stop here
+    return fed / (now - started) if timed >= 2 and now > started else None
 
 
 def augment_seed(seed: int) -> int:

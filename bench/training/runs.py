@@ -266,6 +266,7 @@ def _train_into(
         epochs=round(outcome.epochs, 3),
         train_s=round(outcome.train_s, 3),
         data_wait_s=round(outcome.data_wait_s, 3),
+        data_fed_per_s=None if outcome.data_fed_per_s is None else round(outcome.data_fed_per_s),
         samples_per_s=outcome.samples_seen / outcome.train_s if outcome.train_s else None,
         samples_seen=outcome.samples_seen,
         stopped_by=outcome.stopped_by,
