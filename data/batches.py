@@ -17,7 +17,9 @@ import torch
 
 from .normalise import Normalisation, prepare_batch
 
-__all__ = ["Split", "Epoch", "TensorSplit", "RankShard", "epoch_order", "shard_order"]
+__all__ = [
+    "Split", "Epoch", "TensorSplit", "RankShard", "epoch_order", "shard_order", "spread"
+]  # fmt: skip
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 RankShard = tuple[int, int]  # (rank, world size): this process's part of each epoch
@@ -28,13 +30,19 @@ _GROUP_BYTES = 4 * 2**20  # float32 output bytes normalised at once (measured be
 class Epoch:
     """What one call to :meth:`Split.batches` asks for, checked, with ``limit`` applied."""
 
-    n: int  # samples the epoch covers: the split's first n
+    n: int  # samples the epoch covers
     batch_size: int
     shuffle: bool
     seed_or_generator: int | torch.Generator | None
     drop_last: bool
     device: torch.device | str | None
     shard: RankShard | None
+    # The split's samples the epoch's ``n`` stand for (``spread``); None: the first n, all of them
+    subset: torch.Tensor | None = None
+
+    def samples(self, order: torch.Tensor) -> torch.Tensor:
+        """The split's indices of the epoch's positions ``order`` (positions ``< n``)."""
+        return order if self.subset is None else self.subset[order]
 
 
 class Split(ABC):
@@ -78,18 +86,29 @@ class Split(ABC):
     ) -> Iterator[Batch]:
         """Yield one epoch of ``(x float32 [B, C, H, W], y int64 [B])``.
 
-        ``limit``: the epoch covers the split's first ``limit`` samples only. ``shard``: this
-        process's part of the epoch (:func:`shard_order`).
+        ``limit``: the epoch covers ``limit`` samples only, spread evenly over the split
+        (:func:`spread`: an image folder's split is sorted by class, so its first samples would
+        be one class). ``shard``: this process's part of the epoch (:func:`shard_order`).
         """
         _check_batch_size(batch_size)
         n = len(self) if limit is None else min(limit, len(self))
+        subset = spread(len(self), n) if n < len(self) else None
         yield from self._epoch(
-            Epoch(n, batch_size, shuffle, seed_or_generator, drop_last, device, shard)
+            Epoch(n, batch_size, shuffle, seed_or_generator, drop_last, device, shard, subset)
         )
 
     @abstractmethod
     def _epoch(self, epoch: Epoch) -> Iterator[Batch]:
         """The batches of ``epoch``, made the way this split stores its samples."""
+
+
+def spread(total: int, n: int) -> torch.Tensor:
+    """``n`` of ``total`` indices spread evenly, in order: ``floor(i × total / n)`` for ``i <
+    n``. A split stored class by class gives each class its share (within one sample), with no
+    random draw to seed."""
+    if not 0 < n <= total:
+        raise ValueError(f"cannot spread {n} samples over {total}")
+    return torch.div(torch.arange(n) * total, n, rounding_mode="floor")
 
 
 def epoch_order(
@@ -190,9 +209,10 @@ class TensorSplit(Split):
     def _epoch(self, epoch: Epoch) -> Iterator[Batch]:
         images, labels = self._tensors(epoch.device)
         batch_size, drop_last = epoch.batch_size, epoch.drop_last
-        order = epoch_order(epoch.n, epoch.shuffle, epoch.seed_or_generator)
+        order = epoch.samples(epoch_order(epoch.n, epoch.shuffle, epoch.seed_or_generator))
         order = shard_order(order, epoch.shard, batch_size, drop_last).to(images.device)
-        gather = epoch.shuffle or epoch.shard is not None  # else arange: slice, do not copy
+        # else the first samples in order: slice, do not copy
+        gather = epoch.shuffle or epoch.shard is not None or epoch.subset is not None
         n = len(order)
         stop = n - n % batch_size if drop_last else n
         # Several batches are gathered and normalised by one set of kernels, then handed out as

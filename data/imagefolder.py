@@ -299,9 +299,13 @@ class StreamingSplit(Split):
                 seed=_epoch_seed(epoch.seed_or_generator),
                 drop_last=drop_last,
             )
-            order: list[int] = list(sampler)
+            order: list[int] = epoch.samples(
+                torch.tensor(list(sampler), dtype=torch.int64)
+            ).tolist()
         else:
-            order = shard_order(torch.arange(epoch.n), epoch.shard, batch_size, drop_last).tolist()
+            order = shard_order(
+                epoch.samples(torch.arange(epoch.n)), epoch.shard, batch_size, drop_last
+            ).tolist()
         files = _Files(self.samples, self.input_shape, self.bad_files)
         loader = _loader(
             files, order, batch_size, self.num_workers, drop_last, pin=dev.type == "cuda"

@@ -170,3 +170,22 @@ def test_a_torn_or_foreign_cache_file_is_decoded_again(tmp_path: Path, caplog) -
     with caplog.at_level("WARNING"):
         third = data.load(root, **kw)
     assert "does not match" in caplog.text and torch.equal(third.train.labels, first.train.labels)
+
+
+@pytest.mark.parametrize("cache_limit", [None, 0], ids=["cached", "streamed"])
+def test_a_limited_epoch_of_a_class_sorted_folder_holds_every_class(
+    tmp_path: Path, cache_limit: int | None
+) -> None:
+    """A folder's test split is stored class by class (4 classes of 10 here), so its first 20
+    images would be two classes. An epoch limited to 20 takes every second image instead,
+    floor(i × 40 / 20) = 2i: 5 of each class, the images 0, 2, …, 38 of the whole split."""
+    for split in ("train", "test"):
+        _tree(tmp_path / "ds" / split, {"a": 0, "b": 60, "c": 120, "d": 180}, per_class=10)
+    options = {} if cache_limit is None else {"cache_limit_bytes": 0, "num_workers": 0}
+    s = data.load(tmp_path / "ds", input_shape=(1, 28, 28), root=tmp_path / "dr", **options)
+    whole = torch.cat([x for x, _ in s.test.batches(8)])
+    limited = list(s.test.batches(7, limit=20))
+    labels = torch.cat([y for _, y in limited])
+    assert torch.bincount(labels).tolist() == [5, 5, 5, 5]
+    torch.testing.assert_close(torch.cat([x for x, _ in limited]), whole[0:40:2])
+    assert data.batches.spread(40, 20).tolist() == list(range(0, 40, 2))

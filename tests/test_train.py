@@ -228,11 +228,16 @@ def test_evaluations_during_training_use_the_subset_the_last_the_whole_split(spl
     assert outcome.accuracy == outcome.history[-1].test_accuracy
 
 
-def _mislabelled_after(split: TensorSplit, first: int) -> TensorSplit:
-    """``split`` with every label after the first ``first`` moved to the next class: a model
-    that learned the data scores well on the first ones and badly on the rest."""
+def _mislabelled_but(split: TensorSplit, kept: int) -> TensorSplit:
+    """``split`` with every label but those of the ``kept`` samples an evaluation limited to
+    ``kept`` scores (every ``len / kept``-th, worked out by hand below) moved to the next class:
+    a model that learned the data scores well on those and badly on the rest."""
+    step = len(split.labels) // kept
+    assert step * kept == len(split.labels)
+    wrong = torch.ones(len(split.labels), dtype=torch.bool)
+    wrong[::step] = False  # floor(i * len / kept) = i * step
     labels = split.labels.clone()
-    labels[first:] = (labels[first:] + 1) % 10
+    labels[wrong] = (labels[wrong] + 1) % 10
     return TensorSplit(
         split.images, labels, class_names=split.class_names, input_shape=split.input_shape,
         normalisation=split.normalisation,
@@ -252,9 +257,9 @@ def _hand_accuracy(model: torch.nn.Module, split: TensorSplit) -> float:
 
 
 def test_a_target_is_reached_only_on_the_whole_test_split(splits, tmp_path):
-    # The first 50 test images are labelled right and the other 150 wrong: the subset says the
-    # target is passed, the whole split (at most about 25% right) says not.
-    hard = Splits("synthetic", splits.train, _mislabelled_after(splits.test, 50), (1, 28, 28),
+    # The 50 test images a limited evaluation scores are labelled right and the other 150 wrong:
+    # the subset says the target is passed, the whole split (at most about 25% right) says not.
+    hard = Splits("synthetic", splits.train, _mislabelled_but(splits.test, 50), (1, 28, 28),
                   MEANSTD)  # fmt: skip
     settings = TrainSettings(
         "lenet5_mnist", target_acc=0.9, stop_at_target=True, epochs=2, eval_limit=50

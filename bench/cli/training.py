@@ -168,7 +168,10 @@ def _add_run_length(parser: argparse.ArgumentParser) -> None:
         type=positive(int),
         default=None,
         metavar="N",
-        help="evaluate on the first N test samples only (default: all; rows record N)",
+        help=(
+            "evaluate during training on N test samples spread evenly over the split (default: "
+            "all; rows record N; the last evaluation uses all)"
+        ),
     )
     parser.add_argument(
         "--stop-at-target",

@@ -408,9 +408,9 @@ def accuracy_blocks(
             Image(
                 figure,
                 "Test accuracy against wall-clock training time, one line per training run "
-                "(epochs.jsonl); dashed line: the target. Points during training may score the "
-                "first curve_test_samples test images; the last point, and any point that "
-                "decided the target, score the whole test split.",
+                "(epochs.jsonl); dashed line: the target. Points during training may score "
+                "curve_test_samples test images spread over the split; the last point, and any "
+                "point that decided the target, score the whole test split.",
             )
         )
     numeric = (False,) * 5 + (True, False) + (True,) * 3 + (False,) + (True, False)

@@ -94,10 +94,11 @@ class TrainSettings:
     num_classes: int | None = None
     evals_per_epoch: int = 2  # evaluations per pass over the training split (at most MAX_EVALS)
     stop_at_target: bool = False  # stop at the first evaluation at or above the target
-    # Evaluate during training on the first N test samples only (None: all), for models whose
-    # full evaluation costs more than their training. The final accuracy and the target are
-    # always judged on the whole test split: a subset at or above the target only decides when
-    # to evaluate the whole one. Each evaluation says how many samples it scored.
+    # Evaluate during training on N test samples only, spread evenly over the split
+    # (data.batches.spread; None: all), for models whose full evaluation costs more than their
+    # training. The final accuracy and the target are always judged on the whole test split: a
+    # subset at or above the target only decides when to evaluate the whole one. Each
+    # evaluation says how many samples it scored.
     eval_limit: int | None = None
     recipe: str | None = None  # an ALTERNATIVE_RECIPES name; None: the model's own recipe
     eval_dtype: str | None = None  # one of EVAL_DTYPES; None: the dtype the run trains in
@@ -731,9 +732,10 @@ def _evaluate_point(
     """Evaluate (on the whole test split where ``whole``: the run's last point), record the
     point and start the next interval; True if the target is reached.
 
-    A target is reached only on the whole split: the first ``eval_limit`` test images are not a
-    random sample (MNIST's first 250 are easier than the rest), so a subset at or above the
-    target is followed at once by the whole split, whose accuracy is the point's."""
+    A target is reached only on the whole split: the ``eval_limit`` test images spread over it
+    are a sample, not the split (MNIST's first 250, the subset before it was spread, are easier
+    than the rest), so a subset at or above the target is followed at once by the whole split,
+    whose accuracy is the point's."""
     tally.train_s = run.world.max(tally.train_s)
     target = run.settings.target_acc
     scores = _evaluate(run, splits, whole)
@@ -768,8 +770,8 @@ def _evaluate_point(
 
 def _evaluate(run: _Run, splits: Splits, whole: bool = False) -> Scores:
     """Top-1 (and, past five classes, top-5) accuracy on the test split, and how many samples
-    they are on: the settings' ``eval_limit`` first samples during training, all of them where
-    ``whole``."""
+    they are on: the settings' ``eval_limit`` samples spread over the split during training,
+    all of them where ``whole``."""
     if run.sdlm is not None:
         run.sdlm.write_back(run.net)
     limit = None if whole else run.settings.eval_limit

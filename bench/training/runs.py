@@ -438,9 +438,9 @@ def _unique_id(prefix: str) -> str:
 
 # The accuracy part of `nox -s bench` (`python -m bench all`): every family's MNIST-sized model
 # trains its recipe's length (samples seen) to 97% or more on the whole test split. The big
-# models' evaluations during training use the first CURVE_EVAL test images (their full
-# evaluation costs as much as their training); each run's last evaluation, its row's accuracy,
-# is on all 10,000.
+# models' evaluations during training use CURVE_EVAL test images spread over the split (their
+# full evaluation costs as much as their training); each run's last evaluation, its row's
+# accuracy, is on all 10,000.
 # 1,000 cost ~25 s more of the main job than 500 (measured); 500 about 15 s more than 250
 # (estimated from the evaluation rates, ResNet-34: ~100 images/s in fp32). A point on 250
 # images has a standard error of about 1.1 points at 97% accuracy (sqrt(0.97 * 0.03 / 250));
