@@ -571,6 +571,33 @@ def test_the_default_plan_trains_every_familys_mnist_model_by_samples():
     )  # only the initialisation (and its note) differs
 
 
+def test_alexnet_cifar_has_a_he_initialised_twin_and_the_cifar_plan_trains_it_in_full():
+    """The twin's conv1 reads 3 channels x 5 x 5 (fan_in 75), its fc6 256 x 3 x 3 = 2,304
+    features; the paper's network keeps N(0, 0.01) and fc6's biases of 1."""
+    import zoo
+    from bench.training.runs import CIFAR_PLAN, CURVE_EVAL
+
+    torch.manual_seed(0)
+    paper, kaiming = (zoo.get_model(n) for n in ("alexnet_cifar", "alexnet_cifar_kaiming"))
+    assert [p.shape for p in paper.parameters()] == [p.shape for p in kaiming.parameters()]
+    assert paper.classifier[0].weight.std().item() == pytest.approx(0.01, rel=0.01)
+    assert bool((paper.classifier[0].bias == 1).all())
+    conv1 = kaiming.features[0]
+    assert isinstance(conv1, torch.nn.Conv2d) and conv1.weight.shape[1:] == (3, 5, 5)
+    assert conv1.weight.std().item() == pytest.approx((2 / 75) ** 0.5, rel=0.05)
+    assert kaiming.classifier[0].in_features == 2_304
+    assert all(bool((m.bias == 0).all()) for m in kaiming.modules() if hasattr(m, "bias"))
+    assert recipe_for("alexnet_cifar_kaiming") == replace(
+        recipe_for("alexnet_cifar"), note=recipe_for("alexnet_cifar_kaiming").note
+    )  # only the initialisation (and its note) differs
+    by_model = {s.model: s for s in CIFAR_PLAN}
+    assert by_model["alexnet_cifar_kaiming"].samples is None  # its recipe's 150,000
+    assert (by_model["alexnet_cifar"].samples, by_model["alexnet_cifar"].eval_limit) == (
+        15_360,
+        CURVE_EVAL,
+    )
+
+
 @pytest.mark.parametrize(
     "flags, message",
     [

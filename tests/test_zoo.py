@@ -88,6 +88,7 @@ COUNTED_PARAMS = {
     + linear(120, 84)
     + linear(84, 10),
     "alexnet_cifar": alexnet_small(3, 3),
+    "alexnet_cifar_kaiming": alexnet_small(3, 3),
     "alexnet_mnist": alexnet_small(1, 2),
     "alexnet_mnist_kaiming": alexnet_small(1, 2),
     "vgg16_mnist": vgg_small(1, "D"),

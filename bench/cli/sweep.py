@@ -317,7 +317,10 @@ def _add_timing(parser: argparse.ArgumentParser) -> None:
 # Variants whose network is another's (only the initialisation differs): every count and
 # speed the harness measures is that model's, so the harness leaves them out unless named
 # (their accuracy runs are another matter: `all` still trains them).
-SAME_NETWORK = {"alexnet_mnist_kaiming": "alexnet_mnist"}
+SAME_NETWORK = {
+    "alexnet_mnist_kaiming": "alexnet_mnist",
+    "alexnet_cifar_kaiming": "alexnet_cifar",
+}
 
 
 def resolve_models(patterns: Sequence[str]) -> tuple[str, ...]:
