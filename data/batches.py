@@ -37,7 +37,7 @@ class Epoch:
     drop_last: bool
     device: torch.device | str | None
     shard: RankShard | None
-    # The split's samples the epoch's ``n`` stand for (``spread``); None: the first n, all of them
+    # The split's samples the epoch's ``n`` stand for (``spread``); None: all of the split's
     subset: torch.Tensor | None = None
 
     def samples(self, order: torch.Tensor) -> torch.Tensor:
