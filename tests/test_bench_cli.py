@@ -218,6 +218,33 @@ def test_all_trains_the_main_jobs_cifar_runs_where_cifar10_is_provisioned(
     assert MAIN_JOB_CIFAR == ("lenet5_cifar",)
 
 
+def test_full_trains_the_cifar_vgg_and_resnet_for_the_literatures_200_passes() -> None:
+    from bench.cli import build_parser
+    from bench.cli.training import _train_settings
+    from bench.training import runs
+
+    literature = 200 * 50_000  # 200 passes over CIFAR-10's 50,000 training images
+    full = {s.model: s.samples for s in runs.accuracy_plan("cifar10", full=True)}
+    assert full == {
+        "lenet5_cifar": 500_000,  # no literature length: the recipe's own
+        "alexnet_cifar_kaiming": 150_000,
+        "alexnet_cifar": 150_000,
+        "vgg16_cifar": literature,
+        "vgg19_cifar": literature,
+        "resnet34_cifar": literature,
+    }
+    assert len(runs.accuracy_plan("cifar10", full=True)) == 3 * len(full)  # seeds 0-2
+
+    def settings(*argv: str) -> object:
+        return _train_settings(build_parser().parse_args(["train", *argv]))
+
+    assert settings("vgg16_cifar", "--data", "cifar10", "--full").samples == literature
+    assert settings("vgg16_cifar", "--data", "cifar10").samples is None  # the recipe's 150,000
+    assert settings("lenet5", "--full").samples == 20 * 60_000  # LeNet-5's 20 passes
+    with pytest.raises(ValueError, match="--full trains the recipe's whole length"):
+        settings("vgg16_cifar", "--full", "--samples", "1000")
+
+
 def test_the_cifar_plan_is_every_cifar_sized_variant_and_needs_the_data(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

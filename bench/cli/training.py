@@ -111,8 +111,9 @@ def _add_recipe(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--full",
         action="store_true",
-        help="the recipe's whole length as published (LeNet-5: 20 passes); refuses --epochs, "
-        "--samples and --budget-s",
+        help="the recipe's whole length as published (LeNet-5: 20 passes; the CIFAR VGG and "
+        "ResNet: the literature's 200 passes, a GPU-sized run); refuses --epochs, --samples and "
+        "--budget-s",
     )
     from data.augment import AUGMENTS
 
@@ -276,14 +277,18 @@ def _train_settings(args: argparse.Namespace) -> Any:
     from dataclasses import fields
 
     from bench.training.loop import TrainSettings
+    from bench.training.recipes import recipe_for
 
     if args.full and (args.epochs or args.samples or args.budget_s):
         raise ValueError(
             "--full trains the recipe's whole length: drop --epochs, --samples and --budget-s"
         )
-    return TrainSettings(
+    settings = TrainSettings(
         **{field.name: getattr(args, field.name) for field in fields(TrainSettings)}
     )
+    if args.full:
+        return replace(settings, samples=recipe_for(args.model, args.recipe).full_length())
+    return settings
 
 
 def _data_options(args: argparse.Namespace) -> dict[str, Any]:

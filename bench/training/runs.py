@@ -498,8 +498,12 @@ CIFAR_PLAN: tuple[TrainSettings, ...] = tuple(
     ALEXNET_CIFAR_SHORT if m == "alexnet_cifar" else TrainSettings(m, data="cifar10")
     for m in CIFAR_MODELS
 )
+# --full: three seeds of each at its whole length, the literature's 200 passes for the VGG and
+# ResNet (recipes.CIFAR_LITERATURE_SAMPLES): a GPU-sized plan.
 FULL_CIFAR_PLAN: tuple[TrainSettings, ...] = tuple(
-    TrainSettings(m, data="cifar10", seed=seed) for m in CIFAR_MODELS for seed in range(3)
+    TrainSettings(m, data="cifar10", seed=seed, samples=recipe_for(m).full_length())
+    for m in CIFAR_MODELS
+    for seed in range(3)
 )
 MAIN_JOB_CIFAR = ("lenet5_cifar",)
 
