@@ -81,7 +81,7 @@ ROW_COLUMNS = (
     "data", "data_source", "accuracy", "top5", "target_acc", "time_to_target_s", "budget_s",
     "epochs", "seed",
     # recipe_name: the alternative recipe a run was asked for (--recipe), null for its own.
-    # augment: the training batches' augmentation ("none", "crop4_flip"; data.augment).
+    # augment: the training batches' augmentation (one of data.augment.AUGMENTS).
     # data_wait_s: of train_s, the seconds the loop waited for its next batch (rank 0's): where
     # it is a large share, data, not compute, was the limit. data_fed_per_s: images a second
     # the training data path fed one process alone, no model (bench.training.loop.feed_rate):

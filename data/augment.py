@@ -4,6 +4,8 @@
 ``RandomCrop(32, padding=4)`` then ``RandomHorizontalFlip()``): each image is padded by 4 pixels
 of black on every side, a window of its own size is cropped at a random offset, and it is
 mirrored left-right with probability 1/2. Every image of a batch draws its own offset and flip.
+``"crop2_flip"`` pads by 2 pixels, ``"flip"`` by none (mirroring alone): lighter augmentation,
+for runs too short to fit the full one.
 
 The batch is already normalised when it gets here (:mod:`data.batches` makes it), so "black" is
 the normalised value of pixel 0 (``fill``), per channel: cropping and flipping commute with the
@@ -27,6 +29,7 @@ from .batches import RankShard
 __all__ = [
     "AUGMENTS",
     "CROP_PAD",
+    "PADS",
     "CropFlip",
     "check_augment",
     "draw_crop_flip",
@@ -34,8 +37,10 @@ __all__ = [
     "augment_batch",
 ]
 
-AUGMENTS = ("none", "crop4_flip")
+AUGMENTS = ("none", "flip", "crop2_flip", "crop4_flip")
 CROP_PAD = 4  # pixels of padding on every side: the crop's offset is 0..8 in each dimension
+# Each augmentation's padding (crop offsets 0..2 * pad); every one draws a flip per image.
+PADS = {"flip": 0, "crop2_flip": 2, "crop4_flip": CROP_PAD}
 
 
 def check_augment(name: str) -> str:
@@ -114,12 +119,12 @@ def augment_batch(
 ) -> torch.Tensor:
     """Augment this process's part ``x`` of a training step's global batch.
 
-    ``"none"`` returns ``x`` and draws nothing. ``"crop4_flip"`` draws for the global batch
+    ``"none"`` returns ``x`` and draws nothing. The others draw for the global batch
     (``len(x) × W`` images under ``shard = (r, W)``) and applies this rank's draws, ``[r::W]``:
     every rank must call it once a step with the same generator state and an equal share.
     """
     if check_augment(name) == "none":
         return x
     world = 1 if shard is None else shard[1]
-    draws = draw_crop_flip(len(x) * world, generator).for_rank(shard)
+    draws = draw_crop_flip(len(x) * world, generator, PADS[name]).for_rank(shard)
     return crop_flip(x, draws, fill)

@@ -66,6 +66,29 @@ def test_crop_flip_equals_torchvisions_pad_crop_and_flip_image_by_image() -> Non
     assert out.is_contiguous() and out.shape == x.shape
 
 
+@pytest.mark.parametrize(("name", "pad"), [("flip", 0), ("crop2_flip", 2)])
+def test_the_lighter_augmentations_are_a_smaller_pad_crop_and_flip(name: str, pad: int) -> None:
+    """Each image found among torchvision's crops of it padded by ``pad``, mirrored or not."""
+    x = torch.randn(48, 3, 12, 12, generator=torch.Generator().manual_seed(0))
+    out = augment_batch(x, name, torch.Generator().manual_seed(5), fill=-1.5)
+    found = []
+    for i in range(len(x)):
+        padded = TF.pad(x[i], [pad] * 4, fill=-1.5)
+        found += [
+            (top, left, flip)
+            for top in range(2 * pad + 1)
+            for left in range(2 * pad + 1)
+            for flip in (False, True)
+            if torch.equal(
+                out[i],
+                (TF.horizontal_flip if flip else (lambda t: t))(TF.crop(padded, top, left, 12, 12)),
+            )
+        ][:1]
+        assert len(found) == i + 1, f"image {i} is no {pad}-pixel crop of itself, flipped or not"
+    assert {top for top, _, _ in found} == set(range(2 * pad + 1))  # every offset drawn
+    assert {flip for _, _, flip in found} == {False, True}
+
+
 def test_draws_cover_every_offset_and_both_flips_from_the_seed() -> None:
     a = draw_crop_flip(4000, torch.Generator().manual_seed(3))
     b = draw_crop_flip(4000, torch.Generator().manual_seed(3))
@@ -79,7 +102,9 @@ def test_none_draws_nothing_and_returns_the_batch() -> None:
     state = g.get_state()
     x = torch.randn(8, 3, 32, 32)
     assert augment_batch(x, "none", g) is x and torch.equal(g.get_state(), state)
-    with pytest.raises(ValueError, match="unknown augmentation 'cutout'; use one of none, crop4"):
+    with pytest.raises(
+        ValueError, match="unknown augmentation 'cutout'; use one of none, flip, crop2_flip, crop4"
+    ):
         augment_batch(x, "cutout", g)
 
 
@@ -155,8 +180,8 @@ def test_evaluation_never_augments() -> None:
 
 
 def test_bad_augment_settings_are_refused() -> None:
-    with pytest.raises(ValueError, match="unknown augmentation 'flip'"):
-        TrainSettings("lenet5_mnist", augment="flip")
+    with pytest.raises(ValueError, match="unknown augmentation .mixup."):
+        TrainSettings("lenet5_mnist", augment="mixup")
 
 
 def test_recipes_say_their_augmentation() -> None:

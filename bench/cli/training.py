@@ -122,7 +122,8 @@ def _add_recipe(parser: argparse.ArgumentParser) -> None:
         default=None,
         choices=AUGMENTS,
         help="augmentation of each training batch (default: the recipe's; crop4_flip: 4-pixel "
-        "padding, a random crop and a horizontal flip per image); never on evaluation",
+        "padding, a random crop and a horizontal flip per image; crop2_flip: 2 pixels; flip: "
+        "the flip alone); never on evaluation",
     )
 
 

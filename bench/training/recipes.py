@@ -50,8 +50,9 @@ class Recipe:
     # convolutions 7-30x slower than fp32).
     dtype: str = "auto"
     channels_last: bool = True  # +37-47% per step on this CPU for 3x3/5x5 convs
-    # Training-time augmentation on each batch (data.augment): "none", or "crop4_flip", the
-    # standard CIFAR recipe (4-pixel padding, a random crop and a horizontal flip per image).
+    # Training-time augmentation on each batch (data.augment): "none"; "crop4_flip", the
+    # standard CIFAR recipe (4-pixel padding, a random crop and a horizontal flip per image);
+    # "crop2_flip" and "flip", the same with 2 pixels and none.
     augment: str = "none"
     note: str = ""  # where it departs from the paper, and why
     # The MNIST test accuracy this recipe is timed to (time to target), below the network's
