@@ -5,7 +5,7 @@
   bf16 autocast (bf16 where the CPU has it natively; elsewhere a visible skip), with torch's own
   modules: no custom kernel.
 - ``lab_cnn`` in our loop (our data path and recipe) at least 5x sooner to 99% than the lab's own
-  loop, for every seed, where ours trains in bf16; 3x where both run fp32 (:func:`ratio_floor`).
+  loop, for every seed, where ours trains in bf16; 2.5x where both run fp32 (:func:`ratio_floor`).
   A ratio against the lab's loop moves with the machine, so no ratio against it is asserted for
   the fastest model.
 - The public MNIST speedrun (:mod:`bench.training.speedrun`), five seeds, beside our fastest
@@ -103,9 +103,10 @@ def test_lab_cnn_five_times_sooner_than_the_labs_loop_every_seed(mnist_dir):
 def ratio_floor(dtype: str) -> float:
     """The ratio lab_cnn must beat: 5x where our loop trains in bf16 and the lab's in fp32 (the
     machines it was set on: 8.3-10.9x). In fp32 both loops are bound by the same convolutions at
-    about the same rate a sample, so the ratio is the samples' alone: 4.3-6.6x on a 2-core Intel
-    Xeon without bf16 (docs/time-to-accuracy.md), held to 3x there."""
-    return 5.0 if dtype == "bf16_autocast" else 3.0
+    about the same rate a sample, so the ratio is the samples' alone: on a 2-core Intel Xeon
+    without bf16, 4.5-6.1x natively and 3.2-4.5x with torch's kernels held to AVX2
+    (docs/time-to-accuracy.md); held to 2.5x there."""
+    return 5.0 if dtype == "bf16_autocast" else 2.5
 
 
 # The public MNIST speedrun (bench.training.speedrun), run beside our fastest model: its target
