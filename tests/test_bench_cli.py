@@ -218,7 +218,7 @@ def test_all_trains_the_main_jobs_cifar_runs_where_cifar10_is_provisioned(
     assert MAIN_JOB_CIFAR == ("lenet5_cifar",)
 
 
-def test_full_trains_the_cifar_vgg_and_resnet_for_the_literatures_200_passes() -> None:
+def test_full_trains_the_deep_cifar_models_200_passes_of_crops_and_flips() -> None:
     from bench.cli import build_parser
     from bench.cli.training import _train_settings
     from bench.training import runs
@@ -240,6 +240,16 @@ def test_full_trains_the_cifar_vgg_and_resnet_for_the_literatures_200_passes() -
 
     assert settings("vgg16_cifar", "--data", "cifar10", "--full").samples == literature
     assert settings("vgg16_cifar", "--data", "cifar10").samples is None  # the recipe's 150,000
+    # Flips alone in three passes; the literature's 200 passes with its crops and flips, unless
+    # another augmentation is asked.
+    deep = ("vgg16_cifar", "vgg19_cifar", "resnet34_cifar")
+    full_plan = runs.accuracy_plan("cifar10", full=True)
+    assert {s.augment for s in full_plan if s.model in deep} == {"crop4_flip"}
+    assert settings("vgg16_cifar", "--data", "cifar10").augment is None  # the recipe's flips
+    assert settings("vgg16_cifar", "--data", "cifar10", "--full").augment == "crop4_flip"
+    full_flip = settings("vgg16_cifar", "--data", "cifar10", "--full", "--augment", "flip")
+    assert full_flip.augment == "flip"
+    assert settings("lenet5_cifar", "--data", "cifar10", "--full").augment is None
     assert settings("lenet5", "--full").samples == 20 * 60_000  # LeNet-5's 20 passes
     with pytest.raises(ValueError, match="--full trains the recipe's whole length"):
         settings("vgg16_cifar", "--full", "--samples", "1000")
@@ -255,7 +265,10 @@ def test_the_cifar_plan_is_every_cifar_sized_variant_and_needs_the_data(
     cifar_sized = [n for n in zoo.list_models() if zoo.get_card(n).input_shape == (3, 32, 32)]
     assert {s.model for s in runs.accuracy_plan("cifar10")} == set(cifar_sized)
     assert {s.data for s in runs.accuracy_plan("cifar10", full=True)} == {"cifar10"}
-    assert all(recipe_for(n).augment == "crop4_flip" for n in cifar_sized)
+    deep = {"vgg16_cifar", "vgg19_cifar", "resnet34_cifar"}  # flips alone in three passes
+    assert {n: recipe_for(n).augment for n in cifar_sized} == {
+        n: "flip" if n in deep else "crop4_flip" for n in cifar_sized
+    }
     # Targets only where five seeds were measured; MNIST's as before.
     assert runs.default_target(recipe_for("lenet5_cifar"), "cifar10") == 0.65
     assert runs.default_target(recipe_for("vgg16_cifar"), "cifar10") is None

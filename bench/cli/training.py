@@ -278,7 +278,6 @@ def _train_settings(args: argparse.Namespace) -> Any:
     from dataclasses import fields
 
     from bench.training.loop import TrainSettings
-    from bench.training.recipes import recipe_for
 
     if args.full and (args.epochs or args.samples or args.budget_s):
         raise ValueError(
@@ -287,9 +286,7 @@ def _train_settings(args: argparse.Namespace) -> Any:
     settings = TrainSettings(
         **{field.name: getattr(args, field.name) for field in fields(TrainSettings)}
     )
-    if args.full:
-        return replace(settings, samples=recipe_for(args.model, args.recipe).full_length())
-    return settings
+    return settings.full() if args.full else settings
 
 
 def _data_options(args: argparse.Namespace) -> dict[str, Any]:

@@ -12,7 +12,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -103,6 +103,17 @@ class TrainSettings:
     recipe: str | None = None  # an ALTERNATIVE_RECIPES name; None: the model's own recipe
     eval_dtype: str | None = None  # one of EVAL_DTYPES; None: the dtype the run trains in
     augment: str | None = None  # one of data.augment.AUGMENTS; None: the recipe's
+
+    def full(self) -> TrainSettings:
+        """This run as ``--full`` trains it: its recipe's whole length (the literature's where
+        one is given), with the augmentation the recipe keeps for that length (its
+        ``full_augment``) unless one is asked."""
+        recipe = recipe_for(self.model, self.recipe)
+        return replace(
+            self,
+            samples=recipe.full_length(),
+            augment=self.augment or recipe.full_augment,
+        )
 
     def evaluation_dtype(self, training_dtype: str) -> str:
         """The dtype this run is evaluated in, given the (resolved) dtype it trains in."""

@@ -501,9 +501,7 @@ CIFAR_PLAN: tuple[TrainSettings, ...] = tuple(
 # --full: three seeds of each at its whole length, the literature's 200 passes for the VGG and
 # ResNet (recipes.CIFAR_LITERATURE_SAMPLES): a GPU-sized plan.
 FULL_CIFAR_PLAN: tuple[TrainSettings, ...] = tuple(
-    TrainSettings(m, data="cifar10", seed=seed, samples=recipe_for(m).full_length())
-    for m in CIFAR_MODELS
-    for seed in range(3)
+    TrainSettings(m, data="cifar10", seed=seed).full() for m in CIFAR_MODELS for seed in range(3)
 )
 MAIN_JOB_CIFAR = ("lenet5_cifar",)
 
