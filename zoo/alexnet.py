@@ -235,7 +235,8 @@ VARIANTS: dict[str, Variant[AlexNetConfig]] = {
         notes=(
             "The layers of ``alexnet_cifar``; every weight N(0, 2 / fan_in), every bias 0, as "
             "``alexnet_mnist_kaiming``: under the paper's N(0, 0.01) and biases of 1 "
-            "``alexnet_cifar`` stayed at chance through its recipe's warm-up on CIFAR-10."
+            "``alexnet_cifar`` stayed at chance through an SGD recipe's warm-up on CIFAR-10 and, "
+            "under Adam, learns far more slowly."
         ),
     ),
     "alexnet_mnist": Variant(

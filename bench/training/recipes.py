@@ -145,6 +145,18 @@ ALEXNET_MNIST = replace(
     note="He et al.'s initialisation; Adam in place of the paper's SGD",
 )
 
+# AlexNet on CIFAR-10 (its 4096-wide layers and their dropout): Adam and flips alone. Seed 0,
+# fp32, 150,000 samples, He-initialised: SGD (one-cycle to 0.02) with crops and flips 67.44%, Adam
+# with crops and flips 69.13%, Adam with flips alone 73.68% (docs/recipes.md).
+ALEXNET_CIFAR = replace(
+    _CIFAR,
+    optimizer="adam",
+    lr=1e-3,
+    weight_decay=0.0,
+    augment="flip",
+    note="Adam in place of SGD and flips alone: more accuracy in three passes",
+)
+
 RECIPES: dict[str, Recipe] = {
     # LeCun et al. 1998, Sec. II.C-D and App. C: 20 passes of per-sample SDLM updates, the step
     # of weight k eta / (mu + h_kk), mu = 0.02, eta 5e-4 x2, 2e-4 x3, 1e-4 x3, 5e-5 x4, then 1e-5.
@@ -182,10 +194,11 @@ RECIPES: dict[str, Recipe] = {
     ),
     # Timed to 65%: seeds 0-4 end at 66.1-67.7% (docs/recipes.md).
     "lenet5_cifar": replace(_CIFAR, samples=500_000, cifar10_target=0.65),
-    "alexnet_cifar": replace(_CIFAR, lr=0.02, note="AlexNet's dropout kept; peak lr lowered"),
+    "alexnet_cifar": replace(ALEXNET_CIFAR, note=f"AlexNet's dropout kept; {ALEXNET_CIFAR.note}"),
     # The paper's layers with He et al.'s initialisation: only the initialisation differs.
     "alexnet_cifar_kaiming": replace(
-        _CIFAR, lr=0.02, note="He et al.'s initialisation; AlexNet's dropout kept; peak lr lowered"
+        ALEXNET_CIFAR,
+        note=f"He et al.'s initialisation; AlexNet's dropout kept; {ALEXNET_CIFAR.note}",
     ),
     "vgg16_cifar": _CIFAR_DEEP,
     "vgg19_cifar": _CIFAR_DEEP,
