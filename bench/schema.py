@@ -81,12 +81,15 @@ ROW_COLUMNS = (
     "data", "data_source", "accuracy", "top5", "target_acc", "time_to_target_s", "budget_s",
     "epochs", "seed",
     # recipe_name: the alternative recipe a run was asked for (--recipe), null for its own.
-    # augment: the training batches' augmentation (one of data.augment.AUGMENTS).
+    # augment: the training batches' augmentation (one of data.augment.AUGMENTS). length: the
+    # run's length as asked, in words (bench.training.runs.run_length: "150016 samples", the
+    # asked samples in whole batches; "3 passes"; "60 s" where a budget is the length; "within
+    # 60 s" where one caps it; "or the target" where it stops there).
     # data_wait_s: of train_s, the seconds the loop waited for its next batch (rank 0's): where
     # it is a large share, data, not compute, was the limit. data_fed_per_s: images a second
     # the training data path fed one process alone, no model (bench.training.loop.feed_rate):
     # below the training's samples_per_s (per process), data was the limit.
-    "recipe", "recipe_name", "augment", "data_loading_in_timing", "data_on_clock", "data_setup_s",
+    "recipe", "recipe_name", "augment", "length", "data_loading_in_timing", "data_on_clock", "data_setup_s",
     "train_s", "data_wait_s", "data_fed_per_s",
     "test_samples", "eval_dtype", "run", "samples_seen", "stopped_by", "curve_test_samples",
     # Training processes (torchrun): world_size 1 and backend null for one process.
@@ -165,11 +168,16 @@ NUMERIC_EPOCH_COLUMNS = (
     "test_samples",
 )  # fmt: skip
 # The settings that identify a row: --resume skips a row whose key is already written. A
-# training (accuracy) row is also told apart by its data, seed and number of processes.
+# training (accuracy) row is also told apart by its data, seed and number of processes, and by
+# what it trained and how it was scored: its recipe (an alternative's name), augmentation,
+# length and evaluation dtype, so that a --full run and a short one, or two augmentations, of
+# one model and seed are two rows.
 SETTING_COLUMNS = (
     "model", "device", "dtype", "memory_format", "batch_size", "mode", "threads", "compile",
 )  # fmt: skip
-TRAINING_KEY_COLUMNS = ("data", "seed", "world_size")
+TRAINING_KEY_COLUMNS = (
+    "data", "seed", "world_size", "recipe_name", "augment", "length", "eval_dtype",
+)  # fmt: skip
 KEY_COLUMNS = (*SETTING_COLUMNS, "max_batch", *TRAINING_KEY_COLUMNS)
 
 
@@ -185,7 +193,9 @@ def row_key(row: Mapping[str, Any], *, merge: bool = False) -> tuple[Any, ...]:
 
     The training extension (:data:`TRAINING_KEY_COLUMNS`): an accuracy row is also told apart
     by its data, seed and number of training processes (``world_size``; a row from before that
-    column ran one), all null on the sweep's rows.
+    column ran one), its alternative recipe, augmentation, length and evaluation dtype, all null
+    on the sweep's rows. An accuracy row from before the ``length`` column matches no run
+    (``--resume`` trains it again) rather than one it may not be.
 
     ``merge``: the key under which ``bench report`` merges folders, where two folders' rows with
     one key collide. There a ``--max-batch`` row is the batch it found (its ``max_batch`` is not
@@ -227,8 +237,10 @@ def _is_max(row: Mapping[str, Any]) -> bool:
 def settings_text(row: Mapping[str, Any], *, as_key: bool = False) -> str:
     """A row's settings in a few words, how the CLI, ``bench compare``, the report and
     ``errors.log`` name a row: ``vgg16 cpu fp32 contiguous train b=32 t=2``; its compile mode
-    where it is not eager (``compile=max-autotune``); an accuracy row's data and seed, and its
-    processes where it ran several (``data=mnist seed=0 world_size=2``); nulls left out. A
+    where it is not eager (``compile=max-autotune``); an accuracy row's data and seed, its
+    processes where it ran several, its alternative recipe, augmentation (not ``none``),
+    evaluation dtype where it is not the training's, and length (``data=cifar10 seed=0
+    world_size=2 augment=flip 150016 samples``); nulls left out. A
     ``--max-batch`` row's batch reads ``b=256 (max)`` once found, ``b=max`` before; ``as_key``:
     the settings :func:`row_key` compares, where it reads ``b=max`` (rows matched by their key,
     as ``bench compare`` matches them, may have found different batches)."""
@@ -241,10 +253,17 @@ def settings_text(row: Mapping[str, Any], *, as_key: bool = False) -> str:
     words.append(None if compile in (None, "none") else f"compile={compile}")
     threads = key_value(row.get("threads"))
     words.append(None if threads is None else f"t={threads}")
-    for column in TRAINING_KEY_COLUMNS:
+    for column in ("data", "seed", "world_size"):
         value = key_value(row.get(column))
         if value is not None and not (column == "world_size" and value == 1):
             words.append(f"{column}={value}")
+    if row.get("recipe_name"):
+        words.append(f"recipe={row['recipe_name']}")
+    if row.get("augment") not in (None, "none"):
+        words.append(f"augment={row['augment']}")
+    if row.get("eval_dtype") not in (None, row.get("dtype")):
+        words.append(f"eval_dtype={row['eval_dtype']}")
+    words.append(row.get("length"))
     return " ".join(str(word) for word in words if word is not None)
 
 

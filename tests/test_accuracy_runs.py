@@ -415,3 +415,74 @@ def test_an_accuracy_plan_goes_on_after_a_failed_run(gray_folder, tmp_path, monk
     assert "ArithmeticError" in (out / "errors.log").read_text()
     printed = capsys.readouterr().out
     assert "[1/2] training lenet5_mnist" in printed and "[2/2] training lenet5_mnist" in printed
+
+
+# --- --resume tells runs apart by what they trained: recipe, augmentation, length ------------
+
+
+def test_resume_skips_only_a_run_that_trained_the_same_recipe_augmentation_and_length(
+    gray_folder, tmp_path
+):
+    from bench.events import RunSkipped
+    from bench.training.loop import TrainSettings
+    from bench.training.runs import run_accuracy_plan
+
+    # 40 samples at batch 16: three whole batches, 48 samples (the row's own count beside it)
+    short = TrainSettings("lenet5_mnist", data=str(gray_folder), samples=40, batch_size=16)
+    out = tmp_path / "r"
+    (first,) = run_accuracy_plan([short], out)
+    assert first.row["length"] == "48 samples" and first.row["samples_seen"] == 3 * 16
+    assert first.row["augment"] == "none" and first.row["recipe_name"] is None
+
+    heard: list[Any] = []
+    longer, flipped = replace(short, samples=80), replace(short, augment="flip")
+    done = run_accuracy_plan([short, longer, flipped], out, resume=True, listen=heard.append)
+    assert [type(e) for e in heard if isinstance(e, RunSkipped)] == [RunSkipped]
+    assert [(r.row["length"], r.row["augment"]) for r in done] == [
+        ("80 samples", "none"),  # 5 batches of 16
+        ("48 samples", "flip"),
+    ]
+    assert len(read_jsonl(out / "results.jsonl")) == 3
+
+
+def test_a_runs_length_is_said_as_it_was_asked():
+    from bench.training.loop import TrainSettings
+    from bench.training.recipes import recipe_for
+    from bench.training.runs import run_length
+
+    def length(**asked: Any) -> str:
+        return run_length(TrainSettings("lenet5_mnist", **asked), recipe_for("lenet5_mnist"))
+
+    # lenet5_mnist's recipe: 90,000 samples at batch 128, 704 batches
+    assert length() == "90112 samples" == f"{704 * 128} samples"
+    assert length(samples=1000, batch_size=100) == "1000 samples"
+    assert length(epochs=1) == "1 pass" and length(epochs=3) == "3 passes"
+    assert length(budget_s=60) == "60 s"
+    assert length(samples=1000, batch_size=100, budget_s=7.5) == "1000 samples within 7.5 s"
+    assert length(epochs=2, stop_at_target=True) == "2 passes, or the target"
+
+
+def test_a_full_plan_resumed_over_the_short_one_trains_every_run_it_lengthens():
+    """`bench accuracy --full --resume` on the short plan's folder skips only the runs the two
+    plans train alike, seed 0 of each network both plans train at its recipe's own length; the
+    CIFAR VGG and ResNet's 200 passes, LeNet-5's 20 and the paper-initialised AlexNets' whole
+    recipes (the short plan's are a part of them) are trained."""
+    from bench.schema import row_key
+    from bench.training.recipes import recipe_for
+    from bench.training.runs import accuracy_plan, run_settings
+
+    def keys(data: str, full: bool) -> dict[tuple[Any, ...], tuple[str, str | None]]:
+        plan = accuracy_plan(data, full)
+        return {
+            row_key(run_settings(s, recipe_for(s.model, s.recipe))): (s.model, s.recipe)
+            for s in plan
+            if s.seed == 0
+        }
+
+    def alike(data: str) -> set[tuple[str, str | None]]:
+        short = keys(data, full=False)
+        return {run for key, run in keys(data, full=True).items() if key in short}
+
+    same_length = {("lenet5_mnist", None), ("lab_cnn", None), ("alexnet_mnist_kaiming", None)}
+    assert alike("mnist") == same_length | {("vgg16_mnist", None), ("resnet34_mnist", None)}
+    assert alike("cifar10") == {("lenet5_cifar", None), ("alexnet_cifar_kaiming", None)}

@@ -120,6 +120,17 @@ def test_a_run_over_the_budget_is_left_out_written_down_and_announced(tmp_path):
     assert isinstance(event, RunOverBudget) and event.command == line["command"]
 
 
+def test_a_run_left_out_of_the_full_plan_is_trained_again_by_the_full_plan(tmp_path):
+    out = tmp_path / "r"
+    out.mkdir()
+    lines = [_row("lenet5_mnist", mode, 32, 1.0) for mode in ("train", "infer")]
+    (out / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    plan = [TrainSettings("lenet5_mnist", dtype="fp32")]
+    assert run_accuracy_plan(plan, out, budget_s=600.0, full=True) == []
+    (line,) = read_jsonl(out / "over_budget.jsonl")
+    assert line["command"] == f"python -m bench accuracy {out} --full --models lenet5_mnist --resume"
+
+
 def test_the_report_lists_what_was_left_out_until_a_row_trains_it():
     over = pd.DataFrame(
         [

@@ -652,6 +652,11 @@ def run_accuracy_plan(args: argparse.Namespace) -> int:
         print(f"accuracy plan, shard {shard}: {len(mine)} of its {len(plan)} runs", flush=True)
         plan = mine
     done = runs.run_accuracy_plan(
-        plan, out, resume=args.resume, listen=TrainingListener(), budget_s=args.plan_budget_s
+        plan,
+        out,
+        resume=args.resume,
+        listen=TrainingListener(),
+        budget_s=args.plan_budget_s,
+        full=args.full,
     )
     return 1 if any(run.row["error"] is not None for run in done) else 0

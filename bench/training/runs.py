@@ -330,12 +330,9 @@ def _accuracy_row(facts: _RunFacts, machine: Machine, counts: Counts | None) -> 
         target_acc=settings.target_acc,
         budget_s=settings.budget_s,
         recipe=recipe.describe(_length(settings), loss=zoo.get_card(settings.model).loss),
-        recipe_name=settings.recipe,
-        augment=recipe.augment,
         data_loading_in_timing=streamed,  # decoding on the clock
         data_on_clock=on_clock,
         data_setup_s=round(facts.data_setup_s, 3),
-        eval_dtype=settings.evaluation_dtype(facts.recipe.dtype),
         run=facts.run_id,
         test_samples=len(splits.test),  # the final accuracy's: always the whole split
         curve_test_samples=min(settings.eval_limit or len(splits.test), len(splits.test)),
@@ -537,10 +534,11 @@ def run_settings(settings: TrainSettings, recipe: Recipe, world_size: int = 1) -
     ``settings`` with ``recipe`` writes on this machine, its dtype resolved and its batch the
     settings' or the recipe's: the row's own columns, and what ``--resume`` compares
     (:func:`bench.schema.row_key`) before the run."""
+    dtype = resolve_dtype(settings.dtype or recipe.dtype, settings.device)
     return {
         "model": settings.model,
         "device": settings.device,
-        "dtype": resolve_dtype(settings.dtype or recipe.dtype, settings.device),
+        "dtype": dtype,
         "memory_format": "channels_last" if recipe.channels_last else "contiguous",
         "threads": training_threads(recipe),
         "batch_size": settings.batch_size or recipe.batch_size,
@@ -550,7 +548,31 @@ def run_settings(settings: TrainSettings, recipe: Recipe, world_size: int = 1) -
         "data": settings.data,
         "seed": settings.seed,
         "world_size": world_size,
+        "recipe_name": settings.recipe,
+        "augment": settings.augment or recipe.augment,
+        "length": run_length(settings, recipe),
+        "eval_dtype": settings.evaluation_dtype(dtype),
     }
+
+
+def run_length(settings: TrainSettings, recipe: Recipe) -> str:
+    """A run's length as asked, in words (its row's ``length``, part of its key), known before
+    its data is read: ``"3 passes"``; ``"150016 samples"``, the asked samples (the settings',
+    else the recipe's) in the whole batches :func:`length_steps` trains; ``"60 s"`` where a
+    budget is the length; ``"… within 60 s"`` where one caps it; ``"…, or the target"`` where
+    the run stops at its target."""
+    batch = settings.batch_size or recipe.batch_size
+    budget = settings.budget_s
+    budget_is_length = budget is not None and settings.epochs is None and settings.samples is None
+    if settings.epochs is not None:
+        length = f"{settings.epochs} pass{'es' if settings.epochs != 1 else ''}"
+    elif budget_is_length:
+        length = f"{budget:g} s"
+    else:
+        length = f"{length_steps(settings, recipe, steps_per_epoch=1) * batch} samples"
+    if budget is not None and not budget_is_length:
+        length += f" within {budget:g} s"
+    return f"{length}, or the target" if settings.stop_at_target else length
 
 
 def in_shard(settings: TrainSettings, shard: Shard) -> bool:
@@ -567,13 +589,15 @@ def run_accuracy_plan(
     resume: bool = False,
     listen: Listener = silent,
     budget_s: float | None = None,
+    full: bool = False,
 ) -> list[AccuracyRun]:
     """Train each run of ``plan`` into the results folder ``out``, one row each; a run that
     fails is an error row and the plan goes on. ``resume``: runs already in ``out`` are skipped
     (:class:`RunSkipped`). ``budget_s``: the plan's wall-clock seconds; a run whose time,
     predicted from the harness's rows in ``out`` (:func:`bench.training.estimate.predict_run`),
     is over what is left of them is left out (:class:`RunOverBudget`, a line of
-    over_budget.jsonl) and the plan goes on with the next; a run with no prediction runs."""
+    over_budget.jsonl) and the plan goes on with the next; a run with no prediction runs.
+    ``full``: the plan is ``--full``'s, which the command that trains a left-out run says."""
     rows = read_jsonl(Path(out) / "results.jsonl")
     done = {row_key(r) for r in rows} if resume else set()
     started = time.monotonic()
@@ -586,7 +610,8 @@ def run_accuracy_plan(
         if budget_s is not None and predicted is not None:
             left = budget_s - (time.monotonic() - started)
             if predicted.seconds > left:
-                _leave_out(settings, out, predicted, left, budget_s, (index, len(plan)), listen)
+                position = (index, len(plan))
+                _leave_out(settings, out, predicted, left, budget_s, position, full, listen)
                 continue
         listen(
             RunStarted(
@@ -612,12 +637,14 @@ def _leave_out(
     left_s: float,
     budget_s: float,
     position: tuple[int, int],
+    full: bool,
     listen: Listener,
 ) -> None:
     """Record and announce a run of a plan left out of its budget, with what trains it later."""
     data = f" --data {settings.data}" if settings.data != "mnist" else ""
     device = f" --devices {settings.device}" if settings.device != "cpu" else ""
-    command = f"python -m bench accuracy {out}{data} --models {settings.model}{device} --resume"
+    plan = f"{data}{' --full' if full else ''}"
+    command = f"python -m bench accuracy {out}{plan} --models {settings.model}{device} --resume"
     ResultsWriter(out).write_over_budget(
         {
             "model": settings.model,
