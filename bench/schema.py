@@ -89,8 +89,8 @@ ROW_COLUMNS = (
     # it is a large share, data, not compute, was the limit. data_fed_per_s: images a second
     # the training data path fed one process alone, no model (bench.training.loop.feed_rate):
     # below the training's samples_per_s (per process), data was the limit.
-    "recipe", "recipe_name", "augment", "length", "data_loading_in_timing", "data_on_clock", "data_setup_s",
-    "train_s", "data_wait_s", "data_fed_per_s",
+    "recipe", "recipe_name", "augment", "length", "data_loading_in_timing", "data_on_clock",
+    "data_setup_s", "train_s", "data_wait_s", "data_fed_per_s",
     "test_samples", "eval_dtype", "run", "samples_seen", "stopped_by", "curve_test_samples",
     # Training processes (torchrun): world_size 1 and backend null for one process.
     "world_size", "backend", "global_batch",

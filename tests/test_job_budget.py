@@ -128,7 +128,8 @@ def test_a_run_left_out_of_the_full_plan_is_trained_again_by_the_full_plan(tmp_p
     plan = [TrainSettings("lenet5_mnist", dtype="fp32")]
     assert run_accuracy_plan(plan, out, budget_s=600.0, full=True) == []
     (line,) = read_jsonl(out / "over_budget.jsonl")
-    assert line["command"] == f"python -m bench accuracy {out} --full --models lenet5_mnist --resume"
+    command = f"python -m bench accuracy {out} --full --models lenet5_mnist --resume"
+    assert line["command"] == command
 
 
 def test_the_report_lists_what_was_left_out_until_a_row_trains_it():
