@@ -287,6 +287,23 @@ def test_accuracy_with_auto_trains_its_slice_into_the_slice_folder(
     assert sorted(map(repr, first + second)) == sorted(map(repr, runs.ACCURACY_PLAN))
 
 
+def test_an_accuracy_plans_slices_are_alike_on_machines_with_and_without_bf16(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A run's slice hashes its dtypes as asked (``auto``), never as this machine resolves
+    them: tasks on an AVX2 node and on a bf16 node split the plans alike."""
+    from bench.training import runs
+
+    def slices(flags: str) -> list[list[bool]]:
+        monkeypatch.setenv("CNN_ZOO_CPU_FLAGS", flags)
+        plans = (*runs.ACCURACY_PLAN, *runs.CIFAR_PLAN, *runs.FULL_ACCURACY_PLAN)
+        return [[runs.in_shard(s, Shard(i, 3)) for s in plans] for i in (1, 2, 3)]
+
+    avx2, bf16 = slices("avx2,fma"), slices("avx2,fma,avx512f,avx512_bf16")
+    assert avx2 == bf16
+    assert [sum(column) for column in zip(*avx2)] == [1] * len(avx2[0])  # each run in one
+
+
 def _copy_slice(root: Path, index: int, count: int, **overrides: object) -> Path:
     """The report fixture's rows of slice ``index`` of ``count`` (every count-th row)."""
     folder = root / f"shard-{index}-of-{count}"

@@ -577,9 +577,11 @@ def run_length(settings: TrainSettings, recipe: Recipe) -> str:
 
 def in_shard(settings: TrainSettings, shard: Shard) -> bool:
     """True if the run is in ``shard``'s slice of a plan, alike on every machine: its settings
-    with the dtype as asked (``auto`` resolves per machine); the slice leaves out the threads."""
+    with the dtypes as asked (``auto`` resolves per machine); the slice leaves out the threads."""
     recipe = recipe_for(settings.model, settings.recipe)
-    return shard.holds({**run_settings(settings, recipe), "dtype": settings.dtype or recipe.dtype})
+    asked = settings.dtype or recipe.dtype
+    as_asked = {"dtype": asked, "eval_dtype": settings.eval_dtype or asked}
+    return shard.holds({**run_settings(settings, recipe), **as_asked})
 
 
 def run_accuracy_plan(
