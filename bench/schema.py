@@ -120,12 +120,12 @@ LAYER_TIME_COLUMNS = (
     "session", "timestamp",
 )  # fmt: skip
 # over_budget.jsonl: a run of an accuracy plan left out of a job with a budget (the main job's
-# minutes, `bench all --job-budget-min`): its settings, its predicted seconds and how they were
-# predicted (bench.training.estimate), the seconds left of the budget when it was due, and the
-# command that trains it.
+# minutes, `bench all --job-budget-min`): its settings (its length as a row's), its predicted
+# seconds and how they were predicted (bench.training.estimate), the seconds left of the budget
+# when it was due, and the command that trains it.
 OVER_BUDGET_COLUMNS = (
-    "model", "recipe_name", "data", "device", "seed", "predicted_s", "predicted", "left_s",
-    "budget_s", "command", "timestamp",
+    "model", "recipe_name", "data", "device", "seed", "length", "predicted_s", "predicted",
+    "left_s", "budget_s", "command", "timestamp",
 )  # fmt: skip
 # epochs.jsonl: one line per evaluation during training; ``run`` names the training run (the
 # ``run`` column of its results row), so each run is one curve however many share a folder;

@@ -130,6 +130,7 @@ def test_a_run_left_out_of_the_full_plan_is_trained_again_by_the_full_plan(tmp_p
     (line,) = read_jsonl(out / "over_budget.jsonl")
     command = f"python -m bench accuracy {out} --full --models lenet5_mnist --resume"
     assert line["command"] == command
+    assert line["length"] == f"{704 * 128} samples"  # 90,000 at batch 128, in whole batches
 
 
 def test_the_report_lists_what_was_left_out_until_a_row_trains_it():
@@ -166,6 +167,27 @@ def test_the_report_lists_what_was_left_out_until_a_row_trains_it():
     )
     blocks = accuracy_blocks(results, None, over)
     assert any("resnet34_mnist" in str(b) for b in blocks)
+
+
+def test_a_left_out_run_is_trained_only_by_a_row_of_its_length():
+    """A short run of a model and seed does not train the --full run the budget left out; a line
+    from before the length column is trained by a row of any length."""
+
+    def line(model: str, length: str | None) -> dict[str, Any]:
+        return {"model": model, "recipe_name": None, "data": "cifar10", "device": "cpu",
+                "seed": 0, "length": length, "predicted": "p", "left_s": 1.0,
+                "command": f"c {model}"}  # fmt: skip
+
+    over = pd.DataFrame(
+        [line("vgg16_cifar", "10000000 samples"), line("vgg19_cifar", "10000000 samples"),
+         line("resnet34_cifar", None)]
+    )  # fmt: skip
+    trained = pd.DataFrame(
+        [{**line(m, length), "mode": "accuracy"} for m, length in (
+            ("vgg16_cifar", "150016 samples"), ("vgg19_cifar", "10000000 samples"),
+            ("resnet34_cifar", "150016 samples"))]
+    )  # fmt: skip
+    assert [line.split("`")[1] for line in left_out_lines(over, trained)] == ["vgg16_cifar"]
 
 
 def _accuracy_step(monkeypatch, tmp_path) -> list[argparse.Namespace]:

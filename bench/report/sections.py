@@ -440,17 +440,27 @@ _LEFT_OUT_INTRO = (
 
 def left_out_runs(over_budget: pd.DataFrame, acc: pd.DataFrame) -> pd.DataFrame:
     """The runs of over_budget.jsonl (each one's last line) that no accuracy row in ``acc``
-    trained since (the same model, recipe, data, device and seed)."""
+    trained since (the same model, recipe, data, device, seed and length; a line from before
+    the ``length`` column, by the others alone)."""
     if over_budget.empty:
         return over_budget
-    key = ["model", "recipe_name", "data", "device", "seed"]
+    key = ["model", "recipe_name", "data", "device", "seed", "length"]
 
-    def keys(table: pd.DataFrame) -> list[tuple[Any, ...]]:
-        return [tuple(key_value(v) for v in r) for r in table[key].itertuples(index=False)]
+    def keys(table: pd.DataFrame, columns: list[str]) -> list[tuple[Any, ...]]:
+        rows = table.reindex(columns=columns).itertuples(index=False)  # a column missing: null
+        return [tuple(key_value(v) for v in r) for r in rows]
 
-    trained = set(keys(acc)) if not acc.empty else set()
-    last = over_budget.drop_duplicates(key, keep="last")
-    return last[[k not in trained for k in keys(last)]]
+    trained = set(keys(acc, key)) if not acc.empty else set()
+    trained_any_length = {k[:-1] for k in trained}
+
+    def still_left(line: tuple[Any, ...]) -> bool:
+        if line[-1] is None:  # no length: written before the column
+            return line[:-1] not in trained_any_length
+        return line not in trained
+
+    lines = over_budget.assign(**{c: None for c in key if c not in over_budget})
+    last = lines.drop_duplicates(key, keep="last")[over_budget.columns]
+    return last[[still_left(k) for k in keys(last, key)]]
 
 
 def left_out_lines(over_budget: pd.DataFrame, acc: pd.DataFrame) -> tuple[str, ...]:

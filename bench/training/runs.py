@@ -654,6 +654,7 @@ def _leave_out(
             "data": settings.data,
             "device": settings.device,
             "seed": settings.seed,
+            "length": run_length(settings, recipe_for(settings.model, settings.recipe)),
             "predicted_s": round(predicted.seconds, 1),
             "predicted": predicted.text(),
             "left_s": round(max(left_s, 0.0), 1),
