@@ -458,8 +458,7 @@ def left_out_runs(over_budget: pd.DataFrame, acc: pd.DataFrame) -> pd.DataFrame:
             return line[:-1] not in trained_any_length
         return line not in trained
 
-    lines = over_budget.assign(**{c: None for c in key if c not in over_budget})
-    last = lines.drop_duplicates(key, keep="last")[over_budget.columns]
+    last = over_budget[~over_budget.reindex(columns=key).duplicated(keep="last")]
     return last[[still_left(k) for k in keys(last, key)]]
 
 

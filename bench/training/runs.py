@@ -561,17 +561,16 @@ def run_length(settings: TrainSettings, recipe: Recipe) -> str:
     else the recipe's) in the whole batches :func:`length_steps` trains; ``"60 s"`` where a
     budget is the length; ``"… within 60 s"`` where one caps it; ``"…, or the target"`` where
     the run stops at its target."""
-    batch = settings.batch_size or recipe.batch_size
-    budget = settings.budget_s
-    budget_is_length = budget is not None and settings.epochs is None and settings.samples is None
-    if settings.epochs is not None:
-        length = f"{settings.epochs} pass{'es' if settings.epochs != 1 else ''}"
-    elif budget_is_length:
-        length = f"{budget:g} s"
+    steps = length_steps(settings, recipe, steps_per_epoch=1)  # None: the budget is the length
+    if steps is None:
+        length = f"{settings.budget_s:g} s"
     else:
-        length = f"{length_steps(settings, recipe, steps_per_epoch=1) * batch} samples"
-    if budget is not None and not budget_is_length:
-        length += f" within {budget:g} s"
+        if settings.epochs is not None:
+            length = f"{settings.epochs} pass{'es' if settings.epochs != 1 else ''}"
+        else:
+            length = f"{steps * (settings.batch_size or recipe.batch_size)} samples"
+        if settings.budget_s is not None:
+            length += f" within {settings.budget_s:g} s"
     return f"{length}, or the target" if settings.stop_at_target else length
 
 
