@@ -323,13 +323,17 @@ def _accuracy_row(facts: _RunFacts, machine: Machine, counts: Counts | None) -> 
         counts=counts,
         machine=machine,
     )
+    budget_is_length = length_steps(settings, recipe, steps_per_epoch=1) is None
     row.update(
         key,
         num_classes=splits.num_classes,
         data_source=splits.source,
         target_acc=settings.target_acc,
         budget_s=settings.budget_s,
-        recipe=recipe.describe(_length(settings), loss=zoo.get_card(settings.model).loss),
+        recipe=recipe.describe(
+            f"{settings.budget_s:g} s budget" if budget_is_length else None,
+            loss=zoo.get_card(settings.model).loss,
+        ),
         data_loading_in_timing=streamed,  # decoding on the clock
         data_on_clock=on_clock,
         data_setup_s=round(facts.data_setup_s, 3),
@@ -340,13 +344,6 @@ def _accuracy_row(facts: _RunFacts, machine: Machine, counts: Counts | None) -> 
         global_batch=recipe.batch_size,
     )
     return row
-
-
-def _length(settings: TrainSettings) -> str | None:
-    """What sets a run's length where the recipe's samples do not: its budget (None else)."""
-    if settings.budget_s is not None and settings.epochs is None and settings.samples is None:
-        return f"{settings.budget_s:g} s budget"
-    return None
 
 
 def _epoch_log(
