@@ -23,6 +23,7 @@ from bench.report.sections import accuracy_blocks, left_out_lines
 from bench.schema import OVER_BUDGET_COLUMNS, read_jsonl
 from bench.training.estimate import SETUP_S, interpolated_rate, predict_run
 from bench.training.loop import TrainSettings
+from bench.training.recipes import recipe_for
 from bench.training.runs import run_accuracy_plan
 
 
@@ -81,6 +82,51 @@ def test_a_curve_on_a_subset_is_counted_as_such_and_the_last_evaluation_whole():
     assert predicted.train_samples == 7_680
     assert predicted.eval_samples == 3 * 250 + 10_000
     assert predicted.seconds == pytest.approx(SETUP_S + 7_680 / 64 + 10_750 / 250)
+
+
+def test_the_runs_memory_format_is_preferred_and_a_rate_from_elsewhere_is_said():
+    # vgg16_cifar's recipe trains at batch 128 in channels_last (a recipe's default); the
+    # default sweep measures training at batch 32, contiguous.
+    assert recipe_for("vgg16_cifar").batch_size == 128 and recipe_for("vgg16_cifar").channels_last
+    infer = _row("vgg16_cifar", "infer", 32, 200.0)
+    swept = [_row("vgg16_cifar", "train", 32, 20.0), infer]
+    predicted = predict_run(TrainSettings("vgg16_cifar", data="cifar10", dtype="fp32"), swept)
+    assert predicted is not None and predicted.train_rate == 20.0
+    assert predicted.rate_elsewhere == (
+        "batch 32, contiguous, where the run trains at batch 128, channels_last"
+    )
+    assert predicted.text().endswith(
+        "; the training rate from batch 32, contiguous, where the run trains at batch 128, "
+        "channels_last)"
+    )
+    # Both formats measured at 32 and 512: the run's is read, between its batches, unremarked,
+    # though the other format is faster.
+    both = [
+        infer,
+        *(_row("vgg16_cifar", "train", b, r) for b, r in ((32, 50.0), (512, 60.0))),
+        *(
+            _row("vgg16_cifar", "train", b, r, memory_format="channels_last")
+            for b, r in ((32, 30.0), (512, 40.0))
+        ),
+    ]
+    predicted = predict_run(TrainSettings("vgg16_cifar", data="cifar10", dtype="fp32"), both)
+    assert predicted is not None and predicted.rate_elsewhere == ""
+    assert predicted.train_rate == pytest.approx(30.0 + 0.5 * 10.0)  # log 128 halfway 32..512
+    # LeNet-5's published recipe trains contiguous, at batch 1: measured there, its own format.
+    lenet = [
+        _row("lenet5", mode, 1, 100.0, memory_format=memory_format)
+        for mode in ("train", "infer")
+        for memory_format in ("contiguous", "channels_last")
+    ]
+    assert recipe_for("lenet5").batch_size == 1 and not recipe_for("lenet5").channels_last
+    predicted = predict_run(TrainSettings("lenet5", dtype="fp32"), lenet)
+    assert predicted is not None and predicted.rate_elsewhere == ""
+    # Only channels_last measured, for a contiguous run: the format is named, not the batch.
+    only_cl = [r for r in lenet if r["memory_format"] == "channels_last"]
+    predicted = predict_run(TrainSettings("lenet5", dtype="fp32"), only_cl)
+    assert predicted is not None and predicted.rate_elsewhere == (
+        "channels_last, where the run trains at batch 1, contiguous"
+    )
 
 
 def test_a_model_the_harness_did_not_measure_borrows_the_rates_of_the_same_layers():

@@ -6,10 +6,13 @@ the harness measured minutes earlier in the same results folder: the model's tra
 throughput (``mode`` train, no compile, the run's device and dtype) at the run's batch, over
 the samples the recipe trains, and its inference throughput over the test images its
 evaluations score. A rate between two measured batch sizes is interpolated in log(batch);
-outside them the nearest measured one is taken. A model the harness did not measure takes the
-rates of one it did with the same layers (family, input and parameter count:
-``alexnet_mnist_kaiming`` differs from ``alexnet_mnist`` only in its initialisation); one with
-neither has no prediction (the run is not skipped).
+outside them the nearest measured one is taken. Rows in the run's memory format are preferred,
+else the fastest format measured. Where the training rate comes from another batch or format
+than the run's (the default sweep trains at batch 32, contiguous; the CIFAR recipes at 128,
+channels_last), the prediction says so: such a rate can be far off (docs/benchmarks.md). A
+model the harness did not measure takes the rates of one it did with the same layers (family,
+input and parameter count: ``alexnet_mnist_kaiming`` differs from ``alexnet_mnist`` only in its
+initialisation); one with neither has no prediction (the run is not skipped).
 """
 
 from __future__ import annotations
@@ -51,6 +54,9 @@ class Prediction:
     eval_samples: int  # test samples scored over every evaluation, the last one included
     eval_rate: float  # images/s of inference
     rates_of: str  # the model whose harness rows gave the rates (the run's, or the same layers')
+    # Where the training rate comes from another batch or memory format than the run's:
+    # ``batch 32, contiguous, where the run trains at batch 128, channels_last``; else "".
+    rate_elsewhere: str = ""
 
     @property
     def seconds(self) -> float:
@@ -58,12 +64,16 @@ class Prediction:
 
     def text(self) -> str:
         """``about 7.1 min (6,400 samples at 23 samples/s, 11,000 test images at 69/s)``."""
-        return (
-            f"about {seconds_text(self.seconds)} ({self.train_samples:,} samples at "
-            f"{self.train_rate:,.0f} samples/s, {self.eval_samples:,} test images at "
-            f"{self.eval_rate:,.0f}/s"
-            f"{f', rates of {self.rates_of}, the same layers' if self.rates_of else ''})"
-        )
+        notes = [
+            f"{self.train_samples:,} samples at {self.train_rate:,.0f} samples/s",
+            f"{self.eval_samples:,} test images at {self.eval_rate:,.0f}/s",
+        ]
+        if self.rates_of:
+            notes.append(f"rates of {self.rates_of}, the same layers")
+        said = ", ".join(notes)
+        if self.rate_elsewhere:
+            said += f"; the training rate from {self.rate_elsewhere}"
+        return f"about {seconds_text(self.seconds)} ({said})"
 
 
 def seconds_text(seconds: float) -> str:
@@ -91,10 +101,12 @@ def interpolated_rate(points: Mapping[int, float], batch: int) -> float | None:
     return points[lower] + weight * (points[upper] - points[lower])
 
 
-def _rates(rows: Iterable[Mapping[str, Any]], model: str, device: str, dtype: str, mode: str):
-    """batch -> samples/s of the harness's rows of ``model`` in ``mode`` (not compiled, not a
-    failed row, not a --max-batch search); the fastest memory format's where there are two."""
-    points: dict[int, float] = {}
+def _rates(
+    rows: Iterable[Mapping[str, Any]], model: str, device: str, dtype: str, mode: str
+) -> dict[str, dict[int, float]]:
+    """memory format -> batch -> samples/s of the harness's rows of ``model`` in ``mode`` (not
+    compiled, not a failed row, not a --max-batch search)."""
+    formats: dict[str, dict[int, float]] = {}
     for row in rows:
         rate = row.get("samples_per_s")
         if (
@@ -110,8 +122,36 @@ def _rates(rows: Iterable[Mapping[str, Any]], model: str, device: str, dtype: st
         ):
             continue
         batch = int(row["batch_size"])
+        points = formats.setdefault(str(row.get("memory_format", "contiguous")), {})
         points[batch] = max(points.get(batch, 0.0), float(rate))
-    return points
+    return formats
+
+
+def _points(
+    formats: Mapping[str, Mapping[int, float]], memory_format: str
+) -> tuple[str, dict[int, float]]:
+    """The run's memory format and its points where measured, else the format whose rates
+    are the fastest at its largest batch, and its points (("", {}) without any)."""
+    if memory_format in formats:
+        return memory_format, dict(formats[memory_format])
+    if not formats:
+        return "", {}
+    fastest = max(formats, key=lambda f: formats[f][max(formats[f])])
+    return fastest, dict(formats[fastest])
+
+
+def _elsewhere(
+    points: Mapping[int, float], measured_format: str, batch: int, run_format: str
+) -> str:
+    """``batch 32, contiguous, where the run trains at batch 128, channels_last`` where the
+    rate at ``batch`` is not read at or between measured batches of the run's format (the
+    batch left out where it is); else ""."""
+    between = min(points) <= batch <= max(points)
+    if between and measured_format == run_format:
+        return ""
+    nearest = min(points, key=lambda b: abs(math.log(b) - math.log(batch)))
+    measured = ", ".join([f"batch {nearest}"] * (not between) + [measured_format])
+    return f"{measured}, where the run trains at batch {batch}, {run_format}"
 
 
 def predict_run(settings: TrainSettings, rows: Iterable[Mapping[str, Any]]) -> Prediction | None:
@@ -128,11 +168,16 @@ def predict_run(settings: TrainSettings, rows: Iterable[Mapping[str, Any]]) -> P
     recipe = recipe_for(settings.model, settings.recipe)
     dtype = resolve_dtype(settings.dtype or recipe.dtype, settings.device)
     batch = settings.batch_size or recipe.batch_size
-    train_rate = interpolated_rate(_rates(rows, measured, settings.device, dtype, "train"), batch)
-    eval_dtype = settings.evaluation_dtype(dtype)
-    eval_rate = interpolated_rate(
-        _rates(rows, measured, settings.device, eval_dtype, "infer"), batch
+    run_format = "channels_last" if recipe.channels_last else "contiguous"
+    train_format, train_points = _points(
+        _rates(rows, measured, settings.device, dtype, "train"), run_format
     )
+    train_rate = interpolated_rate(train_points, batch)
+    eval_dtype = settings.evaluation_dtype(dtype)
+    _, eval_points = _points(
+        _rates(rows, measured, settings.device, eval_dtype, "infer"), run_format
+    )
+    eval_rate = interpolated_rate(eval_points, batch)
     if train_rate is None or eval_rate is None:
         return None
     steps_per_epoch = sizes["train"] // batch
@@ -153,6 +198,7 @@ def predict_run(settings: TrainSettings, rows: Iterable[Mapping[str, Any]]) -> P
         eval_samples=scored,
         eval_rate=eval_rate,
         rates_of="" if measured == settings.model else measured,
+        rate_elsewhere=_elsewhere(train_points, train_format, batch, run_format),
     )
 
 
