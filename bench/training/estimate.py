@@ -149,7 +149,7 @@ def _elsewhere(
     between = min(points) <= batch <= max(points)
     if between and measured_format == run_format:
         return ""
-    nearest = min(points, key=lambda b: abs(math.log(b) - math.log(batch)))
+    nearest = min(points) if batch < min(points) else max(points)  # as interpolated_rate reads
     measured = ", ".join([f"batch {nearest}"] * (not between) + [measured_format])
     return f"{measured}, where the run trains at batch {batch}, {run_format}"
 
@@ -168,7 +168,7 @@ def predict_run(settings: TrainSettings, rows: Iterable[Mapping[str, Any]]) -> P
     recipe = recipe_for(settings.model, settings.recipe)
     dtype = resolve_dtype(settings.dtype or recipe.dtype, settings.device)
     batch = settings.batch_size or recipe.batch_size
-    run_format = "channels_last" if recipe.channels_last else "contiguous"
+    run_format = recipe.memory_format
     train_format, train_points = _points(
         _rates(rows, measured, settings.device, dtype, "train"), run_format
     )

@@ -70,6 +70,11 @@ class Recipe:
     # (the literature's crops and flips over 200 passes); None: the recipe's ``augment``.
     full_augment: str | None = None
 
+    @property
+    def memory_format(self) -> str:
+        """The harness's name for the layout it trains in: ``channels_last`` or ``contiguous``."""
+        return "channels_last" if self.channels_last else "contiguous"
+
     def full_length(self) -> int:
         """The samples ``--full`` trains: the literature's length where one is given."""
         return self.full_samples or self.samples

@@ -536,7 +536,7 @@ def run_settings(settings: TrainSettings, recipe: Recipe, world_size: int = 1) -
         "model": settings.model,
         "device": settings.device,
         "dtype": dtype,
-        "memory_format": "channels_last" if recipe.channels_last else "contiguous",
+        "memory_format": recipe.memory_format,
         "threads": training_threads(recipe),
         "batch_size": settings.batch_size or recipe.batch_size,
         "mode": "accuracy",
