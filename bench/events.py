@@ -24,6 +24,7 @@ __all__ = [
     "RunStarted",
     "RunSkipped",
     "RunOverBudget",
+    "RunRateMeasured",
     "RunFinished",
     "Event",
     "Listener",
@@ -143,6 +144,21 @@ class RunOverBudget:
 
 
 @dataclass(frozen=True)
+class RunRateMeasured:
+    """Run ``index`` of an accuracy plan was predicted from a training rate measured at another
+    batch or memory format than its own, too near the ``left_s`` seconds left of the plan's
+    budget to decide on: its own rate (``row``, :meth:`RateRow.text`) is measured first."""
+
+    index: int
+    total: int
+    model: str
+    seed: int
+    predicted: str  # Prediction.text(), from the other rate
+    left_s: float
+    row: str  # RateRow.text(): what is measured
+
+
+@dataclass(frozen=True)
 class RunFinished:
     """A training run's row was written (``row["error"]`` set if it failed); ``weights``: the
     saved state dict, if any."""
@@ -163,6 +179,7 @@ Event = (
     | RunStarted
     | RunSkipped
     | RunOverBudget
+    | RunRateMeasured
     | RunFinished
 )
 Listener = Callable[[Event], None]

@@ -9,6 +9,7 @@ import argparse
 import json
 import math
 import shutil
+from dataclasses import astuple
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +19,11 @@ from conftest import exit_code
 
 from bench import cli
 from bench.cli import main
-from bench.events import RunOverBudget
+from bench.events import RunOverBudget, RunRateMeasured
 from bench.report.sections import accuracy_blocks, left_out_lines
 from bench.schema import OVER_BUDGET_COLUMNS, read_jsonl
-from bench.training.estimate import SETUP_S, interpolated_rate, predict_run
+from bench.sweep.loop import measure_train_row
+from bench.training.estimate import SETUP_S, RateRow, interpolated_rate, predict_run
 from bench.training.loop import TrainSettings
 from bench.training.recipes import recipe_for
 from bench.training.runs import run_accuracy_plan
@@ -177,6 +179,89 @@ def test_a_run_left_out_of_the_full_plan_is_trained_again_by_the_full_plan(tmp_p
     command = f"python -m bench accuracy {out} --full --models lenet5_mnist --resume"
     assert line["command"] == command
     assert line["length"] == f"{704 * 128} samples"  # 90,000 at batch 128, in whole batches
+
+
+def _harness_rows(out: Path, rows: list[dict[str, Any]]) -> None:
+    out.mkdir(exist_ok=True)
+    with (out / "results.jsonl").open("a") as file:
+        file.writelines(json.dumps(r) + "\n" for r in rows)
+
+
+def test_a_run_predicted_near_the_budget_from_another_batch_has_its_own_rate_measured(tmp_path):
+    # lenet5_mnist's recipe: 90,112 samples at batch 128, channels_last; four evaluations of
+    # all 10,000 test images. The sweep's rows: batch 32, contiguous.
+    recipe = recipe_for("lenet5_mnist")
+    assert (recipe.batch_size, recipe.channels_last) == (128, True)
+    out = tmp_path / "r"
+    _harness_rows(
+        out, [_row("lenet5_mnist", "train", 32, 1000.0), _row("lenet5_mnist", "infer", 32, 40e3)]
+    )
+    asked: list[RateRow] = []
+
+    def measure(row: RateRow) -> None:  # the harness, as measure_train_row writes its row
+        asked.append(row)
+        _harness_rows(
+            out, [_row("lenet5_mnist", "train", 128, 500.0, memory_format="channels_last")]
+        )
+
+    heard: list[Any] = []
+    plan = [TrainSettings("lenet5_mnist", dtype="fp32")]
+    # 3 + 90.1 + 1 s predicted from batch 32: within 3x of 120 s, so measured first; at its own
+    # 500 samples/s, 3 + 180.2 + 1 s, over the budget: left out.
+    done = run_accuracy_plan(plan, out, listen=heard.append, budget_s=120.0, measure_rate=measure)
+    assert done == []
+    assert asked == [RateRow("lenet5_mnist", "cpu", "fp32", "channels_last", 128)]
+    measured, left_out = heard
+    assert (
+        isinstance(measured, RunRateMeasured) and measured.row == "batch 128, channels_last, fp32"
+    )
+    assert "the training rate from batch 32, contiguous" in measured.predicted
+    assert isinstance(left_out, RunOverBudget) and "from batch" not in left_out.predicted
+    (line,) = read_jsonl(out / "over_budget.jsonl")
+    assert line["predicted_s"] == pytest.approx(SETUP_S + 90_112 / 500 + 1.0, abs=0.1)
+
+
+@pytest.mark.parametrize("budget_s", [20.0, 600.0])
+def test_a_prediction_far_from_the_budget_or_from_the_runs_own_rate_is_not_measured(
+    tmp_path, budget_s
+):
+    out = tmp_path / "r"
+    swept = [_row("lenet5_mnist", "train", 32, 1000.0), _row("lenet5_mnist", "infer", 32, 40e3)]
+    own = _row("lenet5_mnist", "train", 128, 60.0, memory_format="channels_last")
+    asked: list[RateRow] = []
+    plan = [TrainSettings("lenet5_mnist", dtype="fp32")]
+    if budget_s < 94.1 / 3:  # over three times what is left: left out, unmeasured
+        _harness_rows(out, swept)
+    else:  # its own rate read (3 + 1,502 + 1 s): unsure of nothing, left out
+        _harness_rows(out, [*swept, own])
+    assert run_accuracy_plan(plan, out, budget_s=budget_s, measure_rate=asked.append) == []
+    assert asked == []
+    (line,) = read_jsonl(out / "over_budget.jsonl")
+    rate = 1000.0 if budget_s < 94.1 / 3 else 60.0
+    assert line["predicted_s"] == pytest.approx(SETUP_S + 90_112 / rate + 1.0, abs=0.1)
+
+
+def test_the_harness_measures_the_one_row_a_prediction_needs_in_a_session_of_its_own(tmp_path):
+    out = tmp_path / "r"
+    row = RateRow("lenet5_mnist", "cpu", "fp32", "channels_last", 8)
+    for _ in range(2):  # the second call finds the row and measures nothing
+        measure_train_row(out, *astuple(row))
+    (measured,) = read_jsonl(out / "results.jsonl")
+    assert (measured["mode"], measured["batch_size"], measured["memory_format"]) == (
+        "train",
+        8,
+        "channels_last",
+    )
+    assert measured["error"] is None and measured["samples_per_s"] > 0
+    meta = json.loads((out / "meta.json").read_text())
+    assert [s["session"] for s in meta["sessions"]] == [1]
+    assert meta["sessions"][0]["peak_gflops"] == {}  # not measured again: no share of a peak
+    predicted = predict_run(
+        TrainSettings("lenet5_mnist", dtype="fp32", batch_size=8),
+        [*read_jsonl(out / "results.jsonl"), _row("lenet5_mnist", "infer", 32, 40e3)],
+    )
+    assert predicted is not None and predicted.own_row is None
+    assert predicted.train_rate == measured["samples_per_s"]
 
 
 def test_the_report_lists_what_was_left_out_until_a_row_trains_it():

@@ -7,8 +7,9 @@ import logging
 import statistics
 import sys
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bench.cli.options import (
     add_out,
@@ -28,11 +29,15 @@ from bench.events import (
     Event,
     RunFinished,
     RunOverBudget,
+    RunRateMeasured,
     RunSkipped,
     RunStarted,
     StepsDone,
 )
 from bench.schema import one_line
+
+if TYPE_CHECKING:
+    from bench.training.estimate import RateRow
 
 __all__ = [
     "add_train_arguments",
@@ -334,12 +339,15 @@ class TrainingListener:
         elif isinstance(event, EpochFinished) and self._bar is not None:
             self._bar.close()
             self._bar = None
-        elif isinstance(event, Evaluated | RunFinished | RunStarted | RunSkipped | RunOverBudget):
+        elif isinstance(event, PlanLine):
             tqdm.write(_line(event), file=sys.stdout)
             sys.stdout.flush()
 
 
-def _line(event: Evaluated | RunFinished | RunStarted | RunSkipped | RunOverBudget) -> str:
+PlanLine = Evaluated | RunFinished | RunStarted | RunSkipped | RunOverBudget | RunRateMeasured
+
+
+def _line(event: PlanLine) -> str:
     if isinstance(event, Evaluated):
         return (
             f"{event.model} seed {event.seed} epoch {event.epoch:5.2f}  "
@@ -358,6 +366,14 @@ def _line(event: Evaluated | RunFinished | RunStarted | RunSkipped | RunOverBudg
             f"[{event.index}/{event.total}] {event.model} seed {event.seed}: left out, "
             f"{event.predicted} predicted here, {seconds_text(event.left_s)} left of the job's "
             f"budget; `{event.command}` trains it"
+        )
+    if isinstance(event, RunRateMeasured):
+        from bench.training.estimate import seconds_text
+
+        return (
+            f"[{event.index}/{event.total}] {event.model} seed {event.seed}: {event.predicted} "
+            f"predicted, {seconds_text(event.left_s)} left of the job's budget, too near to "
+            f"decide on: measuring its training rate at {event.row} first"
         )
     budget = f", budget {event.budget_s:g} s" if event.budget_s else ""
     what = f"{event.model} on {event.data}, {event.device} (seed {event.seed}{budget})"
@@ -620,6 +636,22 @@ def add_accuracy_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _measure_rate(out: Path, row: RateRow) -> None:
+    """Measure the harness row a run's prediction needs into ``out``, printed as `run` prints."""
+    from bench.cli.sweep import SweepListener
+    from bench.sweep.loop import measure_train_row
+
+    measure_train_row(
+        out,
+        row.model,
+        row.device,
+        row.dtype,
+        row.memory_format,
+        row.batch_size,
+        listen=SweepListener(),
+    )
+
+
 def run_accuracy_plan(args: argparse.Namespace) -> int:
     """Train the accuracy plan of MNIST (provisioned if missing) or CIFAR-10, one row per run."""
     import torch
@@ -658,5 +690,6 @@ def run_accuracy_plan(args: argparse.Namespace) -> int:
         listen=TrainingListener(),
         budget_s=args.plan_budget_s,
         full=args.full,
+        measure_rate=partial(_measure_rate, out),
     )
     return 1 if any(run.row["error"] is not None for run in done) else 0

@@ -9,7 +9,9 @@ evaluations score. A rate between two measured batch sizes is interpolated in lo
 outside them the nearest measured one is taken. Rows in the run's memory format are preferred,
 else the fastest format measured. Where the training rate comes from another batch or format
 than the run's (the default sweep trains at batch 32, contiguous; the CIFAR recipes at 128,
-channels_last), the prediction says so: such a rate can be far off (docs/benchmarks.md). A
+channels_last), the prediction says so and names the row that would give the run's own rate
+(``own_row``): such a rate can be far off (docs/benchmarks.md), and a plan under a budget
+measures that row where the prediction is too near the time left to decide on. A
 model the harness did not measure takes the rates of one it did with the same layers (family,
 input and parameter count: ``alexnet_mnist_kaiming`` differs from ``alexnet_mnist`` only in its
 initialisation); one with neither has no prediction (the run is not skipped).
@@ -32,6 +34,7 @@ from data.mnist import OFFICIAL_SIZES as MNIST_SIZES
 
 __all__ = [
     "Prediction",
+    "RateRow",
     "SPLIT_SIZES",
     "SETUP_S",
     "interpolated_rate",
@@ -46,6 +49,23 @@ SETUP_S = 3.0
 
 
 @dataclass(frozen=True)
+class RateRow:
+    """The harness row (``mode`` train, not compiled) whose rate a run's prediction needs:
+    the model measured (the run's, or its same-layers twin), device, dtype, memory format and
+    batch of the run."""
+
+    model: str
+    device: str
+    dtype: str
+    memory_format: str
+    batch_size: int
+
+    def text(self) -> str:
+        """``batch 32, channels_last, fp32``."""
+        return f"batch {self.batch_size}, {self.memory_format}, {self.dtype}"
+
+
+@dataclass(frozen=True)
 class Prediction:
     """A run's predicted wall-clock seconds, and the measured rates they come from."""
 
@@ -57,6 +77,8 @@ class Prediction:
     # Where the training rate comes from another batch or memory format than the run's:
     # ``batch 32, contiguous, where the run trains at batch 128, channels_last``; else "".
     rate_elsewhere: str = ""
+    # With rate_elsewhere: the row whose measurement would give the run's own rate.
+    own_row: RateRow | None = None
 
     @property
     def seconds(self) -> float:
@@ -192,13 +214,15 @@ def predict_run(settings: TrainSettings, rows: Iterable[Mapping[str, Any]]) -> P
     # The curve's evaluations score eval_limit images, the last one all of them (a subset at
     # the target, which would add a whole evaluation, is not foreseen).
     scored = (evaluations - 1) * curve + whole
+    elsewhere = _elsewhere(train_points, train_format, batch, run_format)
     return Prediction(
         train_samples=steps * batch,
         train_rate=train_rate,
         eval_samples=scored,
         eval_rate=eval_rate,
         rates_of="" if measured == settings.model else measured,
-        rate_elsewhere=_elsewhere(train_points, train_format, batch, run_format),
+        rate_elsewhere=elsewhere,
+        own_row=RateRow(measured, settings.device, dtype, run_format, batch) if elsewhere else None,
     )
 
 

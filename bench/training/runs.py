@@ -26,6 +26,7 @@ from bench.events import (
     Listener,
     RunFinished,
     RunOverBudget,
+    RunRateMeasured,
     RunSkipped,
     RunStarted,
     silent,
@@ -44,7 +45,7 @@ from bench.schema import (
 )
 from bench.shards import Shard
 from bench.training.distributed import ONE_PROCESS, World
-from bench.training.estimate import Prediction, predict_run
+from bench.training.estimate import Prediction, RateRow, predict_run
 from bench.training.loop import (
     EvalPoint,
     TrainSettings,
@@ -580,6 +581,12 @@ def in_shard(settings: TrainSettings, shard: Shard) -> bool:
     return shard.holds({**run_settings(settings, recipe), **as_asked})
 
 
+# A prediction from a training rate measured at another batch or memory format than the run's
+# was 0.65-1.7x the time taken (docs/benchmarks.md, 2026-12-08): within this factor of the
+# time left either way, the run's own rate is measured before it is kept or left out.
+UNSURE_FACTOR = 3.0
+
+
 def run_accuracy_plan(
     plan: Sequence[TrainSettings],
     out: Path,
@@ -588,6 +595,7 @@ def run_accuracy_plan(
     listen: Listener = silent,
     budget_s: float | None = None,
     full: bool = False,
+    measure_rate: Callable[[RateRow], None] | None = None,
 ) -> list[AccuracyRun]:
     """Train each run of ``plan`` into the results folder ``out``, one row each; a run that
     fails is an error row and the plan goes on. ``resume``: runs already in ``out`` are skipped
@@ -595,7 +603,11 @@ def run_accuracy_plan(
     predicted from the harness's rows in ``out`` (:func:`bench.training.estimate.predict_run`),
     is over what is left of them is left out (:class:`RunOverBudget`, a line of
     over_budget.jsonl) and the plan goes on with the next; a run with no prediction runs.
-    ``full``: the plan is ``--full``'s, which the command that trains a left-out run says."""
+    ``full``: the plan is ``--full``'s, which the command that trains a left-out run says.
+    ``measure_rate``: measures a harness row into ``out`` (``bench.sweep.loop.measure_rate_row``);
+    with a budget, a run predicted from another batch or format than its own, within
+    :data:`UNSURE_FACTOR` of the time left either way, has its own rate measured first
+    (:class:`RunRateMeasured`) and is predicted again from it."""
     rows = read_jsonl(Path(out) / "results.jsonl")
     done = {row_key(r) for r in rows} if resume else set()
     started = time.monotonic()
@@ -607,6 +619,23 @@ def run_accuracy_plan(
         predicted = predict_run(settings, rows)
         if budget_s is not None and predicted is not None:
             left = budget_s - (time.monotonic() - started)
+            if measure_rate is not None and _unsure(predicted, left):
+                assert predicted.own_row is not None
+                listen(
+                    RunRateMeasured(
+                        index,
+                        len(plan),
+                        settings.model,
+                        settings.seed,
+                        predicted.text(),
+                        left,
+                        predicted.own_row.text(),
+                    )
+                )
+                measure_rate(predicted.own_row)
+                rows = read_jsonl(Path(out) / "results.jsonl")
+                predicted = predict_run(settings, rows) or predicted
+                left = budget_s - (time.monotonic() - started)
             if predicted.seconds > left:
                 position = (index, len(plan))
                 _leave_out(settings, out, predicted, left, budget_s, position, full, listen)
@@ -626,6 +655,14 @@ def run_accuracy_plan(
         runs.append(run_accuracy(settings, out, listen=listen, data_progress=True))
     ResultsWriter(out).write_csv()
     return runs
+
+
+def _unsure(predicted: Prediction, left_s: float) -> bool:
+    """Whether a prediction from a training rate of another batch or format than the run's
+    is too near ``left_s`` to decide whether the run fits."""
+    if predicted.own_row is None:
+        return False
+    return left_s / UNSURE_FACTOR < predicted.seconds < left_s * UNSURE_FACTOR
 
 
 def _leave_out(
