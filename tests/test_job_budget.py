@@ -9,7 +9,6 @@ import argparse
 import json
 import math
 import shutil
-from dataclasses import astuple
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +19,10 @@ from conftest import exit_code
 from bench import cli
 from bench.cli import main
 from bench.events import RunOverBudget, RunRateMeasured
+from bench.measure.memory import MemoryRefused
 from bench.report.sections import accuracy_blocks, left_out_lines
 from bench.schema import OVER_BUDGET_COLUMNS, read_jsonl
-from bench.sweep.loop import measure_train_row
+from bench.sweep.loop import train_rate
 from bench.training.estimate import SETUP_S, RateRow, interpolated_rate, predict_run
 from bench.training.loop import TrainSettings
 from bench.training.recipes import recipe_for
@@ -193,16 +193,13 @@ def test_a_run_predicted_near_the_budget_from_another_batch_has_its_own_rate_mea
     recipe = recipe_for("lenet5_mnist")
     assert (recipe.batch_size, recipe.channels_last) == (128, True)
     out = tmp_path / "r"
-    _harness_rows(
-        out, [_row("lenet5_mnist", "train", 32, 1000.0), _row("lenet5_mnist", "infer", 32, 40e3)]
-    )
+    swept = [_row("lenet5_mnist", "train", 32, 1000.0), _row("lenet5_mnist", "infer", 32, 40e3)]
+    _harness_rows(out, swept)
     asked: list[RateRow] = []
 
-    def measure(row: RateRow) -> None:  # the harness, as measure_train_row writes its row
+    def measure(row: RateRow) -> float:  # the harness, timing the run's own batch and format
         asked.append(row)
-        _harness_rows(
-            out, [_row("lenet5_mnist", "train", 128, 500.0, memory_format="channels_last")]
-        )
+        return 500.0
 
     heard: list[Any] = []
     plan = [TrainSettings("lenet5_mnist", dtype="fp32")]
@@ -212,13 +209,28 @@ def test_a_run_predicted_near_the_budget_from_another_batch_has_its_own_rate_mea
     assert done == []
     assert asked == [RateRow("lenet5_mnist", "cpu", "fp32", "channels_last", 128)]
     measured, left_out = heard
-    assert (
-        isinstance(measured, RunRateMeasured) and measured.row == "batch 128, channels_last, fp32"
-    )
+    assert isinstance(measured, RunRateMeasured)
+    assert measured.row == "batch 128, channels_last, fp32"
     assert "the training rate from batch 32, contiguous" in measured.predicted
     assert isinstance(left_out, RunOverBudget) and "from batch" not in left_out.predicted
+    assert left_out.predicted.endswith(
+        "; the training rate measured at the run's batch and format before it)"
+    )
     (line,) = read_jsonl(out / "over_budget.jsonl")
     assert line["predicted_s"] == pytest.approx(SETUP_S + 90_112 / 500 + 1.0, abs=0.1)
+    assert read_jsonl(out / "results.jsonl") == swept  # the rate decided; it is not a row
+
+
+def test_a_rate_that_could_not_be_measured_leaves_the_first_prediction(tmp_path):
+    out = tmp_path / "r"
+    _harness_rows(
+        out, [_row("lenet5_mnist", m, 32, r) for m, r in (("train", 1e3), ("infer", 4e4))]
+    )
+    plan = [TrainSettings("lenet5_mnist", dtype="fp32")]
+    assert run_accuracy_plan(plan, out, budget_s=60.0, measure_rate=lambda row: None) == []
+    (line,) = read_jsonl(out / "over_budget.jsonl")  # 94.1 s predicted from batch 32, 60 s
+    assert line["predicted_s"] == pytest.approx(SETUP_S + 90_112 / 1000 + 1.0, abs=0.1)
+    assert "the training rate from batch 32, contiguous" in line["predicted"]
 
 
 @pytest.mark.parametrize("budget_s", [20.0, 600.0])
@@ -241,27 +253,13 @@ def test_a_prediction_far_from_the_budget_or_from_the_runs_own_rate_is_not_measu
     assert line["predicted_s"] == pytest.approx(SETUP_S + 90_112 / rate + 1.0, abs=0.1)
 
 
-def test_the_harness_measures_the_one_row_a_prediction_needs_in_a_session_of_its_own(tmp_path):
-    out = tmp_path / "r"
-    row = RateRow("lenet5_mnist", "cpu", "fp32", "channels_last", 8)
-    for _ in range(2):  # the second call finds the row and measures nothing
-        measure_train_row(out, *astuple(row))
-    (measured,) = read_jsonl(out / "results.jsonl")
-    assert (measured["mode"], measured["batch_size"], measured["memory_format"]) == (
-        "train",
-        8,
-        "channels_last",
-    )
-    assert measured["error"] is None and measured["samples_per_s"] > 0
-    meta = json.loads((out / "meta.json").read_text())
-    assert [s["session"] for s in meta["sessions"]] == [1]
-    assert meta["sessions"][0]["peak_gflops"] == {}  # not measured again: no share of a peak
-    predicted = predict_run(
-        TrainSettings("lenet5_mnist", dtype="fp32", batch_size=8),
-        [*read_jsonl(out / "results.jsonl"), _row("lenet5_mnist", "infer", 32, 40e3)],
-    )
-    assert predicted is not None and predicted.own_row is None
-    assert predicted.train_rate == measured["samples_per_s"]
+def test_the_harness_times_the_row_a_prediction_needs_and_writes_nothing(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    rate = train_rate("lenet5_mnist", "cpu", "fp32", "channels_last", 8)
+    assert rate > 0 and list(tmp_path.iterdir()) == []
+    # a batch over the memory check is the harness's one-line refusal
+    with pytest.raises(MemoryRefused):
+        train_rate("lenet5_mnist", "cpu", "fp32", "contiguous", 100_000_000)
 
 
 def test_the_report_lists_what_was_left_out_until_a_row_trains_it():

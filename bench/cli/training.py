@@ -7,7 +7,6 @@ import logging
 import statistics
 import sys
 from dataclasses import replace
-from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -636,20 +635,18 @@ def add_accuracy_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _measure_rate(out: Path, row: RateRow) -> None:
-    """Measure the harness row a run's prediction needs into ``out``, printed as `run` prints."""
-    from bench.cli.sweep import SweepListener
-    from bench.sweep.loop import measure_train_row
+def _measure_rate(row: RateRow) -> float | None:
+    """The samples/s of the training row a run's prediction needs, timed by the harness; None,
+    with the reason on stderr, where it failed (the prediction then stands)."""
+    from bench.sweep.loop import train_rate
 
-    measure_train_row(
-        out,
-        row.model,
-        row.device,
-        row.dtype,
-        row.memory_format,
-        row.batch_size,
-        listen=SweepListener(),
-    )
+    try:
+        rate = train_rate(row.model, row.device, row.dtype, row.memory_format, row.batch_size)
+    except Exception as error:  # a prediction's helper: the plan goes on without it
+        print(f"{row.model} at {row.text()}: not measured: {one_line(error)}", file=sys.stderr)
+        return None
+    print(f"{row.model} at {row.text()}: {rate:,.1f} samples/s", flush=True)
+    return rate
 
 
 def run_accuracy_plan(args: argparse.Namespace) -> int:
@@ -690,6 +687,6 @@ def run_accuracy_plan(args: argparse.Namespace) -> int:
         listen=TrainingListener(),
         budget_s=args.plan_budget_s,
         full=args.full,
-        measure_rate=partial(_measure_rate, out),
+        measure_rate=_measure_rate,
     )
     return 1 if any(run.row["error"] is not None for run in done) else 0

@@ -70,7 +70,7 @@ __all__ = [
     "measure_row",
     "find_max_batch",
     "run_plan",
-    "measure_train_row",
+    "train_rate",
     "new_run_dir",
     "pass_spread",
 ]
@@ -428,35 +428,18 @@ def run_plan(
     return out
 
 
-def measure_train_row(
-    out: Path,
-    model: str,
-    device: str,
-    dtype: str,
-    memory_format: str,
-    batch_size: int,
-    *,
-    listen: Listener = silent,
-) -> Path:
-    """Measure one training row (eager) of ``model`` into the results folder ``out``, as a
-    session of its own: the default plan's timer, one pass, the peaks not measured again (the
-    row has no share of a peak). What an accuracy plan asks for where a run's prediction would
-    otherwise read another batch or format's rate (``bench.training.runs``). A row already
-    there (a failed one too) is not measured again, and no session is opened for it."""
-    plan = RunPlan(
-        models=(model,),
-        devices=(device,),
-        dtypes=(dtype,),
-        memory_formats=(memory_format,),
-        modes=("train",),
-        batch_sizes=(batch_size,),
-        threads=torch.get_num_threads(),
-    )
-    (spec,) = plan_rows(plan, model)
-    if ResultsWriter(out).has_row(spec.key(plan.threads)):
-        return out
-    machine = describe(plan.devices, plan.threads, measure_peak=False)
-    return run_plan(plan, out, listen=listen, machine=machine, resume=True)
+def train_rate(model: str, device: str, dtype: str, memory_format: str, batch_size: int) -> float:
+    """Samples/s of ``model``'s eager training step at this batch, dtype and memory format,
+    timed as the default plan times a row, on CPU after its memory check; nothing is written.
+    What an accuracy plan measures where a run's prediction would otherwise read another batch
+    or format's rate (``bench.training.runs``). Raises as :func:`measure_row` does."""
+    spec = RowSpec(model, device, dtype, memory_format, "train", batch_size)
+    card = zoo.get_card(model)
+    counts = count_model(zoo.get_model(model), card.input_shape, card.paper_names)
+    timer = _row_timer(RunPlan(models=(model,)), spec)
+    row = measure_row(zoo.get_model(model), spec, {}, timer, counts)
+    _release(device)
+    return float(row["samples_per_s"])
 
 
 def _open_session(

@@ -10,8 +10,8 @@ outside them the nearest measured one is taken. Rows in the run's memory format 
 else the fastest format measured. Where the training rate comes from another batch or format
 than the run's (the default sweep trains at batch 32, contiguous; the CIFAR recipes at 128,
 channels_last), the prediction says so and names the row that would give the run's own rate
-(``own_row``): such a rate can be far off (docs/benchmarks.md), and a plan under a budget
-measures that row where the prediction is too near the time left to decide on. A
+(``own_row``): such a rate can be far off (docs/time-to-accuracy.md), and a plan under a
+budget measures that row where the prediction is too near the time left to decide on. A
 model the harness did not measure takes the rates of one it did with the same layers (family,
 input and parameter count: ``alexnet_mnist_kaiming`` differs from ``alexnet_mnist`` only in its
 initialisation); one with neither has no prediction (the run is not skipped).
@@ -64,6 +64,18 @@ class RateRow:
         """``batch 32, channels_last, fp32``."""
         return f"batch {self.batch_size}, {self.memory_format}, {self.dtype}"
 
+    def harness_row(self, samples_per_s: float) -> dict[str, Any]:
+        """The row, measured at ``samples_per_s``, as :func:`predict_run` reads the harness's."""
+        return {
+            "model": self.model,
+            "mode": "train",
+            "device": self.device,
+            "dtype": self.dtype,
+            "memory_format": self.memory_format,
+            "batch_size": self.batch_size,
+            "samples_per_s": samples_per_s,
+        }
+
 
 @dataclass(frozen=True)
 class Prediction:
@@ -79,6 +91,7 @@ class Prediction:
     rate_elsewhere: str = ""
     # With rate_elsewhere: the row whose measurement would give the run's own rate.
     own_row: RateRow | None = None
+    measured_first: bool = False  # the training rate was measured for this prediction
 
     @property
     def seconds(self) -> float:
@@ -95,6 +108,8 @@ class Prediction:
         said = ", ".join(notes)
         if self.rate_elsewhere:
             said += f"; the training rate from {self.rate_elsewhere}"
+        if self.measured_first:
+            said += "; the training rate measured at the run's batch and format before it"
         return f"about {seconds_text(self.seconds)} ({said})"
 
 

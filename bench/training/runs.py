@@ -595,7 +595,7 @@ def run_accuracy_plan(
     listen: Listener = silent,
     budget_s: float | None = None,
     full: bool = False,
-    measure_rate: Callable[[RateRow], None] | None = None,
+    measure_rate: Callable[[RateRow], float | None] | None = None,
 ) -> list[AccuracyRun]:
     """Train each run of ``plan`` into the results folder ``out``, one row each; a run that
     fails is an error row and the plan goes on. ``resume``: runs already in ``out`` are skipped
@@ -604,10 +604,11 @@ def run_accuracy_plan(
     is over what is left of them is left out (:class:`RunOverBudget`, a line of
     over_budget.jsonl) and the plan goes on with the next; a run with no prediction runs.
     ``full``: the plan is ``--full``'s, which the command that trains a left-out run says.
-    ``measure_rate``: measures a harness row into ``out`` (``bench.sweep.loop.measure_rate_row``);
-    with a budget, a run predicted from another batch or format than its own, within
-    :data:`UNSURE_FACTOR` of the time left either way, has its own rate measured first
-    (:class:`RunRateMeasured`) and is predicted again from it."""
+    ``measure_rate``: the samples/s of a training row (``bench.sweep.loop.train_rate``), None
+    where it could not be measured; with a budget, a run predicted from another batch or format
+    than its own, within :data:`UNSURE_FACTOR` of the time left either way, has its own rate
+    measured first (:class:`RunRateMeasured`) and is predicted again from it (the rate is not
+    written as a row: it decides, and the prediction's text says so)."""
     rows = read_jsonl(Path(out) / "results.jsonl")
     done = {row_key(r) for r in rows} if resume else set()
     started = time.monotonic()
@@ -632,9 +633,11 @@ def run_accuracy_plan(
                         predicted.own_row.text(),
                     )
                 )
-                measure_rate(predicted.own_row)
-                rows = read_jsonl(Path(out) / "results.jsonl")
-                predicted = predict_run(settings, rows) or predicted
+                rate = measure_rate(predicted.own_row)
+                if rate is not None:
+                    rows.append(predicted.own_row.harness_row(rate))  # in memory, not written
+                    remade = predict_run(settings, rows)
+                    predicted = replace(remade, measured_first=True) if remade else predicted
                 left = budget_s - (time.monotonic() - started)
             if predicted.seconds > left:
                 position = (index, len(plan))
