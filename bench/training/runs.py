@@ -582,7 +582,7 @@ def in_shard(settings: TrainSettings, shard: Shard) -> bool:
 
 
 # A prediction from a training rate measured at another batch or memory format than the run's
-# was 0.7-2.5x the time taken on three CPUs (docs/time-to-accuracy.md, "The main job's
+# was 0.7-2.5x the time taken on two CPUs (docs/time-to-accuracy.md, "The main job's
 # budget"): within this factor of the time left either way, the run's own rate is measured
 # before the run is kept or left out.
 UNSURE_FACTOR = 3.0
