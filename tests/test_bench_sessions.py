@@ -13,6 +13,7 @@ from conftest import FAKE_MACHINE, register_test_models
 
 from bench import report
 from bench.measure.timing import TimerSettings
+from bench.report.build import _default_out_dir
 from bench.report.runs import device_peaks, load_run, session_meta
 from bench.report.sections import header_blocks, measured_blocks
 from bench.schema import ResultsWriter, read_jsonl
@@ -153,10 +154,17 @@ def test_rewriting_a_breakdown_keeps_the_other_models_lines(tmp_path: Path) -> N
     assert ResultsWriter(tmp_path).has_layers("b")
 
 
-@pytest.mark.parametrize("run_id", ["..", "../escape", "a/b", "/tmp/absolute", "."])
+@pytest.mark.parametrize("run_id", ["..", "../escape", "a/b", "/tmp/absolute", ".", ".hidden"])
+def test_a_run_id_names_one_visible_folder_under_reports(run_id: str) -> None:
+    out = _default_out_dir(run_id)
+    assert out.parent == Path("reports") and len(out.parts) == 2
+    assert out.name not in ("", ".", "..") and not out.name.startswith(".")
+
+
 def test_a_run_id_cannot_place_the_report_outside_reports(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, run_id: str
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    run_id = "../escape"  # the whole build, once: the folder above is where it writes
     folder = tmp_path / "results" / "run"
     shutil.copytree(FIXTURE, folder, ignore=shutil.ignore_patterns("*.py", "*.md"))
     meta = json.loads((folder / "meta.json").read_text())
