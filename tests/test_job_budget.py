@@ -221,6 +221,39 @@ def test_a_run_predicted_near_the_budget_from_another_batch_has_its_own_rate_mea
     assert read_jsonl(out / "results.jsonl") == swept  # the rate decided; it is not a row
 
 
+def test_a_rate_measured_for_a_model_with_the_same_layers_is_read_for_the_run(tmp_path):
+    # alexnet_mnist_kaiming trains at batch 64, channels_last, on alexnet_mnist's rates (the
+    # same 23,322,314 parameters); the measured row, kept in memory, has no parameter count.
+    recipe = recipe_for("alexnet_mnist_kaiming")
+    assert (recipe.batch_size, recipe.channels_last, recipe.samples) == (64, True, 11_520)
+    out = tmp_path / "r"
+    swept = [
+        _row("alexnet_mnist", mode, 32, rate, params=23_322_314)
+        for mode, rate in (("train", 40.0), ("infer", 10_750.0))
+    ]
+    _harness_rows(out, swept)
+    asked: list[RateRow] = []
+
+    def measure(row: RateRow) -> float:
+        asked.append(row)
+        return 80.0
+
+    heard: list[Any] = []
+    plan = [TrainSettings("alexnet_mnist_kaiming", dtype="fp32", eval_limit=250)]
+    # 3 + 288 + 1 s from batch 32 against 140 s: within 3x, measured; at 80 samples/s,
+    # 3 + 144 + 1 s (three evaluations of 250 images and the last of 10,000): left out
+    assert (
+        run_accuracy_plan(plan, out, listen=heard.append, budget_s=140.0, measure_rate=measure)
+        == []
+    )
+    assert asked == [RateRow("alexnet_mnist", "cpu", "fp32", "channels_last", 64)]
+    (line,) = read_jsonl(out / "over_budget.jsonl")
+    assert line["predicted_s"] == pytest.approx(
+        SETUP_S + 11_520 / 80 + (3 * 250 + 10_000) / 10_750, abs=0.1
+    )
+    assert "measured at the run's batch and format" in line["predicted"]
+
+
 def test_a_rate_that_could_not_be_measured_leaves_the_first_prediction(tmp_path):
     out = tmp_path / "r"
     _harness_rows(

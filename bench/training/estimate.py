@@ -244,7 +244,10 @@ def predict_run(settings: TrainSettings, rows: Iterable[Mapping[str, Any]]) -> P
 def _measured_as(model: str, rows: list[Mapping[str, Any]]) -> str | None:
     """``model`` where the rows measured it, else a measured model with the same layers (its
     family, input shape and parameter count), else None."""
-    measured = {r.get("model"): r.get("params") for r in rows if r.get("mode") == "train"}
+    measured: dict[Any, Any] = {}
+    for row in rows:  # a model's parameter count from any training row that has one
+        if row.get("mode") == "train" and measured.get(row.get("model")) is None:
+            measured[row.get("model")] = row.get("params")
     if model in measured:
         return model
     card = zoo.get_card(model)
