@@ -45,6 +45,12 @@ def _row(model: str, mode: str, batch: int, rate: float, **extra: Any) -> dict[s
     }
 
 
+def _harness_rows(out: Path, rows: list[dict[str, Any]]) -> None:
+    out.mkdir(exist_ok=True)
+    with (out / "results.jsonl").open("a") as file:
+        file.writelines(json.dumps(r) + "\n" for r in rows)
+
+
 def test_a_rate_between_two_batches_is_read_on_a_log_scale():
     points = {1: 100.0, 32: 1100.0}
     # log 8 / log 32 = 3/5 of the way from batch 1 to batch 32
@@ -148,10 +154,9 @@ def test_a_model_the_harness_did_not_measure_borrows_the_rates_of_the_same_layer
 
 def test_a_run_over_the_budget_is_left_out_written_down_and_announced(tmp_path):
     out = tmp_path / "r"
-    out.mkdir()
     # The harness's rows, 1 sample/s: hours for any recipe
     lines = [_row("lenet5_mnist", mode, 32, 1.0) for mode in ("train", "infer")]
-    (out / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    _harness_rows(out, lines)
     heard: list[Any] = []
     done = run_accuracy_plan(
         [TrainSettings("lenet5_mnist", dtype="fp32")], out, listen=heard.append, budget_s=600.0
@@ -170,21 +175,14 @@ def test_a_run_over_the_budget_is_left_out_written_down_and_announced(tmp_path):
 
 def test_a_run_left_out_of_the_full_plan_is_trained_again_by_the_full_plan(tmp_path):
     out = tmp_path / "r"
-    out.mkdir()
     lines = [_row("lenet5_mnist", mode, 32, 1.0) for mode in ("train", "infer")]
-    (out / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    _harness_rows(out, lines)
     plan = [TrainSettings("lenet5_mnist", dtype="fp32")]
     assert run_accuracy_plan(plan, out, budget_s=600.0, full=True) == []
     (line,) = read_jsonl(out / "over_budget.jsonl")
     command = f"python -m bench accuracy {out} --full --models lenet5_mnist --resume"
     assert line["command"] == command
     assert line["length"] == f"{704 * 128} samples"  # 90,000 at batch 128, in whole batches
-
-
-def _harness_rows(out: Path, rows: list[dict[str, Any]]) -> None:
-    out.mkdir(exist_ok=True)
-    with (out / "results.jsonl").open("a") as file:
-        file.writelines(json.dumps(r) + "\n" for r in rows)
 
 
 def test_a_run_predicted_near_the_budget_from_another_batch_has_its_own_rate_measured(tmp_path):
