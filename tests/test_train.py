@@ -21,6 +21,7 @@ from bench.training.loop import (
     TrainSettings,
     _clock,
     check_can_stop,
+    evaluations,
     load_weights,
     save_weights,
     train,
@@ -203,7 +204,35 @@ def test_a_small_split_trains_the_recipes_samples(splits):
     outcome = train(TrainSettings("lenet5_mnist"), splits, replace(QUICK, samples=1000))
     assert outcome.samples_seen == 1024 and outcome.epochs == pytest.approx(1.6)
     assert outcome.stopped_by == "length"
-    assert len(outcome.history) == 4  # after steps 10, 20 and 30 (two a pass), and the last
+    # 32 steps at batch 32, two evaluations a pass of 20: after steps 10 and 20, and the last;
+    # step 30's, two steps before the last, is left to it
+    assert [round(p.epoch * 20) for p in outcome.history] == [10, 20, 32]
+
+
+@pytest.mark.parametrize(
+    "steps, every, due",
+    [
+        (704, 234, [234, 468, 704]),  # lenet5_mnist on MNIST: 702 is two steps from the end
+        (1172, 195, [195, 390, 585, 780, 975, 1172]),  # a CIFAR recipe's 150,000 samples
+        (40, 10, [10, 20, 30, 40]),  # the last multiple is the end: one evaluation there
+        (37, 10, [10, 20, 30, 37]),  # 7 steps after 30: a quarter of 10 or more, kept
+        (32, 10, [10, 20, 32]),  # 2 steps after 30: under a quarter, left to the end
+        (5, 10, [5]),  # shorter than the interval: the end alone
+    ],
+)
+def test_an_evaluation_just_before_the_end_is_left_to_the_last(steps, every, due):
+    assert evaluations(steps, every) == len(due)
+
+
+@pytest.mark.parametrize("steps, due", [(32, [10, 20, 32]), (37, [10, 20, 30, 37])])
+def test_the_loop_evaluates_where_evaluations_counts(steps, due):
+    # a pass of 10 steps at batch 8, evaluated once a pass
+    splits = Splits(
+        "synthetic", separable_split(80, 0), separable_split(40, 1), (1, 28, 28), MEANSTD
+    )
+    settings = TrainSettings("lenet5_mnist", samples=steps * 8, batch_size=8, evals_per_epoch=1)
+    outcome = train(settings, splits, QUICK)
+    assert [round(p.epoch * 10) for p in outcome.history] == due
 
 
 def test_evaluations_during_training_use_the_subset_the_last_the_whole_split(splits, monkeypatch):

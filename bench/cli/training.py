@@ -168,7 +168,16 @@ def _add_run_length(parser: argparse.ArgumentParser) -> None:
         help="repeat with seeds seed..seed+N-1 and report mean ± std",
     )
     parser.add_argument("--batch-size", type=positive(int), default=None)
-    parser.add_argument("--evals-per-epoch", type=positive(int), default=2)
+    parser.add_argument(
+        "--evals-per-epoch",
+        type=positive(int),
+        default=2,
+        help=(
+            "evaluations a pass (default 2; at least 4 in a run under a pass, at most 20 in a "
+            "run), and one where the run ends, in place of one due less than a quarter of the "
+            "interval before the end"
+        ),
+    )
     parser.add_argument(
         "--eval-limit",
         type=positive(int),

@@ -27,7 +27,7 @@ from typing import Any
 import torch
 
 import zoo
-from bench.training.loop import TrainSettings, eval_interval, length_steps
+from bench.training.loop import TrainSettings, eval_interval, evaluations, length_steps
 from bench.training.recipes import recipe_for, resolve_dtype
 from data.cifar10 import OFFICIAL_SIZES as CIFAR10_SIZES
 from data.mnist import OFFICIAL_SIZES as MNIST_SIZES
@@ -222,13 +222,12 @@ def predict_run(settings: TrainSettings, rows: Iterable[Mapping[str, Any]]) -> P
         return None  # a budget is its own length: nothing to predict
     steps = length_steps(settings, recipe, steps_per_epoch)
     assert steps is not None
-    every = eval_interval(settings, steps, steps_per_epoch)
-    evaluations = math.ceil(steps / every)
+    scheduled = evaluations(steps, eval_interval(settings, steps, steps_per_epoch))
     whole = sizes["test"]
     curve = min(settings.eval_limit or whole, whole)
     # The curve's evaluations score eval_limit images, the last one all of them (a subset at
     # the target, which would add a whole evaluation, is not foreseen).
-    scored = (evaluations - 1) * curve + whole
+    scored = (scheduled - 1) * curve + whole
     elsewhere = _elsewhere(train_points, train_format, batch, run_format)
     return Prediction(
         train_samples=steps * batch,

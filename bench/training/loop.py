@@ -40,6 +40,7 @@ __all__ = [
     "train",
     "length_steps",
     "eval_interval",
+    "evaluations",
     "check_can_stop",
     "MAX_EVALS",
     "STOPPED_BY",
@@ -546,6 +547,23 @@ def eval_interval(settings: TrainSettings, total_steps: int | None, steps_per_ep
     return max(per_epoch, math.ceil((total_steps or 0) / MAX_EVALS))
 
 
+def evaluations(total_steps: int, every: int) -> int:
+    """How many times a run of ``total_steps`` evaluated every ``every`` steps is evaluated: at
+    each multiple of ``every`` before its end and where it ends, the last multiple left out
+    where it falls under a quarter of ``every`` before the end (the final evaluation follows it
+    within a few steps: MNIST's 704 steps at 234 a pass were evaluated at 702 and 704)."""
+    multiples = (total_steps - 1) // every
+    if multiples and _left_to_final(multiples * every, total_steps, every):
+        multiples -= 1
+    return multiples + 1
+
+
+def _left_to_final(step: int, total_steps: int, every: int) -> bool:
+    """Whether the evaluation due at ``step`` is left to the run's final one (see
+    :func:`evaluations`)."""
+    return step < total_steps and (total_steps - step) * 4 < every
+
+
 def length_steps(settings: TrainSettings, recipe: Recipe, steps_per_epoch: int) -> int | None:
     """The run's length in optimizer steps: ``epochs`` passes, else ``samples`` (the settings',
     else, without a budget, the recipe's) rounded up to whole batches; None where the budget is
@@ -569,7 +587,7 @@ def check_can_stop(
 ) -> None:
     """Refuse ``stop_at_target`` where the run could never stop before its length ends, in one
     line: no target (only MNIST has a default), or no evaluation before its last step
-    (:func:`eval_interval` as long as :func:`length_steps`). ``train_samples``: the training
+    (:func:`evaluations` of one). ``train_samples``: the training
     split's size; None before the data is read (the CLI's check), where only a run that could
     stop early on no split at all is refused."""
     if not settings.stop_at_target:
@@ -582,7 +600,7 @@ def check_can_stop(
     batch = settings.batch_size or recipe.batch_size
     per_epoch = max(1, (_UNREAD_SPLIT if train_samples is None else train_samples) // batch)
     steps = length_steps(settings, recipe, per_epoch)
-    if steps is None or eval_interval(settings, steps, per_epoch) < steps:
+    if steps is None or evaluations(steps, eval_interval(settings, steps, per_epoch)) > 1:
         return
     if settings.epochs is not None:
         passes = f"{settings.epochs} pass{'es' if settings.epochs != 1 else ''}"
@@ -669,10 +687,13 @@ def _hessian_samples(run: _Run, splits: Splits) -> tuple[torch.Tensor, torch.Ten
 
 def _eval_due(run: _Run, tally: _Tally, before: int) -> bool:
     """Whether an evaluation is due: every ``eval_every`` steps (the last draw went past a
-    multiple), or, where the budget is the length, every 1/MAX_EVALS of it."""
+    multiple) but one just before the end (:func:`evaluations`), or, where the budget is the
+    length, every 1/MAX_EVALS of it."""
     if run.total_steps is None and run.settings.budget_s is not None:
         since = tally.train_s - tally.clock_at_last_eval
         return since >= run.settings.budget_s / MAX_EVALS
+    if run.total_steps is not None and _left_to_final(tally.step, run.total_steps, run.eval_every):
+        return False
     return _crossed(before, tally.step, run.eval_every)
 
 
