@@ -551,7 +551,7 @@ def evaluations(total_steps: int, every: int) -> int:
     """How many times a run of ``total_steps`` evaluated every ``every`` steps is evaluated: at
     each multiple of ``every`` before its end and where it ends, the last multiple left out
     where it falls under a quarter of ``every`` before the end (the final evaluation follows it
-    within a few steps: MNIST's 704 steps at 234 a pass were evaluated at 702 and 704)."""
+    within a few steps: lenet5_mnist's 704 steps, every 234, were evaluated at 702 and 704)."""
     multiples = (total_steps - 1) // every
     if multiples and _left_to_final(multiples * every, total_steps, every):
         multiples -= 1
@@ -587,9 +587,9 @@ def check_can_stop(
 ) -> None:
     """Refuse ``stop_at_target`` where the run could never stop before its length ends, in one
     line: no target (only MNIST has a default), or no evaluation before its last step
-    (:func:`evaluations` of one). ``train_samples``: the training
-    split's size; None before the data is read (the CLI's check), where only a run that could
-    stop early on no split at all is refused."""
+    (:func:`evaluations` of one). ``train_samples``: the training split's size; None before
+    the data is read (the CLI's check), where only a run that could stop early on no split at
+    all is refused."""
     if not settings.stop_at_target:
         return
     if settings.target_acc is None and settings.data.lower() != "mnist":
