@@ -692,9 +692,10 @@ def _eval_due(run: _Run, tally: _Tally, before: int) -> bool:
     if run.total_steps is None and run.settings.budget_s is not None:
         since = tally.train_s - tally.clock_at_last_eval
         return since >= run.settings.budget_s / MAX_EVALS
-    if run.total_steps is not None and _left_to_final(tally.step, run.total_steps, run.eval_every):
+    if not _crossed(before, tally.step, run.eval_every):
         return False
-    return _crossed(before, tally.step, run.eval_every)
+    multiple = tally.step // run.eval_every * run.eval_every  # the one the draw went past
+    return run.total_steps is None or not _left_to_final(multiple, run.total_steps, run.eval_every)
 
 
 def _crossed(before: int, after: int, every: int) -> bool:
